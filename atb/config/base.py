@@ -1,0 +1,71 @@
+"""Base classes shared by every domain's config model.
+
+Every model forbids unknown keys: a typo in a YAML file or on the command line is an
+error that names the key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+
+class NodeConfig(StrictModel):
+    """Settings common to every run-graph node.
+
+    `_target_` names the class that builds the node; `needs` names the nodes it is
+    handed at construction; `enabled: false` removes it from the graph (`health=off`).
+    """
+
+    target: str = Field(alias="_target_", min_length=1)
+    needs: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class FieldProblem(ValueError):
+    """A cross-field check failure attributed to one field of the model."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+def field_error(field: str, message: str) -> FieldProblem:
+    """Raise from a model validator to report `message` against `field`'s dotted key."""
+    return FieldProblem(field, message)
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem: `dotted.key: what is wrong (got <value>)`."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        msg = err["msg"]
+        ctx_error: Any = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, FieldProblem):
+            loc.append(ctx_error.field)
+            msg = ctx_error.message
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        key = ".".join(p for p in [prefix, *loc] if p) or "<root>"
+        value = err.get("input")
+        shown = "" if err["type"] in {"extra_forbidden", "missing"} or isinstance(
+            value, dict | list
+        ) else f" (got {value!r})"
+        if _looks_secret(key):
+            shown = ""
+        lines.append(f"{key}: {msg}{shown}")
+    return lines
+
+
+def _looks_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in ("secret", "key", "password", "token", "passphrase"))

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, the database node, migrations and the event journal."""

@@ -1,0 +1,1 @@
+"""Strategies: turn bars into signals, in bulk for backtests and on a window for live."""
