@@ -1,0 +1,105 @@
+"""The model input contract: the last `sequence_length` candles, min-max normalised per window.
+
+Each window is normalised on its own (per feature, over that window only), so a model
+trained on 2023 prices sees the same value range on 2024 prices; a feature that is flat
+over the window (max = min) becomes 0.5 rather than a division by zero. Prediction and
+training share these functions, which is what keeps the two from drifting apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+FEATURES: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+CLOSE = FEATURES.index("close")
+FLAT_VALUE = 0.5
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Normalised windows plus the per-window ranges needed to map predictions back.
+
+    values[k] is the window ending at bar k + sequence_length - 1, shaped
+    (sequence_length, n_features), float32 because that is what the model consumes.
+    """
+
+    values: np.ndarray  # (m, L, F) float32
+    minimum: np.ndarray  # (m, F) float64
+    maximum: np.ndarray  # (m, F) float64
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def close_min(self) -> np.ndarray:
+        return self.minimum[:, CLOSE]
+
+    @property
+    def close_max(self) -> np.ndarray:
+        return self.maximum[:, CLOSE]
+
+
+def normalised_windows(data: np.ndarray, sequence_length: int) -> Windows:
+    """All complete windows of `data` (n, F), each min-max normalised per feature.
+
+    Works feature by feature on a transposed contiguous copy so every window min/max and
+    subtraction runs over contiguous memory: several times faster than reducing over the
+    strided window axis of the row-major array, which matters for the 1 s backtest budget.
+    """
+    if data.ndim != 2:
+        raise ValueError(f"expected a 2-D (bars, features) array, got shape {data.shape}")
+    n, n_features = data.shape
+    if sequence_length < 1:
+        raise ValueError("sequence_length must be >= 1")
+    m = n - sequence_length + 1
+    if m <= 0:
+        empty = np.empty((0, n_features))
+        return Windows(np.empty((0, sequence_length, n_features), np.float32), empty, empty)
+    columns = np.ascontiguousarray(data.T, dtype=np.float64)
+    windows = sliding_window_view(columns, sequence_length, axis=1)  # (F, m, L) view
+    minimum = windows.min(axis=-1)  # (F, m)
+    maximum = windows.max(axis=-1)
+    span = maximum - minimum
+    flat = ~(span > 0)  # NaN spans count as flat too: no inf scale from a bad candle
+    scale = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, span))
+    offset = np.where(flat, FLAT_VALUE, 0.0)
+    # Normalise into a feature-major float32 buffer (contiguous writes, in-place ops, no
+    # float64 temporaries), then transpose once into the [m, L, F] layout the model takes.
+    staged = np.empty((n_features, m, sequence_length), dtype=np.float32)
+    for f in range(n_features):
+        np.subtract(windows[f], minimum[f][:, None], out=staged[f], casting="unsafe")
+        staged[f] *= scale[f][:, None].astype(np.float32)
+        staged[f] += offset[f][:, None].astype(np.float32)
+    out = np.ascontiguousarray(staged.transpose(1, 2, 0))
+    return Windows(out, minimum.T.copy(), maximum.T.copy())
+
+
+def denormalise_close(pred: np.ndarray, windows: Windows) -> np.ndarray:
+    """Map normalised close predictions back to prices with each window's close range.
+
+    A flat close window maps every prediction to that flat price, so r = 0 (HOLD):
+    there is no scale to interpret the prediction against.
+    """
+    lo = windows.close_min
+    return lo + pred.astype(np.float64) * (windows.close_max - lo)
+
+
+def next_close_target(data: np.ndarray, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """Training target: the close after each window, normalised with that window's close range.
+
+    Returns (target, valid): the last window has no next bar, and a flat close window has
+    no scale, so both are marked invalid instead of producing NaN/inf targets.
+    """
+    m = len(windows)
+    sequence_length = data.shape[0] - m + 1
+    target = np.full(m, np.nan)
+    nxt = data[sequence_length:, CLOSE]  # close of the bar after window k, for k < m - 1
+    lo = windows.close_min[: m - 1]
+    span = windows.close_max[: m - 1] - lo
+    ok = span > 0
+    target[: m - 1][ok] = (nxt[ok] - lo[ok]) / span[ok]
+    valid = np.isfinite(target)
+    return target, valid

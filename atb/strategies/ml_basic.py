@@ -1,0 +1,246 @@
+"""`ml_basic`: an ONNX model predicts the next close from the last 120 candles.
+
+The rule, as the system atb descends from defines it:
+  window   the last `sequence_length` candles × (open, high, low, close, volume), each
+           min-max normalised over that window (0.5 where max = min)
+  predict  next close (normalised), mapped back to a price with the window's close range
+  r        (predicted − close) / close
+  signal   BUY if r > buy_threshold; SELL (exit, or short when shorts are on) if
+           r < sell_threshold; HOLD otherwise
+  sizing   confidence = min(1, |r|·12), strength = min(1, |r|·10);
+           size = base_fraction · confidence · max(0.3, strength), capped at max_position,
+           0 (with a reason) when confidence < min_confidence
+  exits    stop-loss 2 %, take-profit 4 % of entry
+
+All windows are built with stride tricks and run through onnxruntime in batches, so a
+year of hourly bars is one vectorised pass; the live loop calls the same `signals()` on
+its trailing window and acts on the last row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from atb.config.base import NodeConfig, field_error
+from atb.ml.features import FEATURES, normalised_windows
+from atb.ml.model import KEY, ModelError, OnnxModel
+from atb.runtime.context import RunContext
+from atb.strategies.base import BUY, HOLD, SELL, SignalFrame, Strategy, StrategyConfig
+
+
+class MlBasicConfig(StrategyConfig):
+    name: str = "ml_basic"
+    model_path: Path | None = Field(None, description="ONNX model; null = the model atb ships")
+    sequence_length: int = Field(120, ge=2, le=10_000, description="bars per window (= model's)")
+    buy_threshold: float = Field(0.0, description="BUY when r = (pred − close)/close is above")
+    sell_threshold: float = Field(-0.0005, description="SELL when r is below")
+    base_fraction: float = Field(0.2, gt=0, le=1, description="fraction of balance at full size")
+    min_confidence: float = Field(0.3, ge=0, le=1, description="size 0 below this confidence")
+    max_position: float = Field(0.1, gt=0, le=1, description="cap on size (fraction of balance)")
+    confidence_scale: float = Field(12.0, gt=0, description="confidence = min(1, |r|·scale)")
+    strength_scale: float = Field(10.0, gt=0, description="strength = min(1, |r|·scale)")
+    min_strength: float = Field(0.3, ge=0, le=1, description="floor of the strength factor")
+    stop_loss: float | None = Field(0.02, gt=0, lt=1, description="fraction beyond entry")
+    take_profit: float | None = Field(0.04, gt=0, description="fraction beyond entry")
+    batch_size: int = Field(4096, ge=1, description="windows per onnxruntime call")
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = its default")
+
+    @field_validator("model_path")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        # Checked here (cheaply) so a typo is a config error before any node starts;
+        # whether the file is a usable model is checked when the strategy starts.
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"model file '{value}' does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> MlBasicConfig:
+        if self.sell_threshold > self.buy_threshold:
+            raise field_error("sell_threshold", "must be <= strategy.buy_threshold")
+        return self
+
+
+@dataclass(frozen=True)
+class Decisions:
+    direction: np.ndarray  # int8
+    confidence: np.ndarray
+    size: np.ndarray
+    reason: list[str | None]
+
+
+def decide(r: np.ndarray, cfg: MlBasicConfig) -> Decisions:
+    """The signal and sizing rule applied to expected returns r (vectorised)."""
+    r = np.asarray(r, dtype=np.float64)
+    finite = np.isfinite(r)
+    abs_r = np.where(finite, np.abs(r), 0.0)
+    direction = np.zeros(r.shape, dtype=np.int8)
+    direction[finite & (r > cfg.buy_threshold)] = BUY
+    direction[finite & (r < cfg.sell_threshold)] = SELL
+    confidence = np.minimum(1.0, abs_r * cfg.confidence_scale)
+    strength = np.minimum(1.0, abs_r * cfg.strength_scale)
+    size = cfg.base_fraction * confidence * np.maximum(cfg.min_strength, strength)
+    size = np.minimum(size, cfg.max_position)
+    unsure = confidence < cfg.min_confidence
+    size[unsure | (direction == HOLD)] = 0.0
+    reason: list[str | None] = [None] * len(r)
+    for i in np.flatnonzero((direction != HOLD) & unsure):
+        reason[i] = f"confidence {confidence[i]:.2f} < min_confidence {cfg.min_confidence:g}"
+    for i in np.flatnonzero(~finite):
+        reason[i] = "model returned a non-finite prediction"
+    return Decisions(direction, confidence, size, reason)
+
+
+class MlBasic(Strategy):
+    config_model: ClassVar[type[NodeConfig]] = MlBasicConfig
+    config: MlBasicConfig
+
+    def __init__(self, config: MlBasicConfig, ctx: RunContext, **needs: Any) -> None:
+        super().__init__(config, ctx)
+        self.model: OnnxModel | None = None
+        self._lookahead_checked = False
+
+    @property
+    def warmup(self) -> int:
+        # Bar i needs bars i-L+1..i, so the first L-1 bars cannot have a signal.
+        return self.config.sequence_length - 1
+
+    @property
+    def model_id(self) -> str | None:
+        return self.model.model_id if self.model else None
+
+    def start(self) -> None:
+        self.load_model()
+
+    def load_model(self) -> OnnxModel:
+        """Load and check the model once; later calls return the same session."""
+        if self.model is not None:
+            return self.model
+        cfg = self.config
+        model = OnnxModel.load(
+            cfg.model_path, cfg.sequence_length, len(FEATURES), cfg.batch_size, cfg.threads
+        )
+        meta = model.metadata
+        meta_len = meta.get("sequence_length")
+        if meta_len is not None and meta_len != cfg.sequence_length:
+            raise ModelError(
+                f"{KEY}: '{model.path}' was trained on {meta_len}-bar windows (its metadata "
+                f"says so) but strategy.sequence_length is {cfg.sequence_length}"
+            )
+        meta_features = meta.get("features")
+        if meta_features is not None and list(meta_features) != list(FEATURES):
+            raise ModelError(
+                f"{KEY}: '{model.path}' was trained on features {meta_features}; ml_basic "
+                f"feeds {list(FEATURES)}"
+            )
+        self.model = model
+        from atb.ml.events import log_ml_event
+
+        period = meta.get("training_period", {})
+        log_ml_event(
+            "model_loaded",
+            strategy=self.name,
+            model_id=model.model_id,
+            path=str(model.path),
+            input_shape=str(model.input_shape),
+            train_start=period.get("start"),
+            train_end=period.get("end_exclusive"),
+        )
+        return model
+
+    def parameters(self) -> dict[str, Any]:
+        params = super().parameters()
+        params["model_path"] = str(params["model_path"]) if params["model_path"] else None
+        if self.model is not None:
+            params["model_id"] = self.model.model_id
+        return params
+
+    def predict(self, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted next close and r for every bar from the warm-up on (len(bars) − L + 1)."""
+        model = self.load_model()
+        data = bars[list(FEATURES)].to_numpy(dtype=np.float64)
+        windows = normalised_windows(data, self.config.sequence_length)
+        if len(windows) == 0:
+            return np.empty(0), np.empty(0)
+        pred_norm = model.predict(windows.values)
+        lo = windows.close_min
+        price = lo + pred_norm * (windows.close_max - lo)
+        close = data[self.config.sequence_length - 1 :, FEATURES.index("close")]
+        return price, (price - close) / close
+
+    def signals(self, bars: pd.DataFrame) -> SignalFrame:
+        cfg = self.config
+        n = len(bars)
+        start = min(self.warmup, n)
+        price, r = self.predict(bars)
+        d = decide(r, cfg)
+
+        direction = np.zeros(n, dtype=np.int8)
+        size = np.zeros(n)
+        confidence = np.full(n, np.nan)
+        direction[start:] = d.direction
+        size[start:] = d.size
+        confidence[start:] = d.confidence
+        warm = f"warmup: ml_basic needs {cfg.sequence_length} bars"
+        reason: list[str | None] = [warm] * start
+        reason += d.reason
+        acting = direction != HOLD
+        stop_loss = np.where(acting, cfg.stop_loss, np.nan) if cfg.stop_loss else None
+        take_profit = np.where(acting, cfg.take_profit, np.nan) if cfg.take_profit else None
+
+        times = bars.index[start:]
+        if len(times):
+            self._check_lookahead(times[0])
+        predictions = pd.DataFrame(
+            {
+                "time": times,
+                "close": bars["close"].to_numpy(dtype=np.float64)[start:],
+                "predicted_price": price,
+                "r": r,
+                "confidence": d.confidence,
+                "direction": d.direction,
+                "model_id": self.model_id or "",
+            }
+        )
+        return SignalFrame(
+            direction=direction,
+            size=size,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+            confidence=confidence,
+            reason=reason,
+            predictions=predictions,
+        )
+
+    def _check_lookahead(self, first: Any) -> None:
+        """Warn once when the model was trained on bars this run trades on."""
+        if self._lookahead_checked or self.model is None:
+            return
+        self._lookahead_checked = True
+        end = self.model.metadata.get("training_period", {}).get("end_exclusive")
+        if not end:
+            return
+        try:
+            train_end = pd.Timestamp(end)
+            first_ts = pd.Timestamp(first)
+        except (ValueError, TypeError):
+            return
+        if first_ts.tzinfo is None:
+            first_ts = first_ts.tz_localize("UTC")
+        if first_ts < train_end:
+            from atb.ml.events import log_ml_event
+
+            log_ml_event(
+                "model_lookahead",
+                level="WARNING",
+                model_id=self.model.model_id,
+                train_end=train_end.isoformat(),
+                first_signal=first_ts.isoformat(),
+                note="the model was trained on bars this run trades on: results are optimistic",
+            )
