@@ -1,0 +1,550 @@
+"""The `health` node: /health, /status, /livez, /readyz and /metrics over HTTP.
+
+The server runs on its own thread with its own asyncio/tornado IOLoop, so a busy engine or
+a slow check never blocks it: handlers only read lock-free snapshots (`PROBES.heartbeat`),
+and anything that may block (database, exchange, state providers, metric rendering) runs
+on worker threads with a timeout (see `atb.health.cache`).
+
+Port: `PORT`, else `HEALTH_CHECK_PORT`, else `health.port` (seed compatibility: the
+environment wins). The socket is bound in `start()`, on the runner's thread, so a port in
+use stops the run with a clear error before anything trades (exit 1) — never a run without
+health. Host defaults to 127.0.0.1; use `health.host=0.0.0.0` in a container.
+
+Inputs: the `db` node comes through `needs` (so it is started first); everything else is
+read from the run's config (`ctx.config`) and from `PROBES`, so the health server never
+needs the exchange/journal/alerts nodes and never forces them into the run graph.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import importlib
+import json
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from loguru import logger
+from pydantic import Field, ValidationError, field_validator
+
+from atb.config.base import NodeConfig, field_error
+from atb.config.secrets import redact_obj
+from atb.health import metrics
+from atb.health.cache import CheckCache, CheckResult
+from atb.health.checks import (
+    DEFAULT_CHECKS,
+    SEVERITY,
+    Check,
+    CheckConfig,
+    CheckEnv,
+    server_env,
+    worst,
+)
+from atb.runtime.context import RunContext
+from atb.runtime.node import Node
+from atb.runtime.probes import PROBES
+
+# Without a configured max_silence and before the loop announces its interval.
+FALLBACK_INTERVAL = 60.0
+
+
+class HealthPortInUse(RuntimeError):
+    """The health port is taken: the run must not go on without its health server."""
+
+
+class HealthServerConfig(NodeConfig):
+    target: str = Field("atb.health.server.HealthServer", alias="_target_", min_length=1)
+    host: str = Field("127.0.0.1", min_length=1, description="0.0.0.0 in a container")
+    port: int = Field(8000, ge=0, le=65535, description="PORT / HEALTH_CHECK_PORT override it")
+    service: str = Field("atb", min_length=1, description="`service` in every payload")
+    max_silence: float | None = Field(
+        None, gt=0, description="503 when the loop is silent longer; null: 3 × check interval"
+    )
+    startup_grace: float = Field(
+        120.0, ge=0, description="seconds the loop may take to beat for the first time"
+    )
+    check_timeout: float = Field(3.0, gt=0, description="default per-check timeout, seconds")
+    cache_ttl: float = Field(5.0, ge=0, description="default seconds a check result is reused")
+    degraded_status_code: int = Field(
+        200, ge=200, le=599, description="HTTP status of /status when degraded"
+    )
+    max_header_bytes: int = Field(8192, ge=1024, description="larger requests are rejected")
+    idle_timeout: float = Field(60.0, gt=0, description="close idle keep-alive connections")
+    checks: list[CheckConfig] = Field(
+        default_factory=lambda: [
+            _check_model(i, {"_target_": t}) for i, t in enumerate(DEFAULT_CHECKS)
+        ],
+        description="the /status components, each a _target_ with its own settings",
+    )
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _check_models(cls, value: Any) -> Any:
+        """Validate each entry with the model its `_target_` class declares."""
+        if not isinstance(value, list):
+            return value
+        return [_check_model(i, entry) for i, entry in enumerate(value)]
+
+
+def _check_model(index: int, entry: Any) -> Any:
+    if isinstance(entry, CheckConfig) or not isinstance(entry, dict):
+        return entry
+    target = entry.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise field_error(f"{index}._target_", "required")
+    cls = _import_check(index, target)
+    try:
+        return cls.config_model.model_validate(entry)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise field_error(f"{index}.{loc}" if loc else str(index), msg) from exc
+
+
+def _import_check(index: int, target: str) -> type[Check]:
+    module_name, _, attr = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise field_error(f"{index}._target_", f"cannot import '{target}': {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Check)):
+        raise field_error(f"{index}._target_", f"'{target}' is not an atb.health.checks.Check")
+    return cls
+
+
+def resolve_port(config_port: int, environ: dict[str, str] | None = None) -> tuple[int, str]:
+    """(port, where it came from): PORT, else HEALTH_CHECK_PORT, else the config."""
+    env = os.environ if environ is None else environ
+    for name in ("PORT", "HEALTH_CHECK_PORT"):
+        raw = env.get(name, "").strip()
+        if raw:
+            try:
+                port = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a port number") from None
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name}={port} is not a port number (0-65535)")
+            return port, f"env:{name}"
+    return config_port, "config:health.port"
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=str, separators=(",", ":")).encode()
+
+
+class HealthServer(Node[HealthServerConfig]):
+    config_model: ClassVar[type[NodeConfig]] = HealthServerConfig
+
+    def __init__(self, config: HealthServerConfig, ctx: RunContext, **nodes: Any) -> None:
+        super().__init__(config, ctx)
+        self.nodes = nodes
+        self.env = CheckEnv(ctx=ctx, nodes=nodes, probes=PROBES, server_env=server_env())
+        self.checks: list[Check] = []
+        for entry in config.checks:
+            if not entry.enabled:
+                continue
+            cls = _import_check(0, entry.target)
+            self.checks.append(cls(entry, self.env))
+        names = [c.name for c in self.checks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"health.checks: duplicate component names {duplicates}")
+        self.port: int | None = None
+        self.port_source = "config:health.port"
+        self.started_wall = time.time()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._aux_executor: ThreadPoolExecutor | None = None
+        self.cache: CheckCache | None = None
+        self._error: BaseException | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        port, self.port_source = resolve_port(self.config.port)
+        try:
+            sockets = tornado.netutil.bind_sockets(
+                port, self.config.host, family=socket.AF_UNSPEC, backlog=1024
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise HealthPortInUse(
+                    f"health server: port {port} on {self.config.host} is already in use "
+                    f"(from {self.port_source}); stop the other process or pick another port "
+                    "with PORT, HEALTH_CHECK_PORT or health.port"
+                ) from None
+            raise HealthPortInUse(
+                f"health server: cannot listen on {self.config.host}:{port}: {exc.strerror or exc}"
+            ) from None
+        self.port = sockets[0].getsockname()[1]
+        metrics.set_run_labels(
+            mode=self.ctx.mode,
+            strategy=self.ctx.strategy or "none",
+            symbol=self.ctx.symbol,
+            run_id=self.ctx.run_id,
+        )
+        self.started_wall = time.time()
+        # One worker per check: single flight means no more can ever be busy at once.
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, len(self.checks)), thread_name_prefix="atb-health-check"
+        )
+        # Metrics rendering and provider reads get their own worker, so hung checks
+        # cannot starve /metrics.
+        self._aux_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atb-health-aux")
+        self.cache = CheckCache(
+            self.checks,
+            self._executor,
+            self.config.check_timeout,
+            self.config.cache_ttl,
+            self.ctx.secrets,
+        )
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._serve_thread, args=(sockets, ready), name="atb-health", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(10) or self._error is not None:
+            for sock in sockets:
+                sock.close()
+            raise RuntimeError(f"health server failed to start: {self._error}")
+        logger.info(
+            "health server listening on {} ({}): /health /status /livez /readyz /metrics",
+            self.url,
+            self.port_source,
+        )
+
+    def _serve_thread(self, sockets: list[socket.socket], ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._serve(sockets, ready))
+        except BaseException as exc:
+            self._error = exc
+            ready.set()
+
+    async def _serve(self, sockets: list[socket.socket], ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        app = make_app(self)
+        http = tornado.httpserver.HTTPServer(
+            app,
+            max_header_size=self.config.max_header_bytes,
+            # GET/HEAD carry no body: anything beyond a token amount is refused unread.
+            max_body_size=1024,
+            idle_connection_timeout=self.config.idle_timeout,
+            body_timeout=5,
+        )
+        http.add_sockets(sockets)
+        ready.set()
+        await self._stopping.wait()
+        http.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(http.close_all_connections(), 2)
+
+    def stop(self) -> None:
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is not None and stopping is not None and thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(stopping.set)
+            thread.join(5)
+        self._thread = None
+        self._loop = None
+        for executor in (self._executor, self._aux_executor):
+            if executor is not None:
+                # A hung check must not hold shutdown: its daemon worker is abandoned.
+                executor.shutdown(wait=False, cancel_futures=True)
+        if self.cache is not None:
+            self.cache.close()
+
+    # -- evaluation (IOLoop thread) ---------------------------------------------------------
+
+    def max_silence(self) -> float:
+        if self.config.max_silence is not None:
+            return self.config.max_silence
+        interval = PROBES.heartbeat.interval
+        return 3 * (interval if interval and interval > 0 else FALLBACK_INTERVAL)
+
+    def loop_state(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, payload): liveness of the trading loop from its heartbeat alone."""
+        hb = PROBES.heartbeat
+        snap = hb.snapshot()
+        age = hb.age()
+        limit = self.max_silence()
+        now = time.time()
+        loop: dict[str, Any] = {
+            "heartbeat_age_seconds": None if age is None else round(age, 3),
+            "max_silence_seconds": limit,
+            "iterations": snap["iterations"],
+            "started_at": snap["started_at"],
+            "last_beat_at": snap["last_beat_at"],
+            "interval_seconds": snap["interval_seconds"],
+        }
+        if snap.get("info"):
+            loop["info"] = redact_obj(snap["info"], self.ctx.secrets)
+        alive = True
+        if self.ctx.stopping:
+            loop["state"] = "stopping"
+        elif age is not None:
+            if age > limit:
+                alive = False
+                loop["state"] = "stalled"
+                loop["reason"] = f"trading loop has not beaten for {age:.1f} s (max {limit:g} s)"
+            else:
+                loop["state"] = "running"
+        else:
+            since = hb.started_at if hb.started_at is not None else self.started_wall
+            waited = max(0.0, now - since)
+            grace = self.config.startup_grace
+            if waited > grace:
+                alive = False
+                loop["state"] = "not_started"
+                loop["reason"] = (
+                    f"trading loop has not beaten within the {grace:g} s start-up grace"
+                )
+            else:
+                loop["state"] = "starting"
+            loop["waiting_seconds"] = round(waited, 3)
+        return alive, loop
+
+    def health_payload(self) -> tuple[int, dict[str, Any]]:
+        alive, loop = self.loop_state()
+        payload: dict[str, Any] = {
+            "status": "healthy" if alive else "unhealthy",
+            "timestamp": iso_now(),
+            "service": self.config.service,
+        }
+        if not alive:
+            payload["reason"] = loop.get("reason")
+        payload["loop"] = loop
+        return (200 if alive else 503), payload
+
+    async def status_payload(self) -> tuple[int, dict[str, Any]]:
+        t0 = time.perf_counter()
+        alive, loop = self.loop_state()
+        assert self.cache is not None
+        results = await self.cache.results()
+        components: dict[str, Any] = {name: r.payload() for name, r in results.items()}
+        statuses = [r.status for r in results.values()]
+        reasons = [
+            f"{name}: {r.status}" for name, r in results.items() if SEVERITY.get(r.status, 2) > 0
+        ]
+        if not alive:
+            statuses.append("unhealthy")
+            reasons.insert(0, f"loop: {loop.get('reason')}")
+        overall = worst(statuses)
+        payload: dict[str, Any] = {
+            "status": overall,
+            "timestamp": iso_now(),
+            "service": self.config.service,
+            "run": {
+                "run_id": self.ctx.run_id,
+                "mode": self.ctx.mode,
+                "strategy": self.ctx.strategy,
+                "symbol": self.ctx.symbol,
+                "timeframe": self.ctx.timeframe,
+                "uptime_seconds": round(time.time() - self.started_wall, 3),
+            },
+            "loop": loop,
+            "components": components,
+        }
+        if reasons:
+            payload["reasons"] = reasons
+        payload["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        payload = redact_payload(payload, self.ctx.secrets)
+        code = {"healthy": 200, "degraded": self.config.degraded_status_code}.get(overall, 503)
+        return code, payload
+
+    async def ready_payload(self) -> tuple[int, dict[str, Any]]:
+        assert self.cache is not None
+        results = await self.cache.results()
+        failing = [name for name, r in results.items() if r.readiness and r.status == "unhealthy"]
+        reasons = [f"{name}: {_short(r)}" for name, r in results.items() if name in failing]
+        if self.ctx.stopping:
+            reasons.insert(0, "the run is stopping")
+        ready = not reasons
+        payload: dict[str, Any] = {
+            "status": "ready" if ready else "not_ready",
+            "timestamp": iso_now(),
+            "service": self.config.service,
+            "checks": {name: r.status for name, r in results.items()},
+        }
+        if reasons:
+            payload["reasons"] = reasons
+        return (200 if ready else 503), redact_payload(payload, self.ctx.secrets)
+
+    def render_metrics(self) -> bytes:
+        """Worker thread: refresh scrape-time gauges, then render the registry."""
+        metrics.set_heartbeat_age(PROBES.heartbeat.age())
+        try:
+            state = PROBES.read("journal")
+        except Exception:  # a broken provider must not break the scrape
+            state = None
+        if isinstance(state, dict):
+            metrics.set_journal(
+                queue_depth=_int_or_none(state.get("queue_depth")),
+                spilled=_int_or_none(state.get("spilled")),
+                written=_int_or_none(state.get("written")),
+            )
+        return metrics.render()
+
+
+def _short(result: CheckResult) -> str:
+    d = result.details
+    return str(d.get("error") or d.get("reason") or d.get("detail") or result.status)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def redact_payload(payload: dict[str, Any], secrets: frozenset[str]) -> dict[str, Any]:
+    """Known secret values and key names, then the logging redactor's rules if installed."""
+    out: dict[str, Any] = redact_obj(payload, secrets)
+    try:
+        from atb.logging.redaction import get_redactor
+    except ImportError:
+        return out
+    try:
+        redacted = get_redactor().redact(out)
+    except Exception:  # the basic pass above already ran; never fail a probe on this
+        return out
+    return redacted if isinstance(redacted, dict) else out
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+
+class _Base(tornado.web.RequestHandler):
+    SUPPORTED_METHODS = ("GET", "HEAD")
+    server: HealthServer
+
+    def initialize(self, server: HealthServer) -> None:
+        self.server = server
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.clear_header("Server")
+
+    def compute_etag(self) -> str | None:
+        return None  # probes must always see the current state, not a 304
+
+    def send_json(self, code: int, payload: dict[str, Any]) -> None:
+        self.set_status(code)
+        self.finish(dumps(payload))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps({"status": "error", "code": status_code, "error": self._reason.lower()}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, tornado.web.HTTPError):
+            return  # 404/405 are answers, not server faults
+        logger.opt(exception=(typ, value, tb)).error("health: {} failed", self.request.path)
+
+    async def head(self, *args: Any) -> None:
+        await self.get(*args)
+
+    async def get(self, *args: Any) -> None:
+        raise NotImplementedError
+
+
+class HealthHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        self.send_json(*self.server.health_payload())
+
+
+class LivezHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        alive, loop = self.server.loop_state()
+        payload: dict[str, Any] = {"status": "alive" if alive else "dead", "timestamp": iso_now()}
+        if not alive:
+            payload["reason"] = loop.get("reason")
+        payload["loop"] = {k: loop.get(k) for k in ("state", "heartbeat_age_seconds")}
+        self.send_json(200 if alive else 503, payload)
+
+
+class StatusHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        self.send_json(*await self.server.status_payload())
+
+
+class ReadyzHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        self.send_json(*await self.server.ready_payload())
+
+
+class MetricsHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        executor = self.server._aux_executor
+        loop = asyncio.get_running_loop()
+        try:
+            body = await asyncio.wait_for(
+                loop.run_in_executor(executor, self.server.render_metrics),
+                self.server.config.check_timeout,
+            )
+        except TimeoutError:
+            self.send_json(503, {"status": "error", "code": 503, "error": "metrics timed out"})
+            return
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(body)
+
+
+class IndexHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        self.send_json(
+            200,
+            {
+                "service": self.server.config.service,
+                "endpoints": ["/health", "/status", "/livez", "/readyz", "/metrics"],
+            },
+        )
+
+
+class NotFoundHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        self.send_json(404, {"status": "error", "code": 404, "error": "not found"})
+
+
+def make_app(server: HealthServer) -> tornado.web.Application:
+    args = {"server": server}
+    return tornado.web.Application(
+        [
+            (r"/", IndexHandler, args),
+            (r"/health/?", HealthHandler, args),
+            (r"/status/?", StatusHandler, args),
+            (r"/livez/?", LivezHandler, args),
+            (r"/readyz/?", ReadyzHandler, args),
+            (r"/metrics/?", MetricsHandler, args),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        # Access logs for probes polling every second would drown the run's logs.
+        log_function=lambda _handler: None,
+        compress_response=False,
+    )
