@@ -1,0 +1,210 @@
+"""Structured event emitters used by the backtest, paper and live engines.
+
+    log_order_event("order_rejected", symbol="BTCUSDT", reason="insufficient balance")
+
+emits a record with `event_type="order_event"`, `event="order_rejected"` and the fields,
+at INFO unless `level=` says otherwise. `message=` sets the human text (default: the
+event name); `exc_info=` attaches an exception. Order, risk and alert events are never
+rate-limited or dropped. Every event also reaches the record listeners (the DB journal,
+the alert router), whatever the sink levels.
+
+Event names in use: engine_start, engine_stop, backtest_start, backtest_end, heartbeat,
+open_position, close_position, order_submitted, order_filled, order_rejected,
+order_cancelled, dynamic_risk_adjustment, max_drawdown_breach, no_data, stale_data,
+data_gap, decision.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from atb.logging import core
+
+_LEVELS = core.LEVEL_NOS
+_NAMES = core.LEVEL_NAMES
+
+
+def _emit(
+    event_type: str,
+    name: str,
+    levelno: int,
+    message: str | None,
+    exc_info: BaseException | bool | None,
+    fields: dict[str, Any],
+    depth: int,
+) -> None:
+    frame = sys._getframe(depth)
+    exc = None
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc = (type(exc_info), exc_info, exc_info.__traceback__)
+        else:
+            info = sys.exc_info()
+            exc = info if info[0] is not None else None
+    core.emit(
+        levelno,
+        _NAMES.get(levelno) or f"Level {levelno}",
+        frame.f_globals.get("__name__", "?"),
+        frame.f_code.co_name,
+        frame.f_lineno,
+        message if message is not None else name,
+        event_type,
+        name,
+        fields,
+        exc,  # type: ignore[arg-type]
+    )
+
+
+def _levelno(level: str | int) -> int:
+    if type(level) is int:
+        return level
+    try:
+        return _LEVELS[level]  # type: ignore[index]
+    except KeyError:
+        return _LEVELS.get(str(level).upper(), 20)
+
+
+# Each emitter gates on the level itself, before anything else: a filtered-out DEBUG
+# event then costs one call and two comparisons (no frame lookup, no dict copies).
+
+
+def log_event(
+    event_type: str,
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """Emit one event of any type (the typed emitters below are shorthands)."""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit(event_type, name, levelno, message, exc_info, fields, 2)
+
+
+def log_engine_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """engine_start, backtest_start, heartbeat (every N loop steps), engine_stop, …"""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("engine_event", name, levelno, message, exc_info, fields, 2)
+
+
+def log_order_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """open_position, close_position, order_filled, order_rejected (reason=…), …"""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("order_event", name, levelno, message, exc_info, fields, 2)
+
+
+def log_risk_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """dynamic_risk_adjustment, max_drawdown_breach, …"""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("risk_event", name, levelno, message, exc_info, fields, 2)
+
+
+def log_data_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """no_data, stale_data, data_gap, …"""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("data_event", name, levelno, message, exc_info, fields, 2)
+
+
+def log_db_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """db_connected, db_connection_failed, journal_backlog, …"""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("db_event", name, levelno, message, exc_info, fields, 2)
+
+
+def log_decision_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "INFO",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """Strategy decisions: signal, confidence, chosen action."""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("decision_event", name, levelno, message, exc_info, fields, 2)
+
+
+def log_alert_event(
+    name: str,
+    /,
+    *,
+    level: str | int = "WARNING",
+    message: str | None = None,
+    exc_info: BaseException | bool | None = None,
+    **fields: Any,
+) -> None:
+    """Alerts raised by the alert router (never rate-limited)."""
+    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    if levelno < core._min_level and not core._listeners:
+        return
+    _emit("alert_event", name, levelno, message, exc_info, fields, 2)
+
+
+__all__ = [
+    "log_alert_event",
+    "log_data_event",
+    "log_db_event",
+    "log_decision_event",
+    "log_engine_event",
+    "log_event",
+    "log_order_event",
+    "log_risk_event",
+]
