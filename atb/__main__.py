@@ -11,11 +11,16 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run_job(cfg: Any) -> Any:
-    """Hydra task function: one run (or one job of a sweep)."""
+    """Hydra task function: one run, or one job of a sweep.
+
+    A single run turns errors into exit codes (2: config, 1: a node failed). In a sweep a
+    failing job is recorded as a failed run and returned, so the other jobs still run.
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from atb.config.secrets import redact_override
+    from atb.config.secrets import redact_obj, redact_override, redact_text
     from atb.config.validate import validate_config
     from atb.runtime.context import RunContext
     from atb.runtime.errors import ConfigError, NodeError
@@ -23,53 +28,93 @@ def run_job(cfg: Any) -> Any:
     from atb.runtime.runner import Runner
 
     hc = HydraConfig.get()
+    sweeping = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
+    output_dir = Path(hc.runtime.output_dir)
+    identity: dict[str, Any] = {
+        "output_dir": output_dir,
+        "overrides": [redact_override(o) for o in overrides],
+        "sweep_id": str(hc.sweep.dir) if sweeping else None,
+        "job_num": int(hc.job.num) if sweeping else None,
+    }
+    label = " ".join(identity["overrides"])
     try:
         validated = validate_config(cfg)
     except ConfigError as exc:
-        report_config_error(exc)
-        raise SystemExit(2) from None
+        if not sweeping:
+            report_config_error(exc)
+            raise SystemExit(2) from None
+        return _failed_job(cfg, identity, "config error: " + "; ".join(exc.problems), label)
 
     secrets = validated.secrets
-    from atb.config.secrets import redact_obj
-
     safe_overrides = [redact_override(o, secrets) for o in overrides]
-    output_dir = Path(hc.runtime.output_dir)
     strategy = validated.raw.get("strategy", {})
     ctx = RunContext(
         mode=validated.settings.mode,
         symbol=validated.settings.symbol,
         timeframe=validated.settings.timeframe,
         strategy=strategy.get("name") if isinstance(strategy, dict) else None,
-        output_dir=output_dir,
-        overrides=safe_overrides,
         config=redact_obj(validated.raw, secrets),
         secrets=secrets,
-        sweep_id=_sweep_id(hc),
-        job_num=hc.job.get("num") if hc.mode is not None and str(hc.mode).endswith("MULTIRUN") else None,
         config_sources=config_sources(hc, OmegaConf.to_yaml(cfg, resolve=False), safe_overrides),
+        **{**identity, "overrides": safe_overrides},
     )
     if validated.settings.runner.write_outputs:
-        hydra_cfg = OmegaConf.to_container(hc, resolve=False)
+        hydra_cfg = OmegaConf.to_container(hc, resolve=False, enum_to_str=True)
         write_outputs(output_dir, validated.raw, overrides, hydra_cfg, secrets)  # type: ignore[arg-type]
 
     runner = Runner(validated, ctx)
     try:
-        return runner.run()
+        result = runner.run()
     except NodeError as exc:
-        from atb.config.secrets import redact_text
-
-        print(f"atb: error: {redact_text(str(exc), secrets)}", file=sys.stderr)
-        raise SystemExit(1) from None
+        message = redact_text(str(exc), secrets)
+        if not sweeping:
+            print(f"atb: error: {message}", file=sys.stderr)
+            raise SystemExit(1) from None
+        return _sweep_outcome(identity, ctx.run_id, "failed", message, label)
     except KeyboardInterrupt:
         print("atb: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    if sweeping:
+        return _sweep_outcome(identity, ctx.run_id, "finished", None, label)
+    return result
 
 
-def _sweep_id(hc: Any) -> str | None:
-    if hc.mode is None or not str(hc.mode).endswith("MULTIRUN"):
-        return None
-    return str(hc.sweep.dir)
+def _failed_job(cfg: Any, identity: dict[str, Any], error: str, label: str) -> Any:
+    from omegaconf import OmegaConf
+
+    from atb.config.secrets import redact_obj
+    from atb.runtime.sweep import record_failed_job
+
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # the error being recorded may be an unresolvable value
+        raw = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(raw, dict)
+    fields = {
+        **identity,
+        "mode": str(raw.get("mode", "backtest")),
+        "symbol": str(raw.get("symbol", "")),
+        "timeframe": str(raw.get("timeframe", "")),
+        "config": redact_obj(raw),
+    }
+    run_id = None
+    try:
+        run_id = record_failed_job(raw, fields, error)  # type: ignore[arg-type]
+    except Exception as exc:  # recording is best effort; the job already failed
+        print(f"atb: could not record failed job: {exc}", file=sys.stderr)
+    return _sweep_outcome(identity, run_id, "failed", error, label)
+
+
+def _sweep_outcome(
+    identity: dict[str, Any], run_id: str | None, status: str, error: str | None, label: str
+) -> Any:
+    from atb.runtime.sweep import JobOutcome, note_progress
+
+    note_progress(Path(identity["sweep_id"]), status, identity["job_num"], label)
+    if error:
+        print(f"atb: job {identity['job_num']} failed: {error}", file=sys.stderr)
+    return JobOutcome(run_id=run_id, status=status, error=error)
 
 
 def report_config_error(exc: Any) -> None:

@@ -29,11 +29,17 @@ class RunnerConfig(StrictModel):
     write_outputs: bool = Field(True, description="write redacted config copies to the output dir")
 
 
+class SweepSettings(StrictModel):
+    metric: str = Field("sharpe", min_length=1, description="metric that ranks a sweep's jobs")
+    descending: bool = Field(True, description="higher is better")
+
+
 class RunSettings(StrictModel):
     mode: Mode = "backtest"
     symbol: str = Field("BTCUSDT", min_length=1)
     timeframe: str = Field("1h", pattern=r"^[1-9][0-9]*[mhdwM]$")
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    sweep: SweepSettings = Field(default_factory=SweepSettings)
 
 
 RUN_KEYS = frozenset(RunSettings.model_fields)

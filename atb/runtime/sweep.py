@@ -1,0 +1,248 @@
+"""Multirun sweeps: failed jobs recorded instead of fatal, progress, the ranked summary.
+
+Hydra runs each job through `atb.__main__.run_job`; in a sweep a job that fails (a bad
+parameter combination, a node error) is recorded as a failed run with its reason and the
+sweep goes on. `SweepCallback` (registered in conf/config.yaml under hydra.callbacks) keeps
+the progress count, keeps command-line secrets out of `multirun.yaml`, and at the end prints
+and stores the ranking by `sweep.metric`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from atb.config.secrets import redact_override
+
+PROGRESS = ".atb-progress"
+TOTAL = ".atb-total"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a sweep job returns to Hydra: never an exception, so the sweep continues."""
+
+    run_id: str | None
+    status: str
+    error: str | None = None
+
+
+def overrides_to_parameters(overrides: list[str]) -> dict[str, Any]:
+    """`["strategy.fast=5", "strategy=sma_crossover"]` -> `{"strategy.fast": 5, ...}`."""
+    params: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            continue
+        key = key.lstrip("+~")
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[key] = value
+    return params
+
+
+def record_failed_job(
+    raw: dict[str, Any] | None, ctx_fields: dict[str, Any], error: str
+) -> str | None:
+    """Write a `runs` row with status failed for a job that never got to build its nodes."""
+    url = ((raw or {}).get("db") or {}).get("url")
+    if not url:
+        return None
+    from atb.db.models.run_records import Run
+    from atb.db.node import Database, DatabaseConfig
+    from atb.runtime.context import RunContext
+
+    ctx = RunContext(**ctx_fields)
+    db = Database(
+        config=DatabaseConfig.model_validate({"_target_": "atb.db.node.Database", "url": url}),
+        ctx=ctx,
+    )
+    try:
+        db.start()
+        now = datetime.now(UTC)
+        strategy = (raw or {}).get("strategy") or {}
+        with db.session() as session:
+            session.add(
+                Run(
+                    id=ctx.run_id,
+                    mode=ctx.mode,
+                    strategy=strategy.get("name") if isinstance(strategy, dict) else None,
+                    symbol=ctx.symbol,
+                    timeframe=ctx.timeframe,
+                    status="failed",
+                    error=error,
+                    started_at=now,
+                    finished_at=now,
+                    config=ctx.config,
+                    overrides=ctx.overrides,
+                    parameters=overrides_to_parameters(ctx.overrides),
+                    sweep_id=ctx.sweep_id,
+                    job_num=ctx.job_num,
+                )
+            )
+    finally:
+        db.stop()
+    return ctx.run_id
+
+
+def note_progress(sweep_dir: Path, status: str, job_num: int | None, label: str) -> None:
+    """Append this job's outcome and print `[sweep] 3/6 done, 1 failed` (jobs run in workers)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / PROGRESS, "a+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(f"{job_num}\t{status}\t{label}\n")
+        fh.flush()
+        fh.seek(0)
+        lines = [line.split("\t") for line in fh.read().splitlines() if line]
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    failed = sum(1 for parts in lines if len(parts) > 1 and parts[1] != "finished")
+    total_file = sweep_dir / TOTAL
+    total = total_file.read_text().strip() if total_file.exists() else "?"
+    print(
+        f"[sweep] {len(lines)}/{total} jobs done, {failed} failed "
+        f"(job {job_num}: {status} {label})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def count_jobs(task_overrides: list[str]) -> int:
+    """Number of jobs the basic sweep expansion makes from comma/range sweeps."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    total = 1
+    for override in OverridesParser.create().parse_overrides(task_overrides):
+        if override.is_sweep_override():
+            total *= max(1, sum(1 for _ in override.sweep_string_iterator()))
+    return total
+
+
+def redact_multirun_yaml(sweep_dir: Path) -> None:
+    """Hydra saves the sweep's config with its overrides verbatim; mask secret-looking ones."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.exists():
+        return
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    overrides = (data.get("hydra") or {}).get("overrides") or {}
+    changed = False
+    for key in ("task", "hydra"):
+        items = overrides.get(key) or []
+        safe = [redact_override(str(o)) for o in items]
+        if safe != items:
+            overrides[key] = safe
+            changed = True
+    job = (data.get("hydra") or {}).get("job") or {}
+    if "override_dirname" in job and changed:
+        job["override_dirname"] = ",".join(overrides.get("task") or [])
+    if changed:
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def rank_runs(runs: list[dict[str, Any]], metric: str, descending: bool = True) -> list[dict[str, Any]]:
+    """Finished runs by metric (missing/NaN last), then failed runs in job order."""
+
+    def value(run: dict[str, Any]) -> float | None:
+        raw = (run.get("metrics") or {}).get(metric)
+        if raw is None:
+            return None
+        number = float(raw)
+        return None if math.isnan(number) else number
+
+    done = [r for r in runs if r.get("status") == "finished"]
+    scored = [r for r in done if value(r) is not None]
+    unscored = [r for r in done if value(r) is None]
+    sign = -1.0 if descending else 1.0
+    scored.sort(key=lambda r: (sign * (value(r) or 0.0), r.get("job_num") or 0))
+    failed = sorted(
+        (r for r in runs if r.get("status") != "finished"), key=lambda r: r.get("job_num") or 0
+    )
+    ranked = []
+    for rank, run in enumerate([*scored, *unscored], start=1):
+        ranked.append({**run, "rank": rank, "score": value(run)})
+    ranked += [{**run, "rank": None, "score": None} for run in failed]
+    return ranked
+
+
+def format_ranking(ranked: list[dict[str, Any]], metric: str) -> str:
+    header = ["rank", "job", "status", metric, "total_return", "max_drawdown", "trades", "parameters"]
+    rows = [header]
+    for run in ranked:
+        m = run.get("metrics") or {}
+        params = " ".join(f"{k}={v}" for k, v in (run.get("parameters") or {}).items())
+        rows.append(
+            [
+                str(run["rank"] or "-"),
+                str(run.get("job_num")),
+                str(run.get("status")),
+                _fmt(run.get("score")),
+                _fmt(m.get("total_return")),
+                _fmt(m.get("max_drawdown")),
+                str(m.get("num_trades", m.get("trades", "-"))),
+                params if run.get("status") == "finished" else f"{params}  ({run.get('error')})",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    out = []
+    for row in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    return "\n".join(out)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            total = count_jobs(list(config.hydra.overrides.task))
+        except Exception:  # a count is only for the progress line; never fail the sweep on it
+            total = 0
+        (sweep_dir / TOTAL).write_text(str(total or "?"))
+        print(f"[sweep] {total or '?'} jobs -> {sweep_dir}", file=sys.stderr, flush=True)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # multirun.yaml is written after on_multirun_start; the first job sees it on disk.
+        redact_multirun_yaml(Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        redact_multirun_yaml(sweep_dir)
+        settings = OmegaConf.select(config, "sweep") or {}
+        metric = str(settings.get("metric", "sharpe"))
+        descending = bool(settings.get("descending", True))
+        url = OmegaConf.select(config, "db.url")
+        if not url:
+            return
+        from atb.runtime.sweep_store import load_sweep_runs, store_summary
+
+        runs = load_sweep_runs(str(url), str(sweep_dir))
+        ranked = rank_runs(runs, metric, descending)
+        failed = sum(1 for r in ranked if r["rank"] is None)
+        print(
+            f"\n[sweep] {len(ranked)} jobs, {failed} failed, ranked by {metric}"
+            f" ({'high' if descending else 'low'} first):\n{format_ranking(ranked, metric)}",
+            flush=True,
+        )
+        store_summary(str(url), str(sweep_dir), metric, descending, ranked, sweep_dir)
