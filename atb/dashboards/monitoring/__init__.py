@@ -1,0 +1,1 @@
+"""The monitoring dashboard: one paper/live (or past) session, updated by streaming."""

@@ -1,0 +1,250 @@
+"""The monitoring page: session selector, KPIs, equity chart, positions, trades, events.
+
+A periodic callback (every `update_interval` seconds) asks the view model for rows newer
+than the last ids it saw and streams them into the Bokeh sources; nothing is re-queried
+wholesale unless the operator switches session or severity filter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource
+from loguru import logger
+
+from atb.dashboards import widgets as w
+from atb.dashboards.monitoring.model import (
+    SEVERITIES,
+    Kpis,
+    MonitoringModel,
+    default_session,
+    sessions,
+)
+from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, table_names
+from atb.dashboards.settings import DashboardSettings
+from atb.dashboards.tables import MODES, run_label
+
+RECORD_CMD = "python -m atb mode=paper exchange=replay"
+
+TRADE_COLS: list[w.Column] = [
+    ("exit_time", "Exit time", "time"), ("side", "Side", "text"), ("qty", "Size", "num"),
+    ("entry_price", "Entry", "money"), ("exit_price", "Exit", "money"),
+    ("pnl", "PnL", "money"), ("return_pct", "Return", "pct"), ("exit_reason", "Reason", "text"),
+]  # fmt: skip
+POSITION_COLS: list[w.Column] = [
+    ("side", "Side", "text"), ("qty", "Size", "num"), ("entry_time", "Opened", "time"),
+    ("entry_price", "Entry", "money"), ("last_price", "Current", "money"),
+    ("unrealized_pnl", "Unrealised PnL", "money"), ("stop_loss", "Stop-loss", "money"),
+    ("take_profit", "Take-profit", "money"),
+]  # fmt: skip
+EVENT_COLS: list[w.Column] = [
+    ("timestamp", "Time (UTC)", "time"), ("severity", "Severity", "text"),
+    ("event_type", "Type", "text"), ("name", "Event", "text"), ("component", "Component", "text"),
+    ("message", "Message", "text"),
+]  # fmt: skip
+
+
+def kpi_items(k: Kpis) -> list[w.Kpi]:
+    return [
+        ("balance", "Balance", w.fmt_money(k.balance), ""),
+        ("equity", "Equity", w.fmt_money(k.equity), ""),
+        ("pnl_today", "PnL today", w.fmt_money(k.pnl_today, signed=True), w.tone(k.pnl_today)),
+        ("pnl_total", "PnL total", w.fmt_money(k.pnl_total, signed=True), w.tone(k.pnl_total)),
+        ("drawdown", "Drawdown", w.fmt_pct(k.drawdown), "warn" if (k.drawdown or 0) > 0 else ""),
+        ("max_drawdown", "Max drawdown", w.fmt_pct(k.max_drawdown), ""),
+        ("win_rate", "Win rate", w.fmt_pct(k.win_rate), ""),
+        ("sharpe", "Sharpe", w.fmt_num(k.sharpe), ""),
+        ("exposure", "Open exposure", w.fmt_money(k.exposure), ""),
+        ("trades", "Trades", f"{k.trades:,}", ""),
+        ("open_positions", "Open positions", str(k.open_positions), ""),
+    ]
+
+
+def health_items(k: Kpis) -> list[w.Kpi]:
+    state = {"running": "good", "finished": "", "failed": "bad", "stale": "bad"}.get(k.health, "warn")
+    alerts = "bad" if k.errors_24h else ""
+    return [
+        ("health", "Loop", k.health, state),
+        ("last_bar", "Last bar (data)", k.last_bar.strftime("%Y-%m-%d %H:%M") if k.last_bar else "–", ""),
+        ("last_event", "Last event", w.fmt_age(k.last_event), ""),
+        ("errors", "Errors/critical 24 h", str(k.errors_24h), alerts),
+        ("warnings", "Warnings 24 h", str(k.warnings_24h), "warn" if k.warnings_24h else ""),
+    ]
+
+
+class MonitoringApp:
+    def __init__(self, settings: DashboardSettings) -> None:
+        self.settings = settings
+        self.model: MonitoringModel | None = None
+        self.engine: Any = None
+        self.trades_df = pd.DataFrame()
+        self.events_df = pd.DataFrame()
+        self.callback: Any = None
+        self.last_update_s: float | None = None
+
+        self.account_src = ColumnDataSource({"time": [], "balance": [], "equity": [], "drawdown": []})
+        self.trade_src = ColumnDataSource(w.empty_frame(TRADE_COLS))
+        self.position_src = ColumnDataSource(w.empty_frame(POSITION_COLS))
+        self.event_src = ColumnDataSource(w.empty_frame(EVENT_COLS))
+
+        self.mode = pn.widgets.Select(name="Mode", options=list(MODES), width=120)
+        self.session = pn.widgets.Select(name="Session", options={}, width=520)
+        # A button group, not MultiChoice: no Choices.js to load, one click per severity.
+        self.severity = pn.widgets.CheckButtonGroup(
+            name="Severity", options=list(SEVERITIES), value=["INFO", "WARNING", "ERROR", "CRITICAL"],
+            button_type="default",
+        )
+        self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())), name="kpis")
+        self.health = w.html_pane(w.kpi_html(health_items(Kpis())), name="health")
+        self.notice = w.html_pane("")
+        self.status = w.html_pane("")
+
+    # -- layout ----------------------------------------------------------------------
+    def view(self) -> pn.viewable.Viewable:
+        header = w.header("atb · monitoring", describe(self.settings.db_url))
+        try:
+            self.engine = readonly_engine(self.settings.db_url)
+        except DatabaseMissing as exc:
+            return pn.Column(header, w.html_pane(w.empty_state(
+                str(exc), "Record a paper session first; this page reads the run database.",
+                RECORD_CMD)), sizing_mode="stretch_width")  # fmt: skip
+        if "runs" not in table_names(self.engine):
+            return pn.Column(header, w.html_pane(w.empty_state(
+                "The database has no run records yet.", "Start a paper session:", RECORD_CMD)),
+                sizing_mode="stretch_width")  # fmt: skip
+        all_runs = sessions(self.engine, None, limit=50)
+        first = default_session(all_runs)
+        if first is not None:
+            self.mode.value = first["mode"]
+        self._fill_sessions(select=first["id"] if first else None)
+        self.mode.param.watch(lambda _e: self._fill_sessions(None), "value")
+        self.session.param.watch(lambda _e: self._open_session(), "value")
+        self.severity.param.watch(self._on_severity, "value")
+        self._open_session()
+        interval_ms = max(250, int(self.settings.update_interval * 1000))
+        self.callback = pn.state.add_periodic_callback(self.update, period=interval_ms)
+        return pn.Column(
+            header,
+            pn.Row(self.mode, self.session),
+            self.notice,
+            self.kpis,
+            self.health,
+            pn.pane.Bokeh(self._equity_figure(), sizing_mode="stretch_width"),
+            w.section("Open positions"),
+            pn.pane.Bokeh(w.data_table(self.position_src, POSITION_COLS, height=120),
+                          sizing_mode="stretch_width"),
+            w.section("Recent trades"),
+            pn.pane.Bokeh(w.data_table(self.trade_src, TRADE_COLS, height=240),
+                          sizing_mode="stretch_width"),
+            w.section("System events and alerts"),
+            self.severity,
+            pn.pane.Bokeh(w.data_table(self.event_src, EVENT_COLS, height=260),
+                          sizing_mode="stretch_width"),
+            self.status,
+            sizing_mode="stretch_width",
+        )  # fmt: skip
+
+    def _equity_figure(self) -> Any:
+        fig = w.time_figure("Balance and equity", height=260, y_label="USDT")
+        eq = fig.line("time", "equity", source=self.account_src, legend_label="equity",
+                      color="#1f77b4", line_width=2)  # fmt: skip
+        fig.line("time", "balance", source=self.account_src, legend_label="balance",
+                 color="#ff7f0e", line_dash="dashed")  # fmt: skip
+        fig.legend.location = "top_left"
+        fig.legend.click_policy = "hide"
+        w.add_hover(fig, [("time", "@time{%F %H:%M}"), ("equity", "@equity{0,0.00}"),
+                          ("balance", "@balance{0,0.00}"), ("drawdown", "@drawdown{0.00%}")],
+                    renderers=[eq], datetime_field="time")  # fmt: skip
+        return fig
+
+    # -- session ---------------------------------------------------------------------
+    def _fill_sessions(self, select: str | None) -> None:
+        runs = sessions(self.engine, self.mode.value, limit=200)
+        options = {run_label(r): r["id"] for r in runs}
+        self.session.options = options
+        if select in options.values():
+            self.session.value = select
+        elif options:
+            self.session.value = next(iter(options.values()))
+        else:
+            self.session.value = None
+            self._clear()
+            self.notice.object = w.empty_state(
+                f"No {self.mode.value} sessions recorded in this database.",
+                "Record one with:",
+                f"python -m atb mode={self.mode.value}"
+                + (" exchange=replay" if self.mode.value == "paper" else ""),
+            )
+
+    def _clear(self) -> None:
+        self.model = None
+        self.account_src.data = {"time": [], "balance": [], "equity": [], "drawdown": []}
+        self.trade_src.data = w.empty_frame(TRADE_COLS)
+        self.position_src.data = w.empty_frame(POSITION_COLS)
+        self.event_src.data = w.empty_frame(EVENT_COLS)
+        self.kpis.object = w.kpi_html(kpi_items(Kpis()))
+        self.health.object = w.kpi_html(health_items(Kpis()))
+
+    def _open_session(self) -> None:
+        run_id = self.session.value
+        if not run_id:
+            return
+        self.model = MonitoringModel(self.engine, run_id, severities=self._severities())
+        snap = self.model.load()
+        self.account_src.data = {c: snap.account[c].to_numpy() for c in ("time", "balance", "equity", "drawdown")} if len(snap.account) else {"time": [], "balance": [], "equity": [], "drawdown": []}  # noqa: E501
+        self.trades_df = snap.trades
+        self.events_df = snap.events
+        self.trade_src.data = w.frame_data(self.trades_df.iloc[::-1], TRADE_COLS)
+        self.position_src.data = w.frame_data(snap.positions, POSITION_COLS)
+        self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
+        self._show(snap.kpis)
+        self.notice.object = "" if len(snap.account) or len(snap.trades) else w.empty_state(
+            "This session has no account snapshots or trades yet.",
+            "They appear here as the engine writes them (every update_interval seconds).",
+        )
+
+    def _severities(self) -> list[str] | None:
+        chosen = list(self.severity.value)
+        return None if set(chosen) >= set(SEVERITIES) else chosen
+
+    def _on_severity(self, _event: Any) -> None:
+        if self.model is None:
+            return
+        self.events_df = self.model.set_severities(self._severities())
+        self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
+
+    def _show(self, k: Kpis) -> None:
+        self.kpis.object = w.kpi_html(kpi_items(k))
+        self.health.object = w.kpi_html(health_items(k))
+
+    # -- periodic update ---------------------------------------------------------------
+    def update(self) -> None:
+        if self.model is None:
+            return
+        try:
+            up = self.model.poll()
+        except Exception as exc:  # a DB hiccup must not kill the session's callback
+            logger.warning("monitoring update failed: {}", exc)
+            self.status.object = w.empty_state("Update failed", str(exc)[:300])
+            return
+        self.last_update_s = up.seconds
+        if len(up.account):
+            cols = ("time", "balance", "equity", "drawdown")
+            self.account_src.stream({c: up.account[c].to_numpy() for c in cols},
+                                    rollover=self.model.chart_points)  # fmt: skip
+        if len(up.trades):
+            self.trades_df = pd.concat([self.trades_df, up.trades]).tail(self.model.table_rows)
+            self.trade_src.data = w.frame_data(self.trades_df.iloc[::-1], TRADE_COLS)
+        if len(up.events):
+            self.events_df = pd.concat([self.events_df, up.events]).tail(self.model.event_rows)
+            self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
+        self.position_src.data = w.frame_data(up.positions, POSITION_COLS)
+        self._show(up.kpis)
+        if self.notice.object and (len(up.account) or len(up.trades)):
+            self.notice.object = ""
+
+
+def create_app(settings: DashboardSettings | None = None) -> pn.viewable.Viewable:
+    return MonitoringApp(settings or DashboardSettings()).view()

@@ -1,0 +1,186 @@
+"""SQL for the monitoring dashboard. Every query names (run_id | session_id) and is either
+bounded by LIMIT or reads only rows newer than an id the caller has already seen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, case, func, select
+
+from atb.dashboards.tables import account, events, positions, trades, where_run
+
+TRADE_COLUMNS = (
+    "id", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price", "pnl",
+    "return_pct", "exit_reason",
+)  # fmt: skip
+ACCOUNT_COLUMNS = ("id", "time", "balance", "equity", "drawdown")
+EVENT_COLUMNS = ("id", "timestamp", "severity", "event_type", "name", "component", "message")
+POSITION_COLUMNS = (
+    "id", "position_no", "side", "qty", "entry_time", "entry_price", "last_price",
+    "unrealized_pnl", "stop_loss", "take_profit",
+)  # fmt: skip
+
+
+def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=list(columns))
+
+
+def trade_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
+    wins = func.sum(case((trades.c.pnl > 0, 1), else_=0))
+    row = conn.execute(
+        select(func.count(), wins, func.sum(trades.c.pnl), func.max(trades.c.id)).where(
+            where_run(trades, run_id, mode)
+        )
+    ).one()
+    return {"count": row[0] or 0, "wins": row[1] or 0, "pnl": row[2] or 0.0, "last_id": row[3]}
+
+
+def account_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
+    """Max drawdown, last id and the per-row equity return sums behind the Sharpe ratio."""
+    prev = func.lag(account.c.equity).over(order_by=(account.c.time, account.c.id))
+    inner = (
+        select(
+            account.c.id.label("id"),
+            account.c.drawdown.label("drawdown"),
+            (account.c.equity / prev - 1.0).label("r"),
+        )
+        .where(where_run(account, run_id, mode))
+        .subquery()
+    )
+    row = conn.execute(
+        select(
+            func.count(),
+            func.max(inner.c.drawdown),
+            func.max(inner.c.id),
+            func.count(inner.c.r),
+            func.sum(inner.c.r),
+            func.sum(inner.c.r * inner.c.r),
+        )
+    ).one()
+    return {
+        "rows": row[0] or 0,
+        "max_drawdown": row[1] or 0.0,
+        "last_id": row[2],
+        "n": row[3] or 0,
+        "sum": row[4] or 0.0,
+        "sumsq": row[5] or 0.0,
+    }
+
+
+def first_account_row(conn: Connection, run_id: str, mode: str, since: datetime | None = None) -> Any:
+    query = select(account.c.time, account.c.balance, account.c.equity).where(
+        where_run(account, run_id, mode)
+    )
+    if since is not None:
+        query = query.where(account.c.time >= since)
+    return conn.execute(query.order_by(account.c.time.asc()).limit(1)).first()
+
+
+def recent_account(conn: Connection, run_id: str, mode: str, limit: int) -> pd.DataFrame:
+    cols = [account.c[c] for c in ACCOUNT_COLUMNS]
+    rows = conn.execute(
+        select(*cols)
+        .where(where_run(account, run_id, mode))
+        .order_by(account.c.time.desc(), account.c.id.desc())
+        .limit(limit)
+    )
+    return _frame(rows, ACCOUNT_COLUMNS).iloc[::-1].reset_index(drop=True)
+
+
+def new_account(conn: Connection, run_id: str, mode: str, after_id: int, limit: int) -> pd.DataFrame:
+    cols = [account.c[c] for c in ACCOUNT_COLUMNS]
+    rows = conn.execute(
+        select(*cols)
+        .where(account.c.id > after_id, where_run(account, run_id, mode))
+        .order_by(account.c.id)
+        .limit(limit)
+    )
+    return _frame(rows, ACCOUNT_COLUMNS)
+
+
+def recent_trades(conn: Connection, run_id: str, mode: str, limit: int) -> pd.DataFrame:
+    cols = [trades.c[c] for c in TRADE_COLUMNS]
+    rows = conn.execute(
+        select(*cols)
+        .where(where_run(trades, run_id, mode))
+        .order_by(trades.c.exit_time.desc(), trades.c.id.desc())
+        .limit(limit)
+    )
+    return _frame(rows, TRADE_COLUMNS).iloc[::-1].reset_index(drop=True)
+
+
+def new_trades(conn: Connection, run_id: str, mode: str, after_id: int, limit: int) -> pd.DataFrame:
+    cols = [trades.c[c] for c in TRADE_COLUMNS]
+    rows = conn.execute(
+        select(*cols)
+        .where(trades.c.id > after_id, where_run(trades, run_id, mode))
+        .order_by(trades.c.id)
+        .limit(limit)
+    )
+    return _frame(rows, TRADE_COLUMNS)
+
+
+def open_positions(
+    conn: Connection, run_id: str, mode: str, entered_since: datetime | None
+) -> pd.DataFrame:
+    """Open positions; `entered_since` bounds the index range to what can still be open."""
+    cols = [positions.c[c] for c in POSITION_COLUMNS]
+    query = select(*cols).where(where_run(positions, run_id, mode), positions.c.status == "open")
+    if entered_since is not None:
+        query = query.where(positions.c.entry_time >= entered_since)
+    rows = conn.execute(query.order_by(positions.c.entry_time))
+    return _frame(rows, POSITION_COLUMNS)
+
+
+def latest_position_entry(conn: Connection, run_id: str, mode: str) -> datetime | None:
+    row = conn.execute(
+        select(positions.c.entry_time)
+        .where(where_run(positions, run_id, mode))
+        .order_by(positions.c.entry_time.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else row[0]
+
+
+def recent_events(
+    conn: Connection, session_id: str, severities: list[str] | None, limit: int
+) -> pd.DataFrame:
+    cols = [events.c[c] for c in EVENT_COLUMNS]
+    query = select(*cols).where(events.c.session_id == session_id)
+    if severities is not None:
+        query = query.where(events.c.severity.in_(severities))
+    rows = conn.execute(query.order_by(events.c.timestamp.desc(), events.c.id.desc()).limit(limit))
+    return _frame(rows, EVENT_COLUMNS).iloc[::-1].reset_index(drop=True)
+
+
+def new_events(
+    conn: Connection, session_id: str, after_id: int, severities: list[str] | None, limit: int
+) -> pd.DataFrame:
+    cols = [events.c[c] for c in EVENT_COLUMNS]
+    query = select(*cols).where(events.c.id > after_id, events.c.session_id == session_id)
+    if severities is not None:
+        query = query.where(events.c.severity.in_(severities))
+    return _frame(conn.execute(query.order_by(events.c.id).limit(limit)), EVENT_COLUMNS)
+
+
+def last_event(conn: Connection, session_id: str) -> tuple[int, Any] | None:
+    """(id, timestamp) of the session's newest event."""
+    row = conn.execute(
+        select(events.c.id, events.c.timestamp)
+        .where(events.c.session_id == session_id)
+        .order_by(events.c.timestamp.desc(), events.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row[0]), row[1])
+
+
+def event_counts(conn: Connection, session_id: str, since: datetime) -> dict[str, int]:
+    """Events per severity since `since` (index (session_id, timestamp) range)."""
+    rows = conn.execute(
+        select(events.c.severity, func.count())
+        .where(events.c.session_id == session_id, events.c.timestamp >= since)
+        .group_by(events.c.severity)
+    )
+    return {str(sev): int(n) for sev, n in rows}
