@@ -1,0 +1,123 @@
+"""The `data` node: the bars a run trades on, loaded and validated before anything runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from atb.config.base import NodeConfig, field_error
+from atb.data.loader import (
+    BUNDLED_PATH,
+    BUNDLED_SYMBOL,
+    BUNDLED_TIMEFRAME,
+    Bars,
+    DataError,
+    Gap,
+    find_gaps,
+    fingerprint,
+    load_bars,
+    select_period,
+)
+from atb.engine.events import log_data_event
+from atb.runtime.context import RunContext
+from atb.runtime.node import Node
+
+
+class MarketDataConfig(NodeConfig):
+    path: Path | None = Field(None, description="CSV(.gz) candle file; null = bundled BTCUSDT 1h")
+    start: datetime | None = Field(None, description="first bar time, inclusive (UTC)")
+    end: datetime | None = Field(None, description="end time, exclusive (UTC)")
+    symbol: str = Field(BUNDLED_SYMBOL, min_length=1, description="what the file holds")
+    timeframe: str = Field(BUNDLED_TIMEFRAME, pattern=r"^[1-9][0-9]*[mhdwM]$")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # Naive times in config mean UTC, like the candle file's timestamps.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> MarketDataConfig:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise field_error("end", "must be after data.start")
+        if self.path is None and self.symbol != BUNDLED_SYMBOL:
+            raise field_error(
+                "symbol",
+                f"the bundled data is {BUNDLED_SYMBOL} only; use data=csv data.path=<file>",
+            )
+        if self.path is None and self.timeframe != BUNDLED_TIMEFRAME:
+            raise field_error(
+                "timeframe",
+                f"the bundled data is {BUNDLED_TIMEFRAME} only; use data=csv data.path=<file>",
+            )
+        return self
+
+
+class MarketData(Node[MarketDataConfig]):
+    """Loads, validates and selects the bars on start; reports gaps as `data_gap` events.
+
+    After start: `bars` (the selected period), `fingerprint` (sha256 of those bars),
+    `gaps`, `source` (the file read).
+    """
+
+    config_model: ClassVar[type[NodeConfig]] = MarketDataConfig
+
+    def __init__(self, config: MarketDataConfig, ctx: RunContext, **needs: Any) -> None:
+        super().__init__(config, ctx)
+        self.source: Path = config.path or BUNDLED_PATH
+        self.symbol = config.symbol
+        self.timeframe = config.timeframe
+        self._bars: Bars | None = None
+        self.fingerprint = ""
+        self.gaps: list[Gap] = []
+
+    @property
+    def bars(self) -> Bars:
+        if self._bars is None:
+            raise RuntimeError("market data is not loaded: the data node has not started")
+        return self._bars
+
+    def start(self) -> None:
+        self.load()
+
+    def load(self) -> Bars:
+        cfg = self.config
+        bars = select_period(load_bars(cfg.path, cfg.timeframe), _ts(cfg.start), _ts(cfg.end))
+        if bars.empty:
+            raise DataError(self.source, f"no bars in the selected period "
+                            f"[{cfg.start}, {cfg.end})")
+        self._bars = bars
+        self.fingerprint = fingerprint(bars)
+        self.gaps = find_gaps(bars, cfg.timeframe)
+        for gap in self.gaps:
+            log_data_event(
+                "data_gap",
+                symbol=self.symbol,
+                timeframe=self.timeframe,
+                after=gap.after.isoformat(),
+                before=gap.before.isoformat(),
+                missing_bars=gap.missing,
+                file=str(self.source),
+            )
+        log_data_event(
+            "data_loaded",
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            bars=len(bars),
+            first=bars.index[0].isoformat(),
+            last=bars.index[-1].isoformat(),
+            gaps=len(self.gaps),
+            fingerprint=self.fingerprint,
+            file=str(self.source),
+        )
+        return bars
+
+
+def _ts(value: datetime | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value)

@@ -1,0 +1,352 @@
+"""The backtest: drive the shared decision path over history, then measure and record.
+
+Speed comes from two things only: the strategy computes every signal in one vectorised
+call, and the driver steps the decision path just on bars where something can happen
+(a signal, an order waiting for the next open, a stop/take-profit level inside the bar's
+range). Between those bars the account cannot change except by price, so equity is
+rebuilt for every bar with numpy from the state each step returned. `skip_idle_bars=false`
+steps every bar instead; the tests check both give identical results.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from atb.config.base import NodeConfig, StrictModel
+from atb.data.loader import timeframe_delta
+from atb.engine.decision import DecisionPath, DecisionRecord, Step
+from atb.engine.events import log_engine_event
+from atb.engine.fills import FillModel, touched
+from atb.engine.inputs import Bar, SignalRows, utc_datetime
+from atb.engine.metrics import compute_metrics, drawdown_curve
+from atb.engine.orders import Order
+from atb.engine.portfolio import Portfolio, Position, Trade
+from atb.engine.records import RunRecorder, result_hash
+from atb.engine.report import export_trades_csv, summary_table
+from atb.engine.risk import RiskSettings
+from atb.runtime.context import RunContext
+from atb.runtime.node import Node
+from atb.strategies.base import SignalFrame, Strategy
+
+if TYPE_CHECKING:
+    from atb.data.node import MarketData
+
+
+class RecordSettings(StrictModel):
+    enabled: bool = Field(True, description="write the run and its results to the db node")
+    account_history: bool = Field(True, description="one balance/equity/drawdown row per bar")
+    decisions: bool = True
+    predictions: bool = True
+
+
+class BacktestConfig(NodeConfig):
+    initial_balance: float = Field(10_000.0, gt=0, description="quote currency (USDT)")
+    fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional per fill")
+    slippage: float = Field(0.0005, ge=0, lt=0.1, description="adverse fraction per fill")
+    allow_shorts: bool = Field(False, description="SELL from flat opens a short")
+    position_size: float | None = Field(
+        None, gt=0, le=1, description="fraction of balance per entry; null = strategy's size"
+    )
+    max_position: float = Field(1.0, gt=0, le=1, description="cap on one position's fraction")
+    close_at_end: bool = Field(True, description="close an open position at the last close")
+    skip_idle_bars: bool = Field(True, description="step only bars where something can happen")
+    export_csv: Path | None = Field(None, description="write the trades to this CSV file")
+    progress: Literal["auto"] | bool = Field("auto", description="auto: TTY and >= 10k bars")
+    summary: bool = Field(True, description="print the summary table at the end")
+    log_orders: bool = Field(False, description="one order/risk event per order (noisy)")
+    record: RecordSettings = Field(default_factory=RecordSettings)
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    initial_balance: float = 10_000.0
+    fee: float = 0.001
+    slippage: float = 0.0005
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    close_at_end: bool = True
+    skip_idle_bars: bool = True
+    log_orders: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: BacktestConfig) -> BacktestSettings:
+        return cls(
+            initial_balance=cfg.initial_balance,
+            fee=cfg.fee,
+            slippage=cfg.slippage,
+            risk=RiskSettings(cfg.allow_shorts, cfg.max_position, cfg.position_size),
+            close_at_end=cfg.close_at_end,
+            skip_idle_bars=cfg.skip_idle_bars,
+            log_orders=cfg.log_orders,
+        )
+
+
+@dataclass
+class BacktestResult:
+    trades: list[Trade]
+    orders: list[Order]
+    positions: list[Position]
+    decisions: list[DecisionRecord]
+    signals: SignalFrame
+    times: pd.DatetimeIndex
+    equity: np.ndarray
+    balance: np.ndarray
+    qty: np.ndarray
+    drawdown: np.ndarray
+    metrics: dict[str, Any]
+    result_hash: str
+    steps: int
+    """How many bars the decision path was stepped on."""
+    elapsed_s: float
+    open_position: Position | None = None
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def run_backtest(
+    bars: pd.DataFrame,
+    strategy: Strategy,
+    settings: BacktestSettings,
+    *,
+    bar_seconds: float | None = None,
+    progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> BacktestResult:
+    t0 = time.perf_counter()
+    n = len(bars)
+    if n == 0:
+        raise ValueError("no bars to backtest")
+    signals = strategy.signals(bars)
+    if len(signals) != n:
+        raise ValueError(f"strategy '{strategy.name}' returned {len(signals)} signals "
+                         f"for {n} bars")
+    # Python scalars are pulled per stepped bar only: converting whole columns to lists
+    # would cost more than the loop itself.
+    ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
+    highs_arr, lows_arr, closes_arr = ohlcv[:, 1], ohlcv[:, 2], ohlcv[:, 3]
+    stamps = bars.index.as_unit("ns").asi8
+    index = bars.index
+    rows = SignalRows(signals)
+    signal_list = rows.bars
+
+    portfolio = Portfolio(settings.initial_balance)
+    path = DecisionPath(portfolio, FillModel(settings.fee, settings.slippage), settings.risk,
+                        log_orders=settings.log_orders)
+
+    def bar_at(i: int) -> Bar:
+        o, h, low, c, v = ohlcv[i].tolist()
+        return Bar(i, utc_datetime(int(stamps[i])), o, h, low, c, v)
+
+    def next_signal(after: int) -> int:
+        k = bisect_right(signal_list, after)
+        return signal_list[k] if k < len(signal_list) else n
+
+    def next_bar(i: int) -> int:
+        """The next bar on which the decision path can do anything."""
+        if not settings.skip_idle_bars or path.pending:
+            return i + 1
+        upcoming = next_signal(i)
+        pos = path.portfolio.position
+        if pos is None or path.idle:
+            return upcoming
+        hit_sl, hit_tp = touched(pos.side, pos.stop_price, pos.take_price,
+                                 highs_arr[i + 1 : upcoming], lows_arr[i + 1 : upcoming])
+        hits = np.flatnonzero(np.asarray(hit_sl) | np.asarray(hit_tp))
+        return i + 1 + int(hits[0]) if hits.size else upcoming
+
+    stepped: list[int] = []
+    states: list[tuple[float, float, float]] = []
+
+    def keep(i: int, step: Step) -> None:
+        if stepped and stepped[-1] == i:
+            states[-1] = (step.cash, step.qty, step.balance)
+        else:
+            stepped.append(i)
+            states.append((step.cash, step.qty, step.balance))
+
+    bar_progress = _progress(n) if progress else None
+    i = 0 if not settings.skip_idle_bars else next_signal(-1)
+    done = 0
+    while i < n:
+        if should_stop is not None and should_stop():
+            raise Interrupted(f"stopped at bar {i} of {n} ({index[i].isoformat()})")
+        sig = rows.at(i)
+        keep(i, path.on_bar(bar_at(i), sig))
+        i = next_bar(i)
+        if bar_progress is not None:
+            bar_progress.update(min(i, n) - done)
+            done = min(i, n)
+    open_position = path.portfolio.position
+    keep(n - 1, path.finish(bar_at(n - 1), close_position=settings.close_at_end))
+    if bar_progress is not None:
+        bar_progress.update(n - done)
+        bar_progress.close()
+
+    cash, qty, balance = _fill_forward(n, stepped, states, settings.initial_balance)
+    equity = cash + qty * closes_arr
+    if bar_seconds is None:
+        bar_seconds = float(np.median(np.diff(bars.index.asi8))) / 1e9 if n > 1 else 3600.0
+    metrics = compute_metrics(equity, settings.initial_balance, portfolio.trades, closes_arr,
+                              bar_seconds, portfolio.fees_paid)
+    return BacktestResult(
+        trades=portfolio.trades,
+        orders=path.orders,
+        positions=portfolio.positions,
+        decisions=path.decisions,
+        signals=signals,
+        times=index,
+        equity=equity,
+        balance=balance,
+        qty=qty,
+        drawdown=drawdown_curve(equity, settings.initial_balance),
+        metrics=metrics,
+        result_hash=result_hash(portfolio.trades, metrics),
+        steps=len(stepped),
+        elapsed_s=time.perf_counter() - t0,
+        open_position=open_position if not settings.close_at_end else None,
+    )
+
+
+def _fill_forward(
+    n: int, stepped: list[int], states: list[tuple[float, float, float]], initial: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-bar (cash, signed qty, balance): each stepped bar's state holds until the next."""
+    table = np.array([(initial, 0.0, initial), *states], dtype=float)
+    marker = np.zeros(n, dtype=np.int64)
+    marker[np.asarray(stepped, dtype=np.int64)] = np.arange(1, len(stepped) + 1)
+    row = np.maximum.accumulate(marker)
+    return table[row, 0], table[row, 1], table[row, 2]
+
+
+def _progress(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="bar", desc="backtest", leave=False, mininterval=0.2)
+
+
+class Backtest(Node[BacktestConfig]):
+    """The `backtest` node (main node of mode=backtest)."""
+
+    config_model: ClassVar[type[NodeConfig]] = BacktestConfig
+
+    def __init__(
+        self,
+        config: BacktestConfig,
+        ctx: RunContext,
+        data: MarketData,
+        strategy: Strategy,
+        db: Any = None,
+    ) -> None:
+        super().__init__(config, ctx)
+        self.data = data
+        self.strategy = strategy
+        self.db = db
+        self.settings = BacktestSettings.from_config(config)
+        use_db = config.record.enabled and db is not None
+        self.recorder: RunRecorder | None = RunRecorder(db, ctx) if use_db else None
+        self.result: BacktestResult | None = None
+
+    def start(self) -> None:
+        # The run row exists from the start, so a run that fails later is still on record.
+        if self.recorder is not None:
+            bars = self.data.bars
+            self.recorder.begin(
+                strategy=self.strategy.name,
+                parameters=self.strategy.parameters(),
+                data_fingerprint=self.data.fingerprint,
+                data_source=str(self.data.source),
+                data_start=bars.index[0].to_pydatetime(),
+                data_end=bars.index[-1].to_pydatetime(),
+                bars=len(bars),
+            )
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except BaseException as exc:
+            if self.recorder is not None:
+                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+                try:
+                    self.recorder.fail(f"{type(exc).__name__}: {reason}")
+                except Exception as db_exc:  # the original error matters more
+                    log_engine_event("run_record_failed", run_id=self.ctx.run_id,
+                                     error=str(db_exc))
+            raise
+
+    def _run(self) -> dict[str, Any]:
+        cfg, ctx = self.config, self.ctx
+        bars = self.data.bars
+        log_engine_event("backtest_started", run_id=ctx.run_id, strategy=self.strategy.name,
+                         symbol=self.data.symbol, timeframe=self.data.timeframe, bars=len(bars),
+                         first=bars.index[0].isoformat(), last=bars.index[-1].isoformat())
+        delta = timeframe_delta(self.data.timeframe)
+        show = sys.stdout.isatty() and len(bars) >= 10_000 if cfg.progress == "auto" else bool(
+            cfg.progress)
+        result = run_backtest(
+            bars,
+            self.strategy,
+            self.settings,
+            bar_seconds=delta.total_seconds() if delta is not None else None,
+            progress=show,
+            should_stop=lambda: ctx.stopping,
+        )
+        self.result = result
+        t_record = time.perf_counter()
+        if self.recorder is not None:
+            self._record(result)
+        record_s = time.perf_counter() - t_record
+        if cfg.export_csv is not None:
+            export_trades_csv(result.trades, cfg.export_csv)
+        m = result.metrics
+        log_engine_event(
+            "backtest_finished", run_id=ctx.run_id, strategy=self.strategy.name,
+            trades=m["num_trades"], total_return=m["total_return"],
+            max_drawdown=m["max_drawdown"], result_hash=result.result_hash,
+            elapsed_s=round(result.elapsed_s, 4), record_s=round(record_s, 4),
+            bars_per_s=round(len(bars) / result.elapsed_s) if result.elapsed_s > 0 else None,
+        )
+        if cfg.summary:
+            print(self.summary(result), flush=True)
+        return {"run_id": ctx.run_id, "result_hash": result.result_hash, "metrics": m}
+
+    def _record(self, result: BacktestResult) -> None:
+        assert self.recorder is not None
+        rec = self.config.record
+        last_close = float(self.data.bars["close"].iloc[-1])
+        self.recorder.write(
+            trades=result.trades,
+            orders=result.orders,
+            positions=result.positions,
+            open_position_mark=last_close,
+            decisions=result.decisions if rec.decisions else (),
+            account={
+                "times": result.times, "balance": result.balance, "equity": result.equity,
+                "drawdown": result.drawdown, "qty": result.qty,
+            } if rec.account_history else None,
+            predictions=result.signals.predictions if rec.predictions else None,
+        )
+        self.recorder.finish(result.metrics, result.result_hash)
+
+    def summary(self, result: BacktestResult) -> str:
+        bars = self.data.bars
+        header = {
+            "Run": self.ctx.run_id,
+            "Strategy": self.strategy.name,
+            "Market": f"{self.data.symbol} {self.data.timeframe}",
+            "Period": f"{bars.index[0]:%Y-%m-%d %H:%M} -> {bars.index[-1]:%Y-%m-%d %H:%M} UTC",
+            "Result hash": result.result_hash[:16],
+        }
+        if self.config.export_csv is not None:
+            header["Trades CSV"] = str(self.config.export_csv)
+        return summary_table(result.metrics, header)

@@ -1,0 +1,105 @@
+"""What the decision path is handed each bar: the closed candle and the strategy's signal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+import numpy as np
+
+from atb.strategies.base import HOLD, SignalFrame
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_datetime(ns: int) -> datetime:
+    """Epoch nanoseconds -> aware datetime (microsecond precision), ~10x cheaper than
+    indexing a DatetimeIndex, which matters once per stepped bar."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+class Bar(NamedTuple):
+    """One closed candle. `index` is its position in the run (bar number), for records.
+
+    NamedTuples, not frozen dataclasses, for Bar/Signal: they are built once per stepped
+    bar and a frozen dataclass costs several times more to construct.
+    """
+
+    index: int
+    time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+
+class Signal(NamedTuple):
+    """The strategy's call on one bar's close (SignalFrame row, as plain Python values)."""
+
+    direction: int
+    size: float = 1.0
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    confidence: float | None = None
+    reason: str | None = None
+
+    @property
+    def is_hold(self) -> bool:
+        return self.direction == HOLD
+
+
+def signal_at(frame: SignalFrame, i: int) -> Signal:
+    """Row `i` of a bulk SignalFrame; the live loop uses the last row of its window."""
+
+    def opt(arr: np.ndarray | None) -> float | None:
+        if arr is None:
+            return None
+        value = float(arr[i])
+        return None if value != value else value  # NaN means "none"
+
+    return Signal(
+        direction=int(frame.direction[i]),
+        size=float(frame.size[i]),
+        stop_loss=opt(frame.stop_loss),
+        take_profit=opt(frame.take_profit),
+        confidence=opt(frame.confidence),
+        reason=frame.reason[i] if frame.reason is not None else None,
+    )
+
+
+class SignalRows:
+    """The non-HOLD rows of a SignalFrame as ready-made Signals (the backtest hot loop).
+
+    Only bars with a signal get an object: building 18k Python rows to look at a few
+    hundred would cost more than the whole decision loop.
+    """
+
+    def __init__(self, frame: SignalFrame) -> None:
+        active = np.flatnonzero(np.asarray(frame.direction) != HOLD)
+        self.bars: list[int] = active.tolist()
+
+        def column(arr: np.ndarray | None) -> list[float | None]:
+            if arr is None:
+                return [None] * len(active)
+            values = np.asarray(arr, dtype=float)[active].tolist()
+            return [None if v != v else v for v in values]  # NaN means "none"
+
+        reasons = frame.reason
+        self._by_bar: dict[int, Signal] = {
+            i: Signal(d, size, sl, tp, conf, reasons[i] if reasons is not None else None)
+            for i, d, size, sl, tp, conf in zip(
+                self.bars,
+                np.asarray(frame.direction)[active].astype(int).tolist(),
+                np.asarray(frame.size, dtype=float)[active].tolist(),
+                column(frame.stop_loss),
+                column(frame.take_profit),
+                column(frame.confidence),
+                strict=True,
+            )
+        }
+
+    def at(self, i: int) -> Signal | None:
+        """Bar i's Signal, or None on HOLD (nothing to decide)."""
+        return self._by_bar.get(i)

@@ -1,0 +1,160 @@
+"""Backtest speed: atb's sma_crossover vs backtesting.py's, same data, same process.
+
+Targets (issue 3):
+- sma_crossover over all bundled bars: atb's bars/s >= 20x backtesting.py's, with the same
+  entry/exit timestamps for every trade (long-only, fills at the next open);
+- ml_basic over 2024 including model inference <= 1 s (when atb.strategies.ml_basic exists);
+- default `python -m atb` end to end <= 3 s wall.
+
+Both engines are timed end to end from bars in memory to finished statistics (signals,
+the trading loop, metrics), best of several interleaved repetitions so a busy machine
+hurts both alike. `backtesting` is a bench-only dependency (pip install backtesting).
+Run: `nox -s bench` or `python tests/benchmarks/bench_backtest.py`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from atb.data.loader import load_bars, select_period
+from atb.engine.backtest import BacktestSettings, run_backtest
+from atb.runtime.context import RunContext
+from atb.strategies.sma_crossover import SmaCrossover, SmaCrossoverConfig
+
+FAST, SLOW = 10, 50
+REPEATS = 7
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _backtesting_py(bars: pd.DataFrame) -> tuple[Any, Any]:
+    """backtesting.py's canonical SmaCross, long-only like atb's default."""
+    from backtesting import Backtest, Strategy
+    from backtesting.lib import crossover
+
+    def sma(values: Any, n: int) -> pd.Series:
+        return pd.Series(values).rolling(n).mean()
+
+    class SmaCross(Strategy):  # type: ignore[misc]
+        def init(self) -> None:
+            self.fast = self.I(sma, self.data.Close, FAST)
+            self.slow = self.I(sma, self.data.Close, SLOW)
+
+        def next(self) -> None:
+            if crossover(self.fast, self.slow):
+                if not self.position:
+                    self.buy()
+            elif crossover(self.slow, self.fast):
+                self.position.close()
+
+    frame = bars.rename(columns=str.capitalize)
+    frame.index = frame.index.tz_localize(None)
+    # Cash large enough to buy whole BTC units: sizing does not change the signal timing.
+    return Backtest, lambda: Backtest(frame, SmaCross, cash=1e8, commission=0.001).run()
+
+
+def _atb(bars: pd.DataFrame) -> Any:
+    strategy = SmaCrossover(
+        SmaCrossoverConfig(_target_="atb.strategies.sma_crossover.SmaCrossover",
+                           fast=FAST, slow=SLOW),
+        RunContext(),
+    )
+    settings = BacktestSettings(close_at_end=False)  # backtesting.py leaves it open too
+    return lambda: run_backtest(bars, strategy, settings, bar_seconds=3600.0)
+
+
+def _best(fn: Any) -> tuple[float, Any]:
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def test_sma_crossover_vs_backtesting_py() -> None:
+    pytest.importorskip("backtesting", reason="bench-only dependency: pip install backtesting")
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    bars = load_bars()
+    n = len(bars)
+    _, run_bt = _backtesting_py(bars)
+    run_atb = _atb(bars)
+    run_atb()  # warm imports/caches for both, outside the timing
+    run_bt()
+    atb_times: list[float] = []
+    bt_times: list[float] = []
+    atb_result = bt_stats = None
+    for _ in range(REPEATS):  # interleaved: load spikes hit both engines
+        for _ in range(5):
+            t, atb_result = _best(run_atb)
+            atb_times.append(t)
+        t, bt_stats = _best(run_bt)
+        bt_times.append(t)
+    atb_s, bt_s = min(atb_times), min(bt_times)
+    atb_rate, bt_rate = n / atb_s, n / bt_s
+    ratio = atb_rate / bt_rate
+    print(
+        f"\nsma_crossover({FAST},{SLOW}) over {n} bars (best of {len(atb_times)} / {REPEATS}):"
+        f"\n  atb           {atb_s * 1e3:8.1f} ms  {atb_rate:12,.0f} bars/s"
+        f"  ({atb_result.steps} bars stepped)"
+        f"\n  backtesting.py {bt_s * 1e3:7.1f} ms  {bt_rate:12,.0f} bars/s"
+        f"\n  ratio         {ratio:8.1f}x  (target >= 20x)"
+    )
+    assert atb_result is not None and bt_stats is not None
+    ours = [(t.entry_time.replace(tzinfo=None), t.exit_time.replace(tzinfo=None))
+            for t in atb_result.trades]
+    theirs = [(a.to_pydatetime(), b.to_pydatetime())
+              for a, b in zip(bt_stats._trades.EntryTime, bt_stats._trades.ExitTime,
+                              strict=True)]
+    print(f"  trades: atb {len(ours)}, backtesting.py {len(theirs)}")
+    assert ours == theirs, "entry/exit timestamps differ from backtesting.py"
+    assert ratio >= 20, f"atb is only {ratio:.1f}x backtesting.py's bars/s"
+
+
+def test_ml_basic_2024_under_1s() -> None:
+    ml = pytest.importorskip("atb.strategies.ml_basic", reason="ml_basic not built yet")
+    bars = select_period(load_bars(), pd.Timestamp("2024-01-01", tz="UTC"),
+                         pd.Timestamp("2025-01-01", tz="UTC"))
+    cls = ml.MlBasic
+    config = cls.config_model.model_validate({"_target_": "atb.strategies.ml_basic.MlBasic",
+                                              "name": "ml_basic"})
+    times = []
+    for _ in range(3):
+        strategy = cls(config=config, ctx=RunContext())
+        if hasattr(strategy, "start"):
+            strategy.start()
+        t0 = time.perf_counter()
+        result = run_backtest(bars, strategy, BacktestSettings(), bar_seconds=3600.0)
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    print(f"\nml_basic over 2024 ({len(bars)} bars, inference included): {best * 1e3:.0f} ms, "
+          f"{result.metrics['num_trades']} trades (target <= 1000 ms)")
+    assert best <= 1.0
+
+
+def test_default_run_under_3s() -> None:
+    pytest.importorskip("atb.strategies.ml_basic", reason="ml_basic not built yet")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ATB_OUTPUT_DIR": str(Path(tmp) / "outputs")}
+        cmd = [sys.executable, "-m", "atb", f"db.url=sqlite:///{tmp}/atb.db"]
+        walls = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            walls.append(time.perf_counter() - t0)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+    print(f"\ndefault `python -m atb` wall: best {min(walls):.2f} s of {walls} (target <= 3 s)")
+    assert min(walls) <= 3.0
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-s", "-o", "python_files=bench_*.py"]))
