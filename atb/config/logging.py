@@ -120,6 +120,10 @@ class FileSinkConfig(SinkConfig):
         return parse_size(self.rotation)
 
 
+def _default_sinks() -> list[SinkConfig]:
+    return [ConsoleSinkConfig()]
+
+
 class RateLimitConfig(StrictModel):
     """Identical plain records beyond `burst` per `window_seconds` become one summary line.
 
@@ -135,7 +139,7 @@ class LoggingConfig(NodeConfig):
     target: str = Field("atb.logging.node.LoggingNode", alias="_target_", min_length=1)
     needs: list[str] = Field(default_factory=lambda: ["redaction"])
     level: Level = Field("INFO", description="level of every sink without its own (LOG_LEVEL)")
-    sinks: list[SinkConfig] = Field(default_factory=lambda: [ConsoleSinkConfig()])
+    sinks: list[SinkConfig] = Field(default_factory=lambda: _default_sinks())
     library_levels: dict[str, Level] = Field(
         default_factory=lambda: dict(DEFAULT_LIBRARY_LEVELS),  # type: ignore[arg-type]
         description="stdlib logger levels; LOG_<LIB>_LEVEL overrides the four seed ones",

@@ -37,7 +37,32 @@ _EXPORTS = {
     "get_redactor": "atb.logging.redaction",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ContextThread",
+    "Redactor",
+    "add_record_listener",
+    "clear_context",
+    "configure_logging",
+    "flush",
+    "get_context",
+    "get_redactor",
+    "log_alert_event",
+    "log_data_event",
+    "log_db_event",
+    "log_decision_event",
+    "log_engine_event",
+    "log_event",
+    "log_order_event",
+    "log_risk_event",
+    "read_env",
+    "set_context",
+    "set_run_context",
+    "shutdown",
+    "sink_health",
+    "spawn",
+    "update_context",
+    "use_context",
+]
 
 if TYPE_CHECKING:
     from atb.logging.context import (

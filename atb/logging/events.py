@@ -52,7 +52,7 @@ def _emit(
         event_type,
         name,
         fields,
-        exc,  # type: ignore[arg-type]
+        exc,
     )
 
 

@@ -16,6 +16,7 @@ messages), so the result for clean strings is cached: the hot path pays one dict
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -199,7 +200,7 @@ class Redactor:
                 if has_space and ("bearer" in lowered or "basic" in lowered or "token" in lowered):
                     out = self._bearer.sub(self._sub_bearer, out)
         for regex, group in self._user_patterns:
-            out = regex.sub(lambda m, g=group: self._sub_group(m, g), out)
+            out = regex.sub(functools.partial(self._sub_group, group=group), out)
         if out is text or out == text:
             if len(self._clean) >= _CACHE_LIMIT:
                 self._clean = {}

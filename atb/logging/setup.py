@@ -13,6 +13,7 @@ Sources wired here, all feeding `atb.logging.core.emit`:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -112,11 +113,9 @@ def effective_sinks(config: LoggingConfig, json: bool | None) -> list[SinkConfig
         if not sink.enabled:
             continue
         if json is True and type(sink) is ConsoleSinkConfig:
-            sink = JsonSinkConfig(_target_="atb.logging.sinks.JsonSink", name=sink.name,
-                                  level=sink.level)
+            sink = JsonSinkConfig.model_validate({"name": sink.name, "level": sink.level})
         elif json is False and type(sink) is JsonSinkConfig:
-            sink = ConsoleSinkConfig(_target_="atb.logging.sinks.ConsoleSink", name=sink.name,
-                                     level=sink.level, stream="stderr")
+            sink = ConsoleSinkConfig.model_validate({"name": sink.name, "level": sink.level})
         result.append(sink)
     if json is True:
         # two console sinks (stderr + stdout) must not become two copies of each line
@@ -193,10 +192,9 @@ def configure_logging(
                         cfg.rate_limit.burst),
         )
         for sink in old:
-            try:
+            # a broken old sink must not block the new configuration
+            with contextlib.suppress(Exception):
                 sink.close()
-            except Exception:  # a broken old sink must not block the new configuration
-                pass
         floor = min(core.min_level(), core.WARNING)
         _install_loguru(floor)
         if cfg.intercept_stdlib:
@@ -240,10 +238,8 @@ def shutdown() -> None:
     """Flush every sink and stop the writer threads; later records are written inline."""
     core.flush_rate_limits(force=True)
     for sink in core.sinks():
-        try:
+        with contextlib.suppress(Exception):  # keep going: the other sinks must still flush
             sink.stop_background()
-        except Exception:  # keep going: the other sinks must still flush
-            pass
 
 
 # -- loguru ---------------------------------------------------------------------------------
@@ -281,14 +277,10 @@ def _install_loguru(floor: int) -> None:
     from loguru import logger
 
     if _loguru_id is not None:
-        try:
+        with contextlib.suppress(ValueError):  # someone called logger.remove() meanwhile
             logger.remove(_loguru_id)
-        except ValueError:  # someone called logger.remove() meanwhile
-            pass
-    try:
+    with contextlib.suppress(ValueError):
         logger.remove(0)  # loguru's default stderr handler: unredacted, so it goes
-    except ValueError:
-        pass
     _loguru_id = logger.add(
         _from_loguru,
         level=floor,
@@ -329,7 +321,7 @@ class InterceptHandler(logging.Handler):
             event_type,
             event,
             extras or None,
-            exc if exc and exc[0] is not None else None,  # type: ignore[arg-type]
+            exc if exc and exc[0] is not None else None,
             datetime.fromtimestamp(record.created, UTC),
         )
 
@@ -373,7 +365,27 @@ def _tick() -> None:
 
     while True:
         time.sleep(1.0)
-        try:
+        with contextlib.suppress(Exception):  # never let the ticker die on a bad record
             core.flush_rate_limits()
-        except Exception:  # never let the ticker die on a bad record
-            pass
+
+
+def reset_logging() -> None:
+    """Undo configure_logging (for tests): sinks flushed and removed, handlers uninstalled."""
+    global _loguru_id, _last_config, _state
+    with _lock:
+        for sink in core.install((), redactor=None, max_len=8192, rate_limit=(True, 10.0, 10)):
+            with contextlib.suppress(Exception):  # closing a broken sink must not fail the reset
+                sink.close()
+        if _loguru_id is not None:
+            from loguru import logger
+
+            with contextlib.suppress(ValueError):
+                logger.remove(_loguru_id)
+            _loguru_id = None
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, InterceptHandler):
+                root.removeHandler(handler)
+        logging.captureWarnings(False)
+        _last_config = None
+        _state = None

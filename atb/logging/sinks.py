@@ -13,6 +13,7 @@ Custom sink: subclass `Sink` (or `QueuedSink` and implement `write_batch`), decl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -175,10 +176,8 @@ class QueuedSink(Sink):
 
     def _on_failure(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + RETRY_AFTER
-        try:
+        with contextlib.suppress(Exception):  # the retry will try again
             self.reset()
-        except Exception:  # the retry will try again
-            pass
         if self.failed:
             return
         self.failed = True
@@ -398,7 +397,7 @@ class JsonSink(_StreamSink):
         self.stream_name = config.stream
         super().__init__(config, levelno=levelno, settings=settings)
 
-    format = staticmethod(json_line)  # type: ignore[assignment]
+    format = staticmethod(json_line)
 
 
 class FileSink(QueuedSink):
@@ -462,10 +461,9 @@ class FileSink(QueuedSink):
     def reset(self) -> None:
         fh, self._fh = self._fh, None
         if fh is not None:
-            try:
+            # what was buffered is lost; it was already counted as lost
+            with contextlib.suppress(OSError):
                 fh.close()
-            except OSError:  # the buffered data is lost: it is counted as lost already
-                pass
 
     def close(self) -> None:
         super().close()
