@@ -94,6 +94,10 @@ class Check:
     def failure_status(self) -> FailureStatus:
         return self.config.failure_status or self.default_failure
 
+    def prepare(self) -> None:
+        """Called once at server start, on the runner's thread: pay imports and client
+        construction up front so the first /status is not timed out by them."""
+
     def run(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -173,6 +177,9 @@ class DatabaseCheck(Check):
             connect_args["application_name"] = "atb-health"
         self._engine = create_engine(engine.url, poolclass=NullPool, connect_args=connect_args)
         return self._engine
+
+    def prepare(self) -> None:
+        self._get_engine()
 
     def run(self) -> dict[str, Any]:
         engine = self._get_engine()
@@ -274,6 +281,11 @@ class ExchangeCheck(Check):
             }
         self._client = client
         return client
+
+    def prepare(self) -> None:
+        ex_id, base_url, sandbox = self.target()
+        if ex_id:
+            self._get_client(ex_id, base_url, sandbox)
 
     def run(self) -> dict[str, Any]:
         ex_id, base_url, sandbox = self.target()

@@ -200,6 +200,11 @@ class HealthServer(Node[HealthServerConfig]):
                 f"health server: cannot listen on {self.config.host}:{port}: {exc.strerror or exc}"
             ) from None
         self.port = sockets[0].getsockname()[1]
+        for check in self.checks:
+            try:
+                check.prepare()
+            except Exception as exc:  # run() reports it in /status; start-up goes on
+                logger.warning("health check {} could not prepare: {}", check.name, exc)
         metrics.set_run_labels(
             mode=self.ctx.mode,
             strategy=self.ctx.strategy or "none",
