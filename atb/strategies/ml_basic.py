@@ -164,7 +164,8 @@ class MlBasic(Strategy):
     def predict(self, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Predicted next close and r for every bar from the warm-up on (len(bars) − L + 1)."""
         model = self.load_model()
-        data = bars[list(FEATURES)].to_numpy(dtype=np.float64)
+        # column by column: a multi-column selection makes pandas build an indexer and a frame
+        data = np.column_stack([bars[c].to_numpy(dtype=np.float64) for c in FEATURES])
         windows = normalised_windows(data, self.config.sequence_length)
         if len(windows) == 0:
             return np.empty(0), np.empty(0)
