@@ -1,0 +1,273 @@
+"""Alert channels: where notifications go.
+
+A channel is a class named by `_target_` in `alerts.channels` with its own settings
+model. `send()` does one attempt and raises `DeliveryError` on failure; retries, backoff,
+timeouts and the circuit breaker are the worker's job (`atb.alerts.delivery`), the same for
+every channel, so a new channel is a dozen lines.
+
+* `LogChannel` (always on): the alert as one log line at the alert's severity.
+* `WebhookChannel`: JSON POST of `Notification.payload()` (`text` for Slack/Discord-style
+  receivers, `alert` for machines) to `url` (`ALERT_WEBHOOK_URL`), with optional extra
+  headers for auth. URL and header values are secrets: never logged, never in /status.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+
+from atb.alerts.config import EntryConfig
+from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, Notification, Severity
+from atb.config.base import field_error
+from atb.runtime.context import RunContext
+
+
+class DeliveryError(Exception):
+    """One failed attempt; `retryable` says whether another attempt could succeed."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ChannelConfig(EntryConfig):
+    min_severity: Severity = Field("info", description="skip alerts below this severity")
+    timeout: float = Field(5.0, gt=0, description="seconds per delivery attempt")
+    retries: int = Field(3, ge=0, description="extra attempts after a failed one")
+    backoff: float = Field(0.5, ge=0, description="first retry delay (s); doubles per retry")
+    backoff_max: float = Field(30.0, ge=0, description="retry delay cap (s)")
+    breaker_threshold: int = Field(
+        3, ge=1, description="consecutive failed deliveries that open the circuit"
+    )
+    breaker_cooldown: float = Field(
+        60.0, gt=0, description="seconds an open circuit fails fast before one trial delivery"
+    )
+    queue_size: int = Field(1000, ge=1, description="notifications waiting for this channel")
+
+
+class Channel:
+    config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+    default_name: ClassVar[str] = "channel"
+    #: True when it reaches someone outside the process (what `alert_sent` means).
+    external: ClassVar[bool] = True
+
+    def __init__(self, config: ChannelConfig, ctx: RunContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.name = channel_name(config)
+
+    @property
+    def configured(self) -> bool:
+        """False when the entry is present but has nothing to send to (no URL set)."""
+        return True
+
+    def send(self, notification: Notification, timeout: float) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """For /status and `atb alerts test`: nothing secret."""
+        return {"kind": type(self).__name__}
+
+    def secrets(self) -> list[str]:
+        return []
+
+    def redact(self, text: str) -> str:
+        from atb.config.secrets import redact_text
+
+        text = redact_text(text, [*self.secrets(), *self.ctx.secrets])
+        try:
+            from atb.logging.redaction import get_redactor
+
+            return get_redactor().redact_text(text)
+        except ImportError:  # pragma: no cover - logging package absent
+            return text
+
+
+def channel_name(config: Any) -> str:
+    if getattr(config, "name", None):
+        return str(config.name)
+    target = str(getattr(config, "target", "channel"))
+    from atb.config.validate import import_target
+
+    try:
+        cls = import_target(target)
+    except ImportError:
+        return target.rpartition(".")[2]
+    return str(getattr(cls, "default_name", target.rpartition(".")[2]))
+
+
+# -- log --------------------------------------------------------------------------------
+
+
+class LogChannelConfig(ChannelConfig):
+    target: str = Field("atb.alerts.channels.LogChannel", alias="_target_", min_length=1)
+    retries: int = Field(0, ge=0)
+    logger: str = Field("atb.alerts", description="logger name the alert lines carry")
+
+
+class LogChannel(Channel):
+    """The alert as a log line on every log sink (console, JSON, files).
+
+    Written to the sinks only, not to the record listeners: the journal records each
+    alert once, from the router, with the delivery outcome (`alert_sent`/`alert_method`)
+    that a log record cannot carry.
+    """
+
+    config_model = LogChannelConfig
+    default_name = "log"
+    external = False
+    config: LogChannelConfig
+
+    def send(self, notification: Notification, timeout: float) -> None:
+        level = SEVERITY_LEVEL.get(notification.severity, "WARNING")
+        if notification.status != "firing":
+            level = "INFO" if notification.status == "resolved" else "WARNING"
+        fields = {
+            "alert_rule": notification.rule,
+            "alert_status": notification.status,
+            "alert_id": notification.id,
+            "severity": notification.severity,
+            "count": notification.count,
+        }
+        if notification.key:
+            fields["alert_key"] = notification.key
+        write_log_line(self.config.logger, level, notification.text(), fields)
+
+
+def write_log_line(logger: str, level: str, message: str, fields: dict[str, Any]) -> None:
+    """One redacted record to every log sink, bypassing the record listeners."""
+    levelno = LEVEL_NO.get(level, 30)
+    try:
+        from datetime import UTC, datetime
+
+        from atb.logging import core
+        from atb.logging.redaction import get_redactor
+
+        red = core._redactor or get_redactor()
+        record = {
+            "timestamp": datetime.now(UTC),
+            "level": level,
+            "levelno": levelno,
+            "logger": logger,
+            "function": None,
+            "line": None,
+            "message": red.redact_text(message),
+            "event_type": "alert_event",
+            "event": f"alert_{fields.get('alert_status', 'firing')}",
+            "context": core._redacted_context(red),
+            "fields": red.redact_mapping(fields),
+            "exception": None,
+        }
+        delivered = False
+        for sink in core._sinks:
+            if sink.failed or levelno < sink.levelno:
+                continue
+            sink.put(record, True)
+            delivered = True
+        if delivered:
+            return
+    except (ImportError, AttributeError):  # pragma: no cover - logging internals changed
+        pass
+    # No sink takes it (logging not configured, or every sink failed): stderr, as a last resort.
+    from atb.config.secrets import redact_text
+
+    stream = sys.__stderr__
+    if stream is not None:
+        stream.write(f"{level} {logger}: {redact_text(message)}\n")
+        stream.flush()
+
+
+# -- webhook ----------------------------------------------------------------------------
+
+
+class WebhookChannelConfig(ChannelConfig):
+    target: str = Field("atb.alerts.channels.WebhookChannel", alias="_target_", min_length=1)
+    url: SecretStr | None = Field(
+        None, description="http(s) URL (ALERT_WEBHOOK_URL); null: channel not configured"
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="extra request headers, e.g. Authorization"
+    )
+    method: Literal["POST", "PUT"] = "POST"
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _check_url(self) -> WebhookChannelConfig:
+        # Checked here rather than with a field validator so the (secret) URL is never
+        # echoed back in the error message.
+        if self.url is not None:
+            raw = self.url.get_secret_value().strip()
+            if not raw:
+                self.url = None
+            elif urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
+                raise field_error("url", "must be an http:// or https:// URL")
+        return self
+
+
+class WebhookChannel(Channel):
+    config_model = WebhookChannelConfig
+    default_name = "webhook"
+    config: WebhookChannelConfig
+
+    @property
+    def configured(self) -> bool:
+        return self.config.url is not None
+
+    def secrets(self) -> list[str]:
+        found = [v.get_secret_value() for v in self.config.headers.values()]
+        if self.config.url is not None:
+            url = self.config.url.get_secret_value()
+            parts = urlsplit(url)
+            # The whole URL, and its path + query: Slack/Discord put the token there.
+            found += [url, parts.path, parts.query]
+        return [s for s in found if s and s != "/"]
+
+    def target_display(self) -> str:
+        if self.config.url is None:
+            return "(not configured)"
+        parts = urlsplit(self.config.url.get_secret_value())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}/…"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "WebhookChannel",
+            "target": self.target_display(),
+            "headers": sorted(self.config.headers),
+        }
+
+    def send(self, notification: Notification, timeout: float) -> None:
+        if self.config.url is None:
+            raise DeliveryError("no url configured", retryable=False)
+        body = json.dumps(notification.payload(), default=str).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "atb-alerts/1",
+            **{k: v.get_secret_value() for k, v in self.config.headers.items()},
+        }
+        request = urllib.request.Request(
+            self.config.url.get_secret_value(), data=body, headers=headers,
+            method=self.config.method,
+        )  # fmt: skip
+        context = None if self.config.verify_tls else ssl._create_unverified_context()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+                resp.read(4096)
+                status = int(resp.status)
+        except urllib.error.HTTPError as exc:
+            retryable = exc.code >= 500 or exc.code in (408, 425, 429)
+            raise DeliveryError(f"HTTP {exc.code} {exc.reason}", retryable) from None
+        except urllib.error.URLError as exc:
+            raise DeliveryError(self.redact(f"{type(exc.reason).__name__}: {exc.reason}")) from None
+        except (TimeoutError, OSError) as exc:
+            raise DeliveryError(self.redact(f"{type(exc).__name__}: {exc}")) from None
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}", retryable=status >= 500)

@@ -1,0 +1,389 @@
+"""The `alerts` node: listens to the event stream, evaluates rules, dispatches, records.
+
+Threads, and why:
+
+* the emitting thread (the trading loop) runs only `_on_record`: a pre-filter on the
+  event name / level and a deque append. Nothing else ever runs on the loop;
+* the evaluator (`atb-alerts`) drains that deque, feeds the rules, and every `tick`
+  evaluates time-based conditions (heartbeat silence, journal state, windows lapsing,
+  reminders, resolution), then hands notifications to the channel workers;
+* one worker per channel (`atb.alerts.delivery`) sends with timeout / retry / breaker.
+
+When every channel has reported on a notification, the router journals it once as an
+ALERT `system_events` row with the outcome: `alert_sent` is true when at least one
+external channel (webhook) delivered it; `alert_method` names those channels, or
+`failed:<channels>`, `log` (no external channel configured), or `suppressed` (a
+duplicate within the de-duplication window, not sent anywhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from loguru import logger
+
+from atb.alerts.channels import Channel, LogChannel, LogChannelConfig
+from atb.alerts.config import AlertsConfig
+from atb.alerts.delivery import BreakerState, ChannelWorker, Result
+from atb.alerts.incidents import IncidentBook, Outcome
+from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, SEVERITY_RANK, Notification
+from atb.alerts.rules import Clear, Rule, RuleEnv, Signal, Trigger
+from atb.config.base import NodeConfig
+from atb.runtime.context import RunContext
+from atb.runtime.node import Node
+from atb.runtime.probes import PROBES
+
+
+class _Pending:
+    """A notification waiting for its channels' results (the last one records it)."""
+
+    def __init__(self, notification: Notification, channels: list[str]) -> None:
+        self.notification = notification
+        self.waiting = set(channels)
+        self.results: dict[str, Result] = {}
+        self.lock = threading.Lock()
+
+
+class AlertRouter(Node[AlertsConfig]):
+    config_model: ClassVar[type[NodeConfig]] = AlertsConfig
+    config: AlertsConfig
+
+    def __init__(
+        self, config: AlertsConfig, ctx: RunContext, logging: Any = None, journal: Any = None
+    ) -> None:
+        super().__init__(config, ctx)
+        self.journal = journal
+        self.active = ctx.mode in config.modes
+        env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
+        self.rules: list[Rule] = [_build(entry, env) for entry in config.rules if entry.enabled]
+        channels = [_build_channel(entry, ctx) for entry in config.channels if entry.enabled]
+        if not any(isinstance(c, LogChannel) for c in channels):
+            # The log channel is always on: an alert nobody can see anywhere is no alert.
+            channels.insert(0, LogChannel(LogChannelConfig(), ctx))
+        self.unconfigured = [c for c in channels if not c.configured]
+        self.workers = [
+            ChannelWorker(c, on_state_change=self._channel_state) for c in channels if c.configured
+        ]
+        self.book = IncidentBook(run_id=ctx.run_id, mode=ctx.mode, strategy=ctx.strategy)
+        self._inbox: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._remove_listener: Callable[[], None] | None = None
+        self._unregister_probe: Callable[[], None] | None = None
+        self._names, self._min_levelno = self._prefilter()
+        self._lock = threading.Lock()  # counters and the recent list (several writers)
+        self.counts = {"notified": 0, "resolved": 0, "suppressed": 0, "sent": 0, "failed": 0,
+                       "events_seen": 0, "events_dropped": 0, "rule_errors": 0}  # fmt: skip
+        self.recent: deque[dict[str, Any]] = deque(maxlen=20)
+        self.last_error: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def external_channels(self) -> list[str]:
+        return [w.name for w in self.workers if w.channel.external]
+
+    def start(self) -> None:
+        self._unregister_probe = PROBES.register("alerts", self.state)
+        if not self.active:
+            logger.debug("alerts: inactive in {} mode (alerts.modes={})", self.ctx.mode,
+                         self.config.modes)  # fmt: skip
+            return
+        for worker in self.workers:
+            worker.start()
+        self._thread = threading.Thread(target=self._run, name="atb-alerts", daemon=True)
+        self._thread.start()
+        from atb.logging.hooks import add_record_listener
+
+        self._remove_listener = add_record_listener(self._on_record)
+        self._warn_if_unreachable()
+
+    def _warn_if_unreachable(self) -> None:
+        if self.external_channels or not self.config.warn_without_channel:
+            return
+        hint = "set ALERT_WEBHOOK_URL (or alerts.channels.N.url) and run `atb alerts test`"
+        if self.ctx.mode == "live":
+            bar = "!" * 78
+            logger.warning(
+                "\n{bar}\nLIVE RUN WITHOUT AN EXTERNAL ALERT CHANNEL: alerts (order rejections, "
+                "stale data,\ndatabase down, loop stalled) will only reach the logs. "
+                "{hint}\n{bar}",
+                bar=bar, hint=hint,
+            )  # fmt: skip
+        else:
+            logger.info("alerts: no external channel configured, alerts go to the logs only; {}",
+                        hint)  # fmt: skip
+
+    def stop(self) -> None:
+        if self._remove_listener is not None:
+            with contextlib.suppress(Exception):
+                self._remove_listener()
+            self._remove_listener = None
+        deadline = time.monotonic() + self.config.stop_timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            # The evaluator drains what the loop emitted last (an engine's dying ERROR
+            # event is exactly what must get out) before it exits.
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        for worker in self.workers:
+            worker.stop(max(0.0, deadline - time.monotonic()))
+        if self._unregister_probe is not None:
+            self._unregister_probe()
+            self._unregister_probe = None
+
+    # -- the emitting thread ----------------------------------------------------------------
+
+    def _prefilter(self) -> tuple[frozenset[str] | None, int]:
+        names: set[str] = set()
+        min_level = 1000
+        for rule in self.rules:
+            interest = rule.interest()
+            if interest.names is None:
+                return None, 0
+            names |= interest.names
+            if interest.min_levelno is not None:
+                min_level = min(min_level, interest.min_levelno)
+        return frozenset(names), min_level
+
+    def _on_record(self, record: dict[str, Any]) -> None:
+        """The record listener: runs on the trading loop, so it only filters and appends."""
+        names = self._names
+        if names is not None and record.get("name") not in names:
+            level = LEVEL_NO.get(record.get("level"), 0)  # type: ignore[arg-type]
+            if level < self._min_levelno:
+                return
+        if record.get("event_type") == "alert_event":
+            return
+        if len(self._inbox) >= self.config.queue_size:
+            self.counts["events_dropped"] += 1
+            return
+        self._inbox.append(record)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # -- the evaluator thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self.config.tick
+        while True:
+            timeout = max(0.0, next_tick - time.monotonic())
+            self._wake.wait(timeout)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            try:
+                self._drain()
+                now = time.monotonic()
+                if now >= next_tick and not stopping:
+                    self._tick(now)
+                    next_tick = now + self.config.tick
+            except Exception as exc:  # the evaluator must outlive any bug in a rule
+                self._note_error(f"evaluator: {type(exc).__name__}: {exc}")
+            if stopping:
+                return
+
+    def _drain(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            record = inbox.popleft()
+            self.counts["events_seen"] += 1
+            now, wall = time.monotonic(), time.time()
+            for rule in self.rules:
+                try:
+                    if not rule.wants(record):
+                        continue
+                    signals = rule.observe(record, now)
+                except Exception as exc:
+                    self._rule_failed(rule, exc)
+                    continue
+                self._apply(rule, signals, now, wall)
+
+    def _tick(self, now: float) -> None:
+        wall = time.time()
+        for rule in self.rules:
+            try:
+                active = rule.poll(now)
+            except Exception as exc:
+                self._rule_failed(rule, exc)
+                continue
+            self._dispatch(self.book.tick(rule, active, now, wall))
+
+    def evaluate_now(self) -> None:
+        """Drain and tick at once (tests, and callers that cannot wait for the tick)."""
+        self._drain()
+        self._tick(time.monotonic())
+
+    def _apply(self, rule: Rule, signals: list[Signal], now: float, wall: float) -> None:
+        for signal in signals:
+            if isinstance(signal, Trigger):
+                self._dispatch(self.book.trigger(rule, signal.observation, now, wall))
+            elif isinstance(signal, Clear):
+                self._dispatch(self.book.clear(rule, signal.key, now, wall))
+
+    def _rule_failed(self, rule: Rule, exc: Exception) -> None:
+        self.counts["rule_errors"] += 1
+        self._note_error(f"rule {rule.name}: {type(exc).__name__}: {exc}")
+
+    def _note_error(self, message: str) -> None:
+        if message != self.last_error:
+            logger.error("alerts: {}", message)
+        self.last_error = message
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def _dispatch(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            note = outcome.notification
+            if outcome.action == "suppressed":
+                with self._lock:
+                    self.counts["suppressed"] += 1
+                if self.config.record_suppressed:
+                    self._record(note, {}, suppressed=True)
+                continue
+            with self._lock:
+                self.counts["resolved" if note.status == "resolved" else "notified"] += 1
+            self.send(note)
+
+    def send(self, note: Notification) -> None:
+        """Hand one notification to every channel whose min_severity it meets."""
+        rank = SEVERITY_RANK.get(note.severity, 1)
+        workers = [w for w in self.workers
+                   if rank >= SEVERITY_RANK.get(w.config.min_severity, 0)]  # fmt: skip
+        pending = _Pending(note, [w.name for w in workers])
+        if not workers:
+            self._record(note, {})
+            return
+        for worker in workers:
+            worker.submit(note, self._collector(pending))
+
+    def _collector(self, pending: _Pending) -> Callable[[Notification, Result], None]:
+        return lambda _note, result: self._result(pending, result)
+
+    def _result(self, pending: _Pending, result: Result) -> None:
+        with pending.lock:
+            pending.results[result.channel] = result
+            pending.waiting.discard(result.channel)
+            done = not pending.waiting
+        with self._lock:
+            if result.external:
+                self.counts["sent" if result.ok else "failed"] += 1
+        if done:
+            self._record(pending.notification, pending.results)
+
+    def _record(
+        self, note: Notification, results: dict[str, Result], suppressed: bool = False
+    ) -> None:
+        """One ALERT system_events row per notification, with the honest outcome."""
+        external = {n: r for n, r in results.items() if r.external}
+        sent = [n for n, r in external.items() if r.ok]
+        failed = [n for n, r in external.items() if not r.ok]
+        if suppressed:
+            method = "suppressed"
+        elif sent:
+            method = ",".join(sent)
+        elif failed:
+            method = "failed:" + ",".join(failed)
+        else:
+            method = "log" if results.get("log", Result("log", False)).ok else "none"
+        alert = note.alert()
+        entry = {"at": alert["last_seen"] or alert["first_seen"], "rule": note.rule,
+                 "status": note.status, "severity": note.severity, "summary": note.summary,
+                 "alert_sent": bool(sent), "alert_method": method}  # fmt: skip
+        with self._lock:
+            self.recent.append(entry)
+        journal = self.journal
+        if journal is None:
+            with contextlib.suppress(ImportError):
+                from atb.db.journal import current_journal
+
+                journal = current_journal()
+        if journal is None:
+            return
+        delivery = {n: r.view() for n, r in results.items()}
+        event_type = "TEST" if note.status == "test" else "ALERT"
+        try:
+            journal.emit({
+                "event_type": event_type,
+                "severity": SEVERITY_LEVEL.get(note.severity, "WARNING"),
+                "message": note.text(),
+                "name": f"alert_{note.status}",
+                "logger": "atb.alerts",
+                "component": "alerts",
+                "details": {"alert": alert, "delivery": delivery},
+                "context": {k: v for k, v in (("run_id", note.run_id), ("mode", note.mode),
+                            ("strategy", note.strategy), ("symbol", note.symbol)) if v},
+                "alert_sent": bool(sent),
+                "alert_method": method,
+                "error_code": "suppressed_duplicate" if suppressed else None,
+            })  # fmt: skip
+        except Exception as exc:  # the journal never raises by contract; belt and braces
+            self._note_error(f"journal: {type(exc).__name__}: {exc}")
+
+    def _channel_state(self, worker: ChannelWorker, state: BreakerState, error: str | None) -> None:
+        from atb.logging.events import log_alert_event
+
+        if state == "open":
+            log_alert_event(
+                "alert_channel_down",
+                level="ERROR",
+                message=f"alert channel '{worker.name}' is down after "
+                f"{worker.consecutive_failures} failed deliveries ({error}); failing fast "
+                f"for {worker.config.breaker_cooldown:g}s, then trying again",
+                channel=worker.name,
+                error=error,
+                cooldown_seconds=worker.config.breaker_cooldown,
+            )
+        elif state == "closed":
+            log_alert_event(
+                "alert_channel_recovered",
+                level="INFO",
+                message=f"alert channel '{worker.name}' delivered again; circuit closed",
+                channel=worker.name,
+            )
+
+    # -- /status ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        channels = {w.name: w.snapshot() for w in self.workers}
+        for ch in self.unconfigured:
+            channels[ch.name] = {"state": "not_configured", "healthy": None, **ch.describe()}
+        down = [n for n, c in channels.items() if c.get("healthy") is False]
+        with self._lock:
+            counts = dict(self.counts)
+            recent = list(self.recent)
+        firing = [inc.view() for inc in list(self.book.open.values())]
+        return {
+            "status": ("degraded" if down else "ok") if self.active else "inactive",
+            "active": self.active,
+            "mode": self.ctx.mode,
+            "external_channels": self.external_channels,
+            "channels": channels,
+            "rules": [r.describe() for r in self.rules],
+            "firing": firing,
+            "counts": counts,
+            "queue_depth": len(self._inbox),
+            "last_error": self.last_error,
+            "recent": recent,
+        }
+
+
+def _build(entry: Any, env: RuleEnv) -> Rule:
+    from atb.config.validate import import_target
+
+    cls = import_target(entry.target)
+    rule: Rule = cls(entry, env)
+    return rule
+
+
+def _build_channel(entry: Any, ctx: RunContext) -> Channel:
+    from atb.config.validate import import_target
+
+    cls = import_target(entry.target)
+    channel: Channel = cls(entry, ctx)
+    return channel
