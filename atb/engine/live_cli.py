@@ -16,7 +16,11 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         description=(
             "Run a strategy on live market data: paper (simulated fills, the default) or live "
             "(real orders). Extra key=value arguments are passed to Hydra as overrides."
-            + (" The health server is on (PORT / HEALTH_CHECK_PORT)." if name == "live-health" else "")
+            + (
+                " The health server is on (PORT / HEALTH_CHECK_PORT)."
+                if name == "live-health"
+                else ""
+            )
         ),
     )
     parser.add_argument("strategy", help="strategy name (a file in conf/strategy/), e.g. ml_basic")
