@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ BUNDLED_PATH = Path(__file__).resolve().parent / "BTCUSDT-1h.csv.gz"
 BUNDLED_SYMBOL = "BTCUSDT"
 BUNDLED_TIMEFRAME = "1h"
 COLUMNS = ("open", "high", "low", "close", "volume")
-Bars = pd.DataFrame
+Bars: TypeAlias = pd.DataFrame
 """Columns open, high, low, close, volume (float64) on a UTC DatetimeIndex named `time`."""
 
 _UNITS = {"m": "min", "h": "h", "d": "D", "w": "W"}
@@ -77,8 +78,11 @@ def load_bars(
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     missing = [c for c in ("timestamp", *COLUMNS) if c not in raw.columns]
     if missing:
-        raise DataError(source, f"missing column(s) {', '.join(missing)} (header must be "
-                        "timestamp,open,high,low,close,volume)")
+        raise DataError(
+            source,
+            f"missing column(s) {', '.join(missing)} (header must be "
+            "timestamp,open,high,low,close,volume)",
+        )
     if raw.empty:
         raise DataError(source, "no rows")
     bars = _parse(source, raw)
@@ -98,19 +102,23 @@ def _parse(source: Path, raw: pd.DataFrame) -> Bars:
     bad = np.flatnonzero(times.isna().to_numpy())
     if bad.size:
         i = int(bad[0])
-        raise DataError(source, f"timestamp {raw['timestamp'].iloc[i]!r} is not an ISO-8601 time",
-                        row=i + 1)
+        raise DataError(
+            source, f"timestamp {raw['timestamp'].iloc[i]!r} is not an ISO-8601 time", row=i + 1
+        )
     data: dict[str, np.ndarray] = {}
     for col in COLUMNS:
         column = raw[col]
-        values = (column if column.dtype == "float64" else pd.to_numeric(column, errors="coerce"))
+        values = column if column.dtype == "float64" else pd.to_numeric(column, errors="coerce")
         values = values.to_numpy(dtype="float64")
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             i = int(bad[0])
             shown = column.iloc[i]
-            problem = (f"{col} is NaN or empty" if column.dtype == "float64" or shown in ("", None)
-                       else f"{col} {shown!r} is not a number")
+            problem = (
+                f"{col} is NaN or empty"
+                if column.dtype == "float64" or shown in ("", None)
+                else f"{col} {shown!r} is not a number"
+            )
             raise DataError(source, problem, row=i + 1)
         data[col] = values
     index = pd.DatetimeIndex(times, name="time").as_unit("ns")
@@ -130,17 +138,24 @@ def validate_bars(bars: Bars, source: Path | str, timeframe: str) -> None:
     if bad.size:
         i = int(bad[0]) + 1
         kind = "duplicates" if steps[i - 1] == 0 else "is earlier than"
-        raise DataError(source, f"timestamp {_iso(bars.index[i])} {kind} the previous row's "
-                        f"{_iso(bars.index[i - 1])} (timestamps must be strictly increasing)",
-                        row=i + 1)
+        raise DataError(
+            source,
+            f"timestamp {_iso(bars.index[i])} {kind} the previous row's "
+            f"{_iso(bars.index[i - 1])} (timestamps must be strictly increasing)",
+            row=i + 1,
+        )
     delta = timeframe_delta(timeframe)
     if delta is not None:
         short = np.flatnonzero(steps < delta.value)
         if short.size:
             i = int(short[0]) + 1
-            raise DataError(source, f"timestamp {_iso(bars.index[i])} is only "
-                            f"{pd.Timedelta(int(steps[i - 1]))} after the previous row "
-                            f"(timeframe is {timeframe})", row=i + 1)
+            raise DataError(
+                source,
+                f"timestamp {_iso(bars.index[i])} is only "
+                f"{pd.Timedelta(int(steps[i - 1]))} after the previous row "
+                f"(timeframe is {timeframe})",
+                row=i + 1,
+            )
     o, h, low, c, v = (values[k] for k in COLUMNS)
     checks = [
         (low <= 0, "low must be > 0"),
@@ -156,8 +171,11 @@ def validate_bars(bars: Bars, source: Path | str, timeframe: str) -> None:
             first = (int(hits[0]), problem)
     if first is not None:
         i, problem = first
-        raise DataError(source, f"{problem} (open={o[i]} high={h[i]} low={low[i]} close={c[i]} "
-                        f"volume={v[i]})", row=i + 1)
+        raise DataError(
+            source,
+            f"{problem} (open={o[i]} high={h[i]} low={low[i]} close={c[i]} volume={v[i]})",
+            row=i + 1,
+        )
 
 
 def find_gaps(bars: Bars, timeframe: str) -> list[Gap]:

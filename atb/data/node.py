@@ -90,14 +90,14 @@ class MarketData(Node[MarketDataConfig]):
         cfg = self.config
         bars = select_period(load_bars(cfg.path, cfg.timeframe), _ts(cfg.start), _ts(cfg.end))
         if bars.empty:
-            raise DataError(self.source, f"no bars in the selected period "
-                            f"[{cfg.start}, {cfg.end})")
+            raise DataError(self.source, f"no bars in the selected period [{cfg.start}, {cfg.end})")
         self._bars = bars
         self.fingerprint = fingerprint(bars)
         self.gaps = find_gaps(bars, cfg.timeframe)
         for gap in self.gaps:
             log_data_event(
                 "data_gap",
+                level="WARNING",
                 symbol=self.symbol,
                 timeframe=self.timeframe,
                 after=gap.after.isoformat(),

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from atb.config.base import NodeConfig, StrictModel
 from atb.data.loader import timeframe_delta
-from atb.engine.decision import DecisionPath, DecisionRecord, Step
+from atb.engine.decision import DecisionPath, DecisionRecord
 from atb.engine.events import log_engine_event
 from atb.engine.fills import FillModel, touched
 from atb.engine.inputs import Bar, SignalRows, utc_datetime
@@ -129,8 +129,7 @@ def run_backtest(
         raise ValueError("no bars to backtest")
     signals = strategy.signals(bars)
     if len(signals) != n:
-        raise ValueError(f"strategy '{strategy.name}' returned {len(signals)} signals "
-                         f"for {n} bars")
+        raise ValueError(f"strategy '{strategy.name}' returned {len(signals)} signals for {n} bars")
     # Python scalars are pulled per stepped bar only: converting whole columns to lists
     # would cost more than the loop itself.
     ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
@@ -141,54 +140,59 @@ def run_backtest(
     signal_list = rows.bars
 
     portfolio = Portfolio(settings.initial_balance)
-    path = DecisionPath(portfolio, FillModel(settings.fee, settings.slippage), settings.risk,
-                        log_orders=settings.log_orders)
+    path = DecisionPath(
+        portfolio,
+        FillModel(settings.fee, settings.slippage),
+        settings.risk,
+        log_orders=settings.log_orders,
+    )
 
-    def bar_at(i: int) -> Bar:
-        o, h, low, c, v = ohlcv[i].tolist()
-        return Bar(i, utc_datetime(int(stamps[i])), o, h, low, c, v)
-
-    def next_signal(after: int) -> int:
-        k = bisect_right(signal_list, after)
-        return signal_list[k] if k < len(signal_list) else n
-
-    def next_bar(i: int) -> int:
-        """The next bar on which the decision path can do anything."""
-        if not settings.skip_idle_bars or path.pending:
-            return i + 1
-        upcoming = next_signal(i)
-        pos = path.portfolio.position
-        if pos is None or path.idle:
-            return upcoming
-        hit_sl, hit_tp = touched(pos.side, pos.stop_price, pos.take_price,
-                                 highs_arr[i + 1 : upcoming], lows_arr[i + 1 : upcoming])
-        hits = np.flatnonzero(np.asarray(hit_sl) | np.asarray(hit_tp))
-        return i + 1 + int(hits[0]) if hits.size else upcoming
-
+    skip = settings.skip_idle_bars
+    n_signals = len(signal_list)
+    on_bar, signal_for = path.on_bar, rows.at
     stepped: list[int] = []
     states: list[tuple[float, float, float]] = []
-
-    def keep(i: int, step: Step) -> None:
-        if stepped and stepped[-1] == i:
-            states[-1] = (step.cash, step.qty, step.balance)
-        else:
-            stepped.append(i)
-            states.append((step.cash, step.qty, step.balance))
-
     bar_progress = _progress(n) if progress else None
-    i = 0 if not settings.skip_idle_bars else next_signal(-1)
     done = 0
+    # The hot loop: kept flat (no helper calls per bar) because it runs once per stepped bar.
+    i = 0 if not skip else (signal_list[0] if n_signals else n)
     while i < n:
         if should_stop is not None and should_stop():
             raise Interrupted(f"stopped at bar {i} of {n} ({index[i].isoformat()})")
-        sig = rows.at(i)
-        keep(i, path.on_bar(bar_at(i), sig))
-        i = next_bar(i)
+        o, h, low, c, v = ohlcv[i].tolist()
+        step = on_bar(Bar(i, utc_datetime(int(stamps[i])), o, h, low, c, v), signal_for(i))
+        stepped.append(i)
+        states.append((step.cash, step.qty, step.balance))
+        # Next bar on which the decision path can do anything.
+        if not skip or path.pending:
+            i += 1
+        else:
+            k = bisect_right(signal_list, i)
+            upcoming = signal_list[k] if k < n_signals else n
+            pos = portfolio.position
+            if pos is not None and not path.idle:
+                hit_sl, hit_tp = touched(
+                    pos.side,
+                    pos.stop_price,
+                    pos.take_price,
+                    highs_arr[i + 1 : upcoming],
+                    lows_arr[i + 1 : upcoming],
+                )
+                hits = np.flatnonzero(np.asarray(hit_sl) | np.asarray(hit_tp))
+                upcoming = i + 1 + int(hits[0]) if hits.size else upcoming
+            i = upcoming
         if bar_progress is not None:
             bar_progress.update(min(i, n) - done)
             done = min(i, n)
     open_position = path.portfolio.position
-    keep(n - 1, path.finish(bar_at(n - 1), close_position=settings.close_at_end))
+    o, h, low, c, v = ohlcv[n - 1].tolist()
+    last = Bar(n - 1, utc_datetime(int(stamps[n - 1])), o, h, low, c, v)
+    step = path.finish(last, close_position=settings.close_at_end)
+    if stepped and stepped[-1] == n - 1:
+        states[-1] = (step.cash, step.qty, step.balance)
+    else:
+        stepped.append(n - 1)
+        states.append((step.cash, step.qty, step.balance))
     if bar_progress is not None:
         bar_progress.update(n - done)
         bar_progress.close()
@@ -197,8 +201,14 @@ def run_backtest(
     equity = cash + qty * closes_arr
     if bar_seconds is None:
         bar_seconds = float(np.median(np.diff(bars.index.asi8))) / 1e9 if n > 1 else 3600.0
-    metrics = compute_metrics(equity, settings.initial_balance, portfolio.trades, closes_arr,
-                              bar_seconds, portfolio.fees_paid)
+    metrics = compute_metrics(
+        equity,
+        settings.initial_balance,
+        portfolio.trades,
+        closes_arr,
+        bar_seconds,
+        portfolio.fees_paid,
+    )
     return BacktestResult(
         trades=portfolio.trades,
         orders=path.orders,
@@ -280,19 +290,33 @@ class Backtest(Node[BacktestConfig]):
                 try:
                     self.recorder.fail(f"{type(exc).__name__}: {reason}")
                 except Exception as db_exc:  # the original error matters more
-                    log_engine_event("run_record_failed", run_id=self.ctx.run_id,
-                                     error=str(db_exc))
+                    log_engine_event(
+                        "run_record_failed",
+                        level="ERROR",
+                        run_id=self.ctx.run_id,
+                        error=str(db_exc),
+                    )
             raise
 
     def _run(self) -> dict[str, Any]:
         cfg, ctx = self.config, self.ctx
         bars = self.data.bars
-        log_engine_event("backtest_started", run_id=ctx.run_id, strategy=self.strategy.name,
-                         symbol=self.data.symbol, timeframe=self.data.timeframe, bars=len(bars),
-                         first=bars.index[0].isoformat(), last=bars.index[-1].isoformat())
+        log_engine_event(
+            "backtest_start",
+            run_id=ctx.run_id,
+            strategy=self.strategy.name,
+            symbol=self.data.symbol,
+            timeframe=self.data.timeframe,
+            bars=len(bars),
+            first=bars.index[0].isoformat(),
+            last=bars.index[-1].isoformat(),
+        )
         delta = timeframe_delta(self.data.timeframe)
-        show = sys.stdout.isatty() and len(bars) >= 10_000 if cfg.progress == "auto" else bool(
-            cfg.progress)
+        show = (
+            sys.stdout.isatty() and len(bars) >= 10_000
+            if cfg.progress == "auto"
+            else bool(cfg.progress)
+        )
         result = run_backtest(
             bars,
             self.strategy,
@@ -310,10 +334,15 @@ class Backtest(Node[BacktestConfig]):
             export_trades_csv(result.trades, cfg.export_csv)
         m = result.metrics
         log_engine_event(
-            "backtest_finished", run_id=ctx.run_id, strategy=self.strategy.name,
-            trades=m["num_trades"], total_return=m["total_return"],
-            max_drawdown=m["max_drawdown"], result_hash=result.result_hash,
-            elapsed_s=round(result.elapsed_s, 4), record_s=round(record_s, 4),
+            "backtest_end",
+            run_id=ctx.run_id,
+            strategy=self.strategy.name,
+            trades=m["num_trades"],
+            total_return=m["total_return"],
+            max_drawdown=m["max_drawdown"],
+            result_hash=result.result_hash,
+            elapsed_s=round(result.elapsed_s, 4),
+            record_s=round(record_s, 4),
             bars_per_s=round(len(bars) / result.elapsed_s) if result.elapsed_s > 0 else None,
         )
         if cfg.summary:
@@ -331,9 +360,14 @@ class Backtest(Node[BacktestConfig]):
             open_position_mark=last_close,
             decisions=result.decisions if rec.decisions else (),
             account={
-                "times": result.times, "balance": result.balance, "equity": result.equity,
-                "drawdown": result.drawdown, "qty": result.qty,
-            } if rec.account_history else None,
+                "times": result.times,
+                "balance": result.balance,
+                "equity": result.equity,
+                "drawdown": result.drawdown,
+                "qty": result.qty,
+            }
+            if rec.account_history
+            else None,
             predictions=result.signals.predictions if rec.predictions else None,
         )
         self.recorder.finish(result.metrics, result.result_hash)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from atb.engine.events import log_order_event, log_risk_event
+from atb.engine.events import log_decision_event, log_order_event
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
@@ -125,7 +125,7 @@ class DecisionPath:
             order.take_profit = signal.take_profit
             self.pending.append(order)
         record = DecisionRecord(
-            bar=bar.index,
+            bar=bar.number,
             time=bar.time,
             direction=signal.direction,
             confidence=signal.confidence,
@@ -136,13 +136,24 @@ class DecisionPath:
         )
         self.decisions.append(record)
         if decision.action == "none" and self.log_orders:
-            log_risk_event("signal_skipped", time=bar.time.isoformat(),
-                           direction=signal.direction, reason=decision.reason)
+            log_decision_event(
+                "decision",
+                time=bar.time.isoformat(),
+                signal=signal.direction,
+                action=decision.action,
+                size=0.0,
+                reason=decision.reason,
+            )
         return record
 
     def _new_order(self, time: datetime, side: int, kind: str, reason: OrderReason) -> Order:
-        order = Order(id=len(self.orders) + 1, created=time, side=side, kind=kind,  # type: ignore[arg-type]
-                      reason=reason)
+        order = Order(
+            id=len(self.orders) + 1,
+            created=time,
+            side=side,
+            kind=kind,  # type: ignore[arg-type]
+            reason=reason,
+        )
         self.orders.append(order)
         return order
 
@@ -176,7 +187,7 @@ class DecisionPath:
             self._log(order)
             return
         fee = self.fill_model.cost(qty, price)
-        pos: Position = p.open(order.side, qty, price, fee, bar.time, bar.index)
+        pos: Position = p.open(order.side, qty, price, fee, bar.time, bar.number)
         if order.stop_loss is not None:
             pos.stop_price = price * (1.0 - pos.side * order.stop_loss)
         if order.take_profit is not None:
@@ -190,7 +201,7 @@ class DecisionPath:
         assert pos is not None
         price = self.fill_model.price(reference, order.side)
         fee = self.fill_model.cost(pos.qty, price)
-        trade = p.close(price, fee, bar.time, bar.index, order.reason)
+        trade = p.close(price, fee, bar.time, bar.number, order.reason)
         self._filled(order, bar, trade.qty, price, fee, pos.id)
         step.fills.append(order)
         step.trades.append(trade)
@@ -205,8 +216,9 @@ class DecisionPath:
         order = self._new_order(bar.time, -pos.side, "exit", reason)
         self._execute_exit(order, bar, reference, step)
 
-    def _filled(self, order: Order, bar: Bar, qty: float, price: float, fee: float,
-                position_id: int) -> None:
+    def _filled(
+        self, order: Order, bar: Bar, qty: float, price: float, fee: float, position_id: int
+    ) -> None:
         order.status = "filled"
         order.filled_at = bar.time
         order.qty = qty

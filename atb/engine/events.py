@@ -15,10 +15,9 @@ EventFn = Callable[..., Any]
 
 
 def _fallback(event_type: str) -> EventFn:
-    def emit(name: str, **fields: Any) -> None:
+    def emit(name: str, level: str = "INFO", **fields: Any) -> None:
         from loguru import logger
 
-        level = "WARNING" if name.endswith(("_gap", "_failed", "_rejected")) else "INFO"
         logger.bind(event_type=event_type, event=name, **fields).log(
             level, "{} {}", name, " ".join(f"{k}={v}" for k, v in fields.items())
         )

@@ -9,7 +9,6 @@ import numpy as np
 
 from atb.strategies.base import HOLD, SignalFrame
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -20,13 +19,13 @@ def utc_datetime(ns: int) -> datetime:
 
 
 class Bar(NamedTuple):
-    """One closed candle. `index` is its position in the run (bar number), for records.
+    """One closed candle. `number` is its position in the run, for records.
 
     NamedTuples, not frozen dataclasses, for Bar/Signal: they are built once per stepped
     bar and a frozen dataclass costs several times more to construct.
     """
 
-    index: int
+    number: int
     time: datetime
     open: float
     high: float

@@ -51,7 +51,7 @@ class Portfolio:
         self.initial_balance = initial_balance
         self.cash = initial_balance
         self.balance = initial_balance
-        """Realized balance: initial + net pnl of closed trades (unchanged while a position is open)."""
+        """Realized: initial + net pnl of closed trades (unchanged while a position is open)."""
         self.position: Position | None = None
         self.positions: list[Position] = []
         self.trades: list[Trade] = []

@@ -191,8 +191,9 @@ class RunRecorder:
         with self.db.session() as session:
             self._insert(session, TradeRecord, self.trade_rows(trades))
             self._insert(session, OrderRecord, self.order_rows(orders))
-            self._insert(session, PositionRecord,
-                         self.position_rows(positions, trades, open_position_mark))
+            self._insert(
+                session, PositionRecord, self.position_rows(positions, trades, open_position_mark)
+            )
             self._insert(session, DecisionRecordRow, self.decision_rows(decisions))
             if account is not None:
                 self._insert(session, AccountSnapshot, self.account_rows(**account))
@@ -264,23 +265,25 @@ class RunRecorder:
             unrealized = None
             if trade is None and mark is not None:
                 unrealized = p.side * (mark - p.entry_price) * p.qty - p.entry_fee
-            rows.append({
-                **common,
-                "position_no": p.id,
-                "symbol": self.symbol,
-                "side": _side(p.side),
-                "qty": p.qty,
-                "entry_time": p.entry_time,
-                "entry_price": p.entry_price,
-                "stop_loss": p.stop_price,
-                "take_profit": p.take_price,
-                "status": "closed" if trade else "open",
-                "closed_at": trade.exit_time if trade else None,
-                "exit_price": trade.exit_price if trade else None,
-                "realized_pnl": trade.pnl if trade else None,
-                "last_price": None if trade else mark,
-                "unrealized_pnl": unrealized,
-            })
+            rows.append(
+                {
+                    **common,
+                    "position_no": p.id,
+                    "symbol": self.symbol,
+                    "side": _side(p.side),
+                    "qty": p.qty,
+                    "entry_time": p.entry_time,
+                    "entry_price": p.entry_price,
+                    "stop_loss": p.stop_price,
+                    "take_profit": p.take_price,
+                    "status": "closed" if trade else "open",
+                    "closed_at": trade.exit_time if trade else None,
+                    "exit_price": trade.exit_price if trade else None,
+                    "realized_pnl": trade.pnl if trade else None,
+                    "last_price": None if trade else mark,
+                    "unrealized_pnl": unrealized,
+                }
+            )
         return rows
 
     def decision_rows(self, decisions: Iterable[DecisionRecord]) -> list[dict[str, Any]]:
@@ -309,10 +312,21 @@ class RunRecorder:
     ) -> list[dict[str, Any]]:
         run_id, mode = self.run_id, self.mode
         return [
-            {"run_id": run_id, "mode": mode, "time": t, "balance": b, "equity": e,
-             "drawdown": d, "position_qty": q}
+            {
+                "run_id": run_id,
+                "mode": mode,
+                "time": t,
+                "balance": b,
+                "equity": e,
+                "drawdown": d,
+                "position_qty": q,
+            }
             for t, b, e, d, q in zip(
-                times, balance.tolist(), equity.tolist(), drawdown.tolist(), qty.tolist(),
+                times,
+                balance.tolist(),
+                equity.tolist(),
+                drawdown.tolist(),
+                qty.tolist(),
                 strict=True,
             )
         ]
@@ -334,9 +348,15 @@ class RunRecorder:
         direction, model_id = col("direction"), col("model_id")
         run_id, mode = self.run_id, self.mode
         return [
-            {"run_id": run_id, "mode": mode, "time": times[i], "predicted_price": price[i],
-             "r": r[i], "confidence": conf[i],
-             "direction": None if direction[i] is None else int(direction[i]),
-             "model_id": None if model_id[i] is None else str(model_id[i])}
+            {
+                "run_id": run_id,
+                "mode": mode,
+                "time": times[i],
+                "predicted_price": price[i],
+                "r": r[i],
+                "confidence": conf[i],
+                "direction": None if direction[i] is None else int(direction[i]),
+                "model_id": None if model_id[i] is None else str(model_id[i]),
+            }
             for i in range(n)
         ]

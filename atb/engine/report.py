@@ -62,8 +62,18 @@ def summary_table(metrics: dict[str, Any], header: dict[str, str]) -> str:
 
 
 TRADE_COLUMNS = [
-    "trade_no", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price",
-    "fees", "pnl", "return_pct", "exit_reason", "bars_held",
+    "trade_no",
+    "side",
+    "qty",
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "fees",
+    "pnl",
+    "return_pct",
+    "exit_reason",
+    "bars_held",
 ]
 
 
@@ -74,10 +84,20 @@ def export_trades_csv(trades: Sequence[Trade], path: Path) -> Path:
         writer = csv.writer(fh)
         writer.writerow(TRADE_COLUMNS)
         for t in trades:
-            writer.writerow([
-                t.id, "long" if t.side > 0 else "short", repr(t.qty),
-                t.entry_time.isoformat(), repr(t.entry_price),
-                t.exit_time.isoformat(), repr(t.exit_price),
-                repr(t.fees), repr(t.pnl), repr(t.return_pct), t.exit_reason, t.bars_held,
-            ])
+            writer.writerow(
+                [
+                    t.id,
+                    "long" if t.side > 0 else "short",
+                    repr(t.qty),
+                    t.entry_time.isoformat(),
+                    repr(t.entry_price),
+                    t.exit_time.isoformat(),
+                    repr(t.exit_price),
+                    repr(t.fees),
+                    repr(t.pnl),
+                    repr(t.return_pct),
+                    t.exit_reason,
+                    t.bars_held,
+                ]
+            )
     return path

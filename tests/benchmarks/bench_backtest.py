@@ -65,8 +65,9 @@ def _backtesting_py(bars: pd.DataFrame) -> tuple[Any, Any]:
 
 def _atb(bars: pd.DataFrame) -> Any:
     strategy = SmaCrossover(
-        SmaCrossoverConfig(_target_="atb.strategies.sma_crossover.SmaCrossover",
-                           fast=FAST, slow=SLOW),
+        SmaCrossoverConfig(
+            _target_="atb.strategies.sma_crossover.SmaCrossover", fast=FAST, slow=SLOW
+        ),
         RunContext(),
     )
     settings = BacktestSettings(close_at_end=False)  # backtesting.py leaves it open too
@@ -110,11 +111,14 @@ def test_sma_crossover_vs_backtesting_py() -> None:
         f"\n  ratio         {ratio:8.1f}x  (target >= 20x)"
     )
     assert atb_result is not None and bt_stats is not None
-    ours = [(t.entry_time.replace(tzinfo=None), t.exit_time.replace(tzinfo=None))
-            for t in atb_result.trades]
-    theirs = [(a.to_pydatetime(), b.to_pydatetime())
-              for a, b in zip(bt_stats._trades.EntryTime, bt_stats._trades.ExitTime,
-                              strict=True)]
+    ours = [
+        (t.entry_time.replace(tzinfo=None), t.exit_time.replace(tzinfo=None))
+        for t in atb_result.trades
+    ]
+    theirs = [
+        (a.to_pydatetime(), b.to_pydatetime())
+        for a, b in zip(bt_stats._trades.EntryTime, bt_stats._trades.ExitTime, strict=True)
+    ]
     print(f"  trades: atb {len(ours)}, backtesting.py {len(theirs)}")
     assert ours == theirs, "entry/exit timestamps differ from backtesting.py"
     assert ratio >= 20, f"atb is only {ratio:.1f}x backtesting.py's bars/s"
@@ -122,11 +126,13 @@ def test_sma_crossover_vs_backtesting_py() -> None:
 
 def test_ml_basic_2024_under_1s() -> None:
     ml = pytest.importorskip("atb.strategies.ml_basic", reason="ml_basic not built yet")
-    bars = select_period(load_bars(), pd.Timestamp("2024-01-01", tz="UTC"),
-                         pd.Timestamp("2025-01-01", tz="UTC"))
+    bars = select_period(
+        load_bars(), pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC")
+    )
     cls = ml.MlBasic
-    config = cls.config_model.model_validate({"_target_": "atb.strategies.ml_basic.MlBasic",
-                                              "name": "ml_basic"})
+    config = cls.config_model.model_validate(
+        {"_target_": "atb.strategies.ml_basic.MlBasic", "name": "ml_basic"}
+    )
     times = []
     for _ in range(3):
         strategy = cls(config=config, ctx=RunContext())
@@ -136,8 +142,10 @@ def test_ml_basic_2024_under_1s() -> None:
         result = run_backtest(bars, strategy, BacktestSettings(), bar_seconds=3600.0)
         times.append(time.perf_counter() - t0)
     best = min(times)
-    print(f"\nml_basic over 2024 ({len(bars)} bars, inference included): {best * 1e3:.0f} ms, "
-          f"{result.metrics['num_trades']} trades (target <= 1000 ms)")
+    print(
+        f"\nml_basic over 2024 ({len(bars)} bars, inference included): {best * 1e3:.0f} ms, "
+        f"{result.metrics['num_trades']} trades (target <= 1000 ms)"
+    )
     assert best <= 1.0
 
 
