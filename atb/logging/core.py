@@ -145,7 +145,7 @@ def emit(
     red = _redactor or get_redactor()
     msg = red.redact_text(message) if type(message) is str else red.redact_text(str(message))
     if len(msg) > _max_len:
-        msg = f"{msg[: _max_len]}… [truncated {len(msg) - _max_len} chars]"
+        msg = f"{msg[:_max_len]}… [truncated {len(msg) - _max_len} chars]"
     record: Record = {
         "timestamp": timestamp or datetime.now(UTC),
         "level": level,
@@ -305,8 +305,7 @@ def _summary(key: tuple[int, str, str], level: str, suppressed: int) -> None:
         logger,
         None,
         None,
-        f"{message} [rate-limited: {suppressed} identical records suppressed"
-        f" in {_rl_window:g}s]",
+        f"{message} [rate-limited: {suppressed} identical records suppressed in {_rl_window:g}s]",
         fields={"suppressed": suppressed, "rate_limited": True},
         # a distinct message, so the summary itself is never limited by its own key
     )

@@ -23,6 +23,8 @@ from atb.logging import core
 
 _LEVELS = core.LEVEL_NOS
 _NAMES = core.LEVEL_NAMES
+# level names and numbers → number, so the gate below is a single dict lookup
+_GATE: dict[str | int, int] = {**_LEVELS, **{n: n for n in range(1, 101)}}
 
 
 def _emit(
@@ -80,7 +82,7 @@ def log_event(
     **fields: Any,
 ) -> None:
     """Emit one event of any type (the typed emitters below are shorthands)."""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit(event_type, name, levelno, message, exc_info, fields, 2)
@@ -96,7 +98,7 @@ def log_engine_event(
     **fields: Any,
 ) -> None:
     """engine_start, backtest_start, heartbeat (every N loop steps), engine_stop, …"""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("engine_event", name, levelno, message, exc_info, fields, 2)
@@ -112,7 +114,7 @@ def log_order_event(
     **fields: Any,
 ) -> None:
     """open_position, close_position, order_filled, order_rejected (reason=…), …"""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("order_event", name, levelno, message, exc_info, fields, 2)
@@ -128,7 +130,7 @@ def log_risk_event(
     **fields: Any,
 ) -> None:
     """dynamic_risk_adjustment, max_drawdown_breach, …"""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("risk_event", name, levelno, message, exc_info, fields, 2)
@@ -144,7 +146,7 @@ def log_data_event(
     **fields: Any,
 ) -> None:
     """no_data, stale_data, data_gap, …"""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("data_event", name, levelno, message, exc_info, fields, 2)
@@ -160,7 +162,7 @@ def log_db_event(
     **fields: Any,
 ) -> None:
     """db_connected, db_connection_failed, journal_backlog, …"""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("db_event", name, levelno, message, exc_info, fields, 2)
@@ -176,7 +178,7 @@ def log_decision_event(
     **fields: Any,
 ) -> None:
     """Strategy decisions: signal, confidence, chosen action."""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("decision_event", name, levelno, message, exc_info, fields, 2)
@@ -192,7 +194,7 @@ def log_alert_event(
     **fields: Any,
 ) -> None:
     """Alerts raised by the alert router (never rate-limited)."""
-    levelno = _LEVELS[level] if level.__class__ is str and level in _LEVELS else _levelno(level)
+    levelno = _GATE.get(level) or _levelno(level)
     if levelno < core._min_level and not core._listeners:
         return
     _emit("alert_event", name, levelno, message, exc_info, fields, 2)

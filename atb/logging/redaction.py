@@ -118,8 +118,7 @@ class Redactor:
         self._secrets: set[str] = set()
         self._secret_re: re.Pattern[str] | None = None
         self._user_patterns = [
-            (re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0), p.group)
-            for p in patterns
+            (re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0), p.group) for p in patterns
         ]
         self._builtin = builtin_patterns
         self._build_patterns()
@@ -128,9 +127,7 @@ class Redactor:
     # -- construction ---------------------------------------------------------------
 
     def _build_patterns(self) -> None:
-        names = "|".join(
-            sorted((_key_regex(k) for k in self.keys), key=len, reverse=True)
-        )
+        names = "|".join(sorted((_key_regex(k) for k in self.keys), key=len, reverse=True))
         # key=value, key: value, "key": "value", 'key': 'value'; the value keeps its
         # quotes so JSON or repr text inside a message stays well-formed.
         self._kv = re.compile(

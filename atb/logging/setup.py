@@ -188,8 +188,11 @@ def configure_logging(
             sinks,
             redactor=red,
             max_len=overrides.max_message_len or cfg.max_message_len,
-            rate_limit=(cfg.rate_limit.enabled, cfg.rate_limit.window_seconds,
-                        cfg.rate_limit.burst),
+            rate_limit=(
+                cfg.rate_limit.enabled,
+                cfg.rate_limit.window_seconds,
+                cfg.rate_limit.burst,
+            ),
         )
         for sink in old:
             # a broken old sink must not block the new configuration
@@ -294,9 +297,11 @@ def _install_loguru(floor: int) -> None:
 
 # -- stdlib logging ---------------------------------------------------------------------------
 
-_STD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
-) | {"message", "asctime", "taskName"}
+_STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 class InterceptHandler(logging.Handler):

@@ -38,8 +38,17 @@ RETRY_AFTER = 5.0
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 # Top-level JSON keys a field or context key may not overwrite.
 RESERVED = frozenset(
-    {"timestamp", "level", "logger", "message", "event_type", "event", "exception",
-     "function", "line"}
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "message",
+        "event_type",
+        "event",
+        "exception",
+        "function",
+        "line",
+    }
 )
 
 
@@ -83,8 +92,12 @@ class Sink:
         self.flush()
 
     def health(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": not self.failed, "error": self.error,
-                "dropped": self.dropped}
+        return {
+            "name": self.name,
+            "ok": not self.failed,
+            "error": self.error,
+            "dropped": self.dropped,
+        }
 
 
 _live: WeakSet[QueuedSink] = WeakSet()
@@ -127,9 +140,7 @@ class QueuedSink(Sink):
     # -- writer side ---------------------------------------------------------------------
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name=f"atb-log-{self.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name=f"atb-log-{self.name}", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -153,8 +164,15 @@ class QueuedSink(Sink):
             if self.dropped != self._reported_drops:
                 n = self.dropped - self._reported_drops
                 self._reported_drops = self.dropped
-                self._write([_note(30, f"log sink '{self.name}': queue full, dropped {n} records"
-                                       " (order, risk and alert events are never dropped)")])
+                self._write(
+                    [
+                        _note(
+                            30,
+                            f"log sink '{self.name}': queue full, dropped {n} records"
+                            " (order, risk and alert events are never dropped)",
+                        )
+                    ]
+                )
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if self.failed and time.monotonic() < self._retry_at:
@@ -171,8 +189,10 @@ class QueuedSink(Sink):
             self.failed = False
             lost, self._lost = self._lost, 0
             self.error = None
-            core.internal(30, f"log sink '{self.name}' recovered; {lost} records were lost "
-                              "while it was failing")
+            core.internal(
+                30,
+                f"log sink '{self.name}' recovered; {lost} records were lost while it was failing",
+            )
 
     def _on_failure(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + RETRY_AFTER
@@ -249,9 +269,18 @@ def _note(levelno: int, message: str) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     return {
-        "timestamp": datetime.now(UTC), "level": core.LEVEL_NAMES[levelno], "levelno": levelno,
-        "logger": "atb.logging", "function": None, "line": None, "message": message,
-        "event_type": None, "event": None, "context": {}, "fields": {}, "exception": None,
+        "timestamp": datetime.now(UTC),
+        "level": core.LEVEL_NAMES[levelno],
+        "levelno": levelno,
+        "logger": "atb.logging",
+        "function": None,
+        "line": None,
+        "message": message,
+        "event_type": None,
+        "event": None,
+        "context": {},
+        "fields": {},
+        "exception": None,
     }
 
 
@@ -292,8 +321,13 @@ def json_line(record: dict[str, Any]) -> bytes:
 
 
 _COLORS = {
-    "TRACE": "\x1b[2m", "DEBUG": "\x1b[36m", "INFO": "\x1b[1m", "SUCCESS": "\x1b[32m",
-    "WARNING": "\x1b[33m", "ERROR": "\x1b[31m", "CRITICAL": "\x1b[1;41m",
+    "TRACE": "\x1b[2m",
+    "DEBUG": "\x1b[36m",
+    "INFO": "\x1b[1m",
+    "SUCCESS": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "CRITICAL": "\x1b[1;41m",
 }
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
@@ -301,8 +335,11 @@ _DIM = "\x1b[2m"
 
 def _value(value: Any) -> str:
     if isinstance(value, str):
-        return value if value and " " not in value and "=" not in value else orjson.dumps(
-            value).decode()
+        return (
+            value
+            if value and " " not in value and "=" not in value
+            else orjson.dumps(value).decode()
+        )
     if isinstance(value, dict | list):
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     return str(value)
@@ -331,10 +368,12 @@ def text_line(
         if shown:
             parts.append(" ".join(shown))
     if show_context and record["context"]:
-        parts.append(" ".join(
-            f"{k}={_value(v)[:8] if k == 'run_id' else _value(v)}"
-            for k, v in record["context"].items()
-        ))
+        parts.append(
+            " ".join(
+                f"{k}={_value(v)[:8] if k == 'run_id' else _value(v)}"
+                for k, v in record["context"].items()
+            )
+        )
     line = " | ".join(parts)
     if colorize:
         color = _COLORS.get(level, "")
@@ -373,8 +412,12 @@ class ConsoleSink(_StreamSink):
         self.colorize = (
             config.colorize
             if config.colorize is not None
-            else bool(stream is not None and hasattr(stream, "isatty") and stream.isatty()
-                      and "NO_COLOR" not in os.environ)
+            else bool(
+                stream is not None
+                and hasattr(stream, "isatty")
+                and stream.isatty()
+                and "NO_COLOR" not in os.environ
+            )
         )
         self.show_context = config.show_context
         self.show_fields = config.show_fields
@@ -382,7 +425,9 @@ class ConsoleSink(_StreamSink):
 
     def format(self, record: dict[str, Any]) -> bytes:
         return text_line(
-            record, colorize=self.colorize, show_context=self.show_context,
+            record,
+            colorize=self.colorize,
+            show_context=self.show_context,
             show_fields=self.show_fields,
         ).encode("utf-8", "replace")
 

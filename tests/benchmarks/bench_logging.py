@@ -51,8 +51,12 @@ def _baseline(path: Path, n: int) -> float:
                     "event_type": "order_event",
                     "event": "order_filled",
                     "ctx": ctx,
-                    "fields": {"side": "buy", "qty": 0.01, "price": 43000.5 + i,
-                               "order_id": f"o-{i}"},
+                    "fields": {
+                        "side": "buy",
+                        "qty": 0.01,
+                        "price": 43000.5 + i,
+                        "order_id": f"o-{i}",
+                    },
                 },
             )
         handler.flush()
@@ -65,18 +69,25 @@ def _baseline(path: Path, n: int) -> float:
 def _atb(path: Path, n: int) -> float:
     from atb.logging import configure_logging, flush, log_order_event, set_context
     from atb.logging.context import set_run_context
+    from atb.logging.redaction import Redactor
+
+    # a realistic redactor: built-in rules plus the run's secrets (exchange key/secret,
+    # DB password), so every string is also checked by value
+    redactor = Redactor(secrets=["kX9vQ2mL7pR4tY8w", "Zq3Nf6Hs1Jd5Gk0b", "db-pa55w0rd!"])
 
     configure_logging(
-        {"sinks": [{"kind": "file", "path": str(path), "rotation": "1 GB"}],
-         "intercept_stdlib": False},
+        {
+            "sinks": [{"kind": "file", "path": str(path), "rotation": "1 GB"}],
+            "intercept_stdlib": False,
+        },
+        redactor=redactor,
         env={},
     )
     set_run_context(run_id="r1", mode="live", strategy="ml_basic", symbol="BTCUSDT")
     set_context(component="engine")
     t0 = time.perf_counter()
     for i in range(n):
-        log_order_event("order_filled", side="buy", qty=0.01, price=43000.5 + i,
-                        order_id=f"o-{i}")
+        log_order_event("order_filled", side="buy", qty=0.01, price=43000.5 + i, order_id=f"o-{i}")
     flush()
     return n / (time.perf_counter() - t0)
 
@@ -109,8 +120,14 @@ def run(tmp: Path) -> dict[str, float]:
         atb_rates.append(_atb(tmp / f"atb{r}.log", N_EVENTS))
     from atb.logging import configure_logging
 
-    configure_logging({"sinks": [{"kind": "file", "path": str(tmp / "quiet.log")}],
-                       "level": "INFO", "intercept_stdlib": False}, env={})
+    configure_logging(
+        {
+            "sinks": [{"kind": "file", "path": str(tmp / "quiet.log")}],
+            "level": "INFO",
+            "intercept_stdlib": False,
+        },
+        env={},
+    )
     loguru_us, event_us = _filtered_debug_us()
     lines = (tmp / f"atb{ROUNDS - 1}.log").read_text().splitlines()
     assert len(lines) == N_EVENTS, len(lines)

@@ -68,8 +68,12 @@ def test_context_reaches_records_and_threads(outputs: Any) -> None:
         p.start()
         p.join()
     assert seen[0]["component"] == "engine" and seen[0]["session_id"] == 9
-    assert seen[1] == {"run_id": "run-1", "mode": "paper", "strategy": "ml_basic",
-                       "symbol": "BTCUSDT"}
+    assert seen[1] == {
+        "run_id": "run-1",
+        "mode": "paper",
+        "strategy": "ml_basic",
+        "symbol": "BTCUSDT",
+    }
     lines = outputs.json_lines()
     for line in lines:
         assert line["run_id"] == "run-1" and line["strategy"] == "ml_basic"
@@ -92,8 +96,9 @@ def test_event_emitters(outputs: Any) -> None:
     remove = add_record_listener(got.append)
     with outputs.capture():
         log_engine_event("engine_start", mode="backtest")
-        log_order_event("order_rejected", symbol="ETHUSDT", reason="insufficient balance",
-                        level="WARNING")
+        log_order_event(
+            "order_rejected", symbol="ETHUSDT", reason="insufficient balance", level="WARNING"
+        )
         log_risk_event("max_drawdown_breach", drawdown=0.21, message="drawdown 21% > 20%")
         log_data_event("stale_data", age_s=120)
         log_db_event("db_connected")
@@ -106,10 +111,15 @@ def test_event_emitters(outputs: Any) -> None:
     lines = outputs.json_lines()
     types = [(line["event_type"], line.get("event")) for line in lines]
     assert types == [
-        ("engine_event", "engine_start"), ("order_event", "order_rejected"),
-        ("risk_event", "max_drawdown_breach"), ("data_event", "stale_data"),
-        ("db_event", "db_connected"), ("decision_event", "signal"),
-        ("alert_event", "repeated_rejections"), (None, None), (None, None),
+        ("engine_event", "engine_start"),
+        ("order_event", "order_rejected"),
+        ("risk_event", "max_drawdown_breach"),
+        ("data_event", "stale_data"),
+        ("db_event", "db_connected"),
+        ("decision_event", "signal"),
+        ("alert_event", "repeated_rejections"),
+        (None, None),
+        (None, None),
     ]
     rejected = lines[1]
     assert rejected["level"] == "WARNING" and rejected["reason"] == "insufficient balance"
@@ -119,11 +129,30 @@ def test_event_emitters(outputs: Any) -> None:
     assert set(lines[0]) >= {"timestamp", "level", "logger", "message", "event_type"}
     assert lines[0]["timestamp"].endswith("Z")
     names = [r["name"] for r in got]
-    assert names == ["engine_start", "order_rejected", "max_drawdown_breach", "stale_data",
-                     "db_connected", "signal", "repeated_rejections", "tick", None]
+    assert names == [
+        "engine_start",
+        "order_rejected",
+        "max_drawdown_breach",
+        "stale_data",
+        "db_connected",
+        "signal",
+        "repeated_rejections",
+        "tick",
+        None,
+    ]
     rec = got[1]
-    assert set(rec) == {"id", "timestamp", "level", "logger", "message", "event_type", "name",
-                        "fields", "context", "exception"}
+    assert set(rec) == {
+        "id",
+        "timestamp",
+        "level",
+        "logger",
+        "message",
+        "event_type",
+        "name",
+        "fields",
+        "context",
+        "exception",
+    }
     assert rec["fields"] == {"symbol": "ETHUSDT", "reason": "insufficient balance"}
     assert rec["timestamp"].tzinfo is not None and len(rec["id"]) == 36
 

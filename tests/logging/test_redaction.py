@@ -38,8 +38,10 @@ def test_builtin_rules_match_config_defaults() -> None:
         ("Authorization: Bearer abcdefghijkl", f"Authorization: {R}"),
         ("sent Bearer abcdefghijkl upstream", f"sent Bearer {R} upstream"),
         ("postgresql://user:pw@host/db", f"postgresql://user:{R}@host/db"),
-        ("GET /o?symbol=BTC&signature=beef&apiKey=xyz HTTP",
-         f"GET /o?symbol=BTC&signature={R}&apiKey={R} HTTP"),
+        (
+            "GET /o?symbol=BTC&signature=beef&apiKey=xyz HTTP",
+            f"GET /o?symbol=BTC&signature={R}&apiKey={R} HTTP",
+        ),
         ("X-MBX-APIKEY: kkkk", f"X-MBX-APIKEY: {R}"),
         ("binance_api_secret = s3", f"binance_api_secret = {R}"),
     ],
@@ -50,8 +52,16 @@ def test_patterns(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["session_id=42", "Passed: 10", "tokens=5 max_tokens: 100", "key=value", "symbol=BTCUSDT",
-     "https://api.binance.com/api/v3/klines?symbol=BTCUSDT", "pass rate: 0.9", "ok"],
+    [
+        "session_id=42",
+        "Passed: 10",
+        "tokens=5 max_tokens: 100",
+        "key=value",
+        "symbol=BTCUSDT",
+        "https://api.binance.com/api/v3/klines?symbol=BTCUSDT",
+        "pass rate: 0.9",
+        "ok",
+    ],
 )
 def test_ordinary_text_untouched(text: str) -> None:
     assert Redactor(secrets=["hunter2hunter2"]).redact_text(text) == text
@@ -59,8 +69,12 @@ def test_ordinary_text_untouched(text: str) -> None:
 
 def test_by_value_and_escaped_spellings() -> None:
     red = Redactor(secrets=["pa'ss/w@rd\\x"])
-    for form in ["pa'ss/w@rd\\x", "pa%27ss%2Fw%40rd%5Cx", repr("pa'ss/w@rd\\x")[1:-1],
-                 json.dumps("pa'ss/w@rd\\x")[1:-1]]:
+    for form in [
+        "pa'ss/w@rd\\x",
+        "pa%27ss%2Fw%40rd%5Cx",
+        repr("pa'ss/w@rd\\x")[1:-1],
+        json.dumps("pa'ss/w@rd\\x")[1:-1],
+    ]:
         assert red.redact_text(f"a {form} b") == f"a {R} b"
     red.add_secrets(["second-secret"])
     assert red.redact_text("x second-secret") == f"x {R}"
@@ -87,8 +101,10 @@ def test_structured() -> None:
 
 def test_user_rules_from_config() -> None:
     cfg = RedactionConfig.model_validate(
-        {"extra_keys": ["x_session"], "patterns": [{"name": "acct", "regex": r"acct-(\d{6})",
-                                                     "group": 1}]}
+        {
+            "extra_keys": ["x_session"],
+            "patterns": [{"name": "acct", "regex": r"acct-(\d{6})", "group": 1}],
+        }
     )
     node = RedactionNode(cfg, RunContext(secrets=frozenset({"db-pass-123"})))
     red = get_redactor()
@@ -118,7 +134,8 @@ registered = st.text(_PRINTABLE, min_size=10, max_size=40).filter(
 # Secrets no one registered: the patterns must catch them on their own. Token-like.
 unregistered = st.text(
     st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"),
-    min_size=12, max_size=40,
+    min_size=12,
+    max_size=40,
 ).filter(lambda s: any(c.isdigit() for c in s) and any(c.isalpha() for c in s))
 
 
@@ -136,10 +153,16 @@ def _emit_everywhere(secret: str, token: str, token2: str) -> None:
     logger.info(f"Authorization: Bearer {token}")
     logger.info(f"GET /api/v3/order?symbol=BTCUSDT&timestamp=1&signature={token}&apiKey={token2}")
     logger.bind(token=token, note=f"see {secret}").warning("bound extras")
-    log_order_event("order_rejected", symbol="BTCUSDT", reason=f"invalid key {secret}",
-                    api_key=token)
-    log_data_event("fetch", request={"headers": {"X-MBX-APIKEY": token},
-                                     "params": [{"passphrase": token2}, f"v {secret}"]})
+    log_order_event(
+        "order_rejected", symbol="BTCUSDT", reason=f"invalid key {secret}", api_key=token
+    )
+    log_data_event(
+        "fetch",
+        request={
+            "headers": {"X-MBX-APIKEY": token},
+            "params": [{"passphrase": token2}, f"v {secret}"],
+        },
+    )
     with use_context(session_id=7, note=secret):
         log_engine_event("heartbeat", step=1)
     try:
@@ -159,8 +182,11 @@ def _leaks(text: str, secret: str) -> bool:
     return any(f in text for f in forms)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(secret=registered, token=unregistered, token2=unregistered)
 def test_no_leak_through_any_sink(outputs, secret: str, token: str, token2: str) -> None:  # type: ignore[no-untyped-def]
     assume(secret not in R and token not in R and token2 not in R)
@@ -195,5 +221,3 @@ def test_ordinary_text_survives_every_sink(outputs) -> None:  # type: ignore[no-
 def test_get_redactor_default_is_builtin() -> None:
     red = get_redactor()
     assert red.redact_text("password=x1") == f"password={R}"
-
-

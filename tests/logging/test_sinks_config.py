@@ -40,10 +40,20 @@ CONF = ROOT / "conf"
 
 
 def test_env_parsing() -> None:
-    env = read_env({"LOG_LEVEL": "debug", "LOG_JSON": "1", "LOG_CCXT_LEVEL": "ERROR",
-                    "LOG_MAX_MESSAGE_LEN": "100"})
+    env = read_env(
+        {
+            "LOG_LEVEL": "debug",
+            "LOG_JSON": "1",
+            "LOG_CCXT_LEVEL": "ERROR",
+            "LOG_MAX_MESSAGE_LEN": "100",
+        }
+    )
     assert (env.level, env.json, env.library_levels, env.max_message_len) == (
-        "DEBUG", True, {"ccxt": "ERROR"}, 100)
+        "DEBUG",
+        True,
+        {"ccxt": "ERROR"},
+        100,
+    )
     assert read_env({"ENV": "production"}).json is True
     assert read_env({"RAILWAY_ENVIRONMENT": "prod"}).json is True
     assert read_env({"RAILWAY_ENVIRONMENT": "prod", "LOG_JSON": "0"}).json is False
@@ -55,8 +65,10 @@ def test_env_parsing() -> None:
     [
         ({"LOG_LEVEL": "x"}, "LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR (got 'x')"),
         ({"LOG_JSON": "maybe"}, "LOG_JSON: must be 1 or 0 (got 'maybe')"),
-        ({"LOG_SQLALCHEMY_LEVEL": "loud"},
-         "LOG_SQLALCHEMY_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR (got 'loud')"),
+        (
+            {"LOG_SQLALCHEMY_LEVEL": "loud"},
+            "LOG_SQLALCHEMY_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR (got 'loud')",
+        ),
         ({"LOG_MAX_MESSAGE_LEN": "ten"}, "LOG_MAX_MESSAGE_LEN: must be an integer >= 64"),
     ],
 )
@@ -72,15 +84,24 @@ def test_log_json_switches_stream_sinks() -> None:
     assert [type(s).__name__ for s in effective_sinks(console, True)] == ["JsonSinkConfig"]
     js = LoggingConfig.model_validate({"sinks": [{"kind": "json"}, {"kind": "file"}]})
     assert [type(s).__name__ for s in effective_sinks(js, False)] == [
-        "ConsoleSinkConfig", "FileSinkConfig"]
+        "ConsoleSinkConfig",
+        "FileSinkConfig",
+    ]
 
 
 def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("LOG_", "RAILWAY_")) and k != "ENV"}
+    full = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "RAILWAY_")) and k != "ENV"
+    }
     full.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full,
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 ENTRY = """
@@ -109,7 +130,10 @@ def test_subprocess_json_on_stdout() -> None:
     assert proc.stderr == ""
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["message"] for line in lines] == [
-        "hello password=[REDACTED]", "order_rejected", "slow query"]
+        "hello password=[REDACTED]",
+        "order_rejected",
+        "slow query",
+    ]
     assert lines[1]["event_type"] == "order_event" and lines[1]["session_id"] == 3
     assert lines[2]["logger"] == "sqlalchemy.engine"
 
@@ -120,7 +144,7 @@ def test_subprocess_console_and_levels() -> None:
     assert proc.stdout == ""
     err = proc.stderr
     assert "debug line" in err and "SELECT 1" in err and "hunter22" not in err
-    assert "event_type=order_event reason=\"min notional\"" in err
+    assert 'event_type=order_event reason="min notional"' in err
     assert "strategy=ml_basic symbol=BTCUSDT session_id=3" in err
 
 
@@ -136,9 +160,20 @@ def test_subprocess_production_env_and_invalid() -> None:
 
 
 def test_file_rotation_and_retention(tmp_path: Path) -> None:
-    configure_logging({"sinks": [{"kind": "file", "path": str(tmp_path / "r.log"),
-                                  "rotation": "2 KB", "retention": 2}],
-                       "background": False}, env={})
+    configure_logging(
+        {
+            "sinks": [
+                {
+                    "kind": "file",
+                    "path": str(tmp_path / "r.log"),
+                    "rotation": "2 KB",
+                    "retention": 2,
+                }
+            ],
+            "background": False,
+        },
+        env={},
+    )
     for i in range(100):
         logger.info("line {} {}", i, "x" * 50)
     flush()
@@ -150,8 +185,10 @@ def test_file_rotation_and_retention(tmp_path: Path) -> None:
 
 
 def test_background_writer_flushes(tmp_path: Path) -> None:
-    configure_logging({"sinks": [{"kind": "file", "path": str(tmp_path / "b.log")}],
-                       "flush_interval": 0.05}, env={})
+    configure_logging(
+        {"sinks": [{"kind": "file", "path": str(tmp_path / "b.log")}], "flush_interval": 0.05},
+        env={},
+    )
     for i in range(1000):
         log_order_event("order_filled", n=i)
     deadline = time.monotonic() + 5
@@ -164,9 +201,16 @@ def test_background_writer_flushes(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_failing_sink_reported_once_others_continue(tmp_path: Path) -> None:
-    configure_logging({"sinks": [{"kind": "file", "path": "/dev/full", "name": "full"},
-                                 {"kind": "file", "path": str(tmp_path / "ok.log")}],
-                       "background": False}, env={})
+    configure_logging(
+        {
+            "sinks": [
+                {"kind": "file", "path": "/dev/full", "name": "full"},
+                {"kind": "file", "path": str(tmp_path / "ok.log")},
+            ],
+            "background": False,
+        },
+        env={},
+    )
     for i in range(20):
         log_order_event("order_filled", n=i)
     flush()
@@ -185,9 +229,13 @@ class _BrokenPipe(io.StringIO):
 
 def test_closed_pipe_does_not_stop_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdout", _BrokenPipe())
-    configure_logging({"sinks": [{"kind": "json"},
-                                 {"kind": "file", "path": str(tmp_path / "ok.log")}],
-                       "background": False}, env={})
+    configure_logging(
+        {
+            "sinks": [{"kind": "json"}, {"kind": "file", "path": str(tmp_path / "ok.log")}],
+            "background": False,
+        },
+        env={},
+    )
     for _ in range(5):
         logger.info("still trading")
     flush()
@@ -264,7 +312,8 @@ def test_logging_presets_validate(name: str) -> None:
     cfg = LoggingConfig.model_validate(raw)
     assert cfg.target == "atb.logging.node.LoggingNode" and cfg.needs == ["redaction"]
     assert cfg.model_dump(by_alias=True, exclude={"sinks"}) == LoggingConfig().model_dump(
-        by_alias=True, exclude={"sinks"}) | {"flush_interval": cfg.flush_interval}
+        by_alias=True, exclude={"sinks"}
+    ) | {"flush_interval": cfg.flush_interval}
 
 
 def test_redaction_default_validates() -> None:
@@ -292,7 +341,8 @@ def test_nodes(tmp_path: Path) -> None:
     ctx = RunContext(mode="paper", strategy=None, secrets=frozenset({"cfg-secret-123"}))
     redaction = RedactionNode(RedactionConfig(), ctx)
     cfg = LoggingConfig.model_validate(
-        {"sinks": [{"kind": "file", "path": str(tmp_path / "{mode}-{run_id}.log")}]})
+        {"sinks": [{"kind": "file", "path": str(tmp_path / "{mode}-{run_id}.log")}]}
+    )
     node = LoggingNode(cfg, ctx, redaction=redaction)
     node.start()
     logger.info("using cfg-secret-123")
