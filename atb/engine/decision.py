@@ -125,7 +125,7 @@ class DecisionPath:
             order.take_profit = signal.take_profit
             self.pending.append(order)
         record = DecisionRecord(
-            bar=bar.number,
+            bar=bar.index,
             time=bar.time,
             direction=signal.direction,
             confidence=signal.confidence,
@@ -187,7 +187,7 @@ class DecisionPath:
             self._log(order)
             return
         fee = self.fill_model.cost(qty, price)
-        pos: Position = p.open(order.side, qty, price, fee, bar.time, bar.number)
+        pos: Position = p.open(order.side, qty, price, fee, bar.time, bar.index)
         if order.stop_loss is not None:
             pos.stop_price = price * (1.0 - pos.side * order.stop_loss)
         if order.take_profit is not None:
@@ -201,7 +201,7 @@ class DecisionPath:
         assert pos is not None
         price = self.fill_model.price(reference, order.side)
         fee = self.fill_model.cost(pos.qty, price)
-        trade = p.close(price, fee, bar.time, bar.number, order.reason)
+        trade = p.close(price, fee, bar.time, bar.index, order.reason)
         self._filled(order, bar, trade.qty, price, fee, pos.id)
         step.fills.append(order)
         step.trades.append(trade)

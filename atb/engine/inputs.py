@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -18,14 +19,16 @@ def utc_datetime(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-class Bar(NamedTuple):
-    """One closed candle. `number` is its position in the run, for records.
+@dataclass(slots=True)
+class Bar:
+    """One closed candle. `index` is its position in the run (bar number), for records.
 
-    NamedTuples, not frozen dataclasses, for Bar/Signal: they are built once per stepped
-    bar and a frozen dataclass costs several times more to construct.
+    Plain slots classes / NamedTuples rather than frozen dataclasses for the per-bar inputs:
+    they are built once per stepped bar and a frozen dataclass costs ~3x more to construct.
+    Treat them as read-only.
     """
 
-    number: int
+    index: int
     time: datetime
     open: float
     high: float
