@@ -24,7 +24,8 @@ from atb.logging import core
 _LEVELS = core.LEVEL_NOS
 _NAMES = core.LEVEL_NAMES
 # level names and numbers → number, so the gate below is a single dict lookup
-_GATE: dict[str | int, int] = {**_LEVELS, **{n: n for n in range(1, 101)}}
+_GATE: dict[str | int, int] = {n: n for n in range(1, 101)}
+_GATE.update(_LEVELS)
 
 
 def _emit(
