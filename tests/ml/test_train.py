@@ -121,3 +121,33 @@ def test_python_m_atb_mode_train(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "models" / "ml_basic_btcusdt_1h.json").read_text())
     assert meta["training_period"]["end_exclusive"].startswith("2024-01-01")
     assert "model_trained" in proc.stdout + proc.stderr
+
+
+def test_shipped_model_is_what_mode_train_produces() -> None:
+    """The shipped file must come from the current training code and default settings.
+
+    Weights are compared numerically (not byte for byte) so a different BLAS cannot fail it;
+    on failure, regenerate: python -m atb mode=train train.output_dir=atb/ml/models
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from atb.ml.model import DEFAULT_MODEL
+
+    shipped = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    # refit only the alpha the default grid selected (the selection itself is in metadata)
+    node = TrainModel(config(alphas=[shipped["model"]["alpha"]]), RunContext(mode="train"))
+    fresh = train_model(node.load_bars(), node.config)
+    grid = [g["alpha"] for g in shipped["metrics"]["selection"]]
+    assert grid == TrainConfig.model_fields["alphas"].get_default(call_default_factory=True)
+    assert fresh.metadata["model"] == shipped["model"]
+    assert fresh.metadata["training_period"] == shipped["training_period"]
+
+    def weights(model: Any) -> dict[str, np.ndarray]:
+        return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+    ours = weights(onnx.load_from_string(fresh.onnx))
+    theirs = weights(onnx.load(str(DEFAULT_MODEL)))
+    assert ours.keys() == theirs.keys()
+    for name, value in ours.items():
+        np.testing.assert_allclose(value, theirs[name], rtol=1e-4, atol=1e-6, err_msg=name)
