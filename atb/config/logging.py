@@ -41,6 +41,7 @@ DEFAULT_LIBRARY_LEVELS: dict[str, str] = {
     "ccxt": "WARNING",
     "asyncio": "WARNING",
     "tornado.access": "WARNING",
+    "alembic": "WARNING",  # migration chatter on every start
 }
 
 
