@@ -125,12 +125,23 @@ class MonitoringApp:
         self._open_session()
         interval_ms = max(250, int(self.settings.update_interval * 1000))
         self.callback = pn.state.add_periodic_callback(self.update, period=interval_ms)
+        # First paint is the header and the KPIs; charts and tables (most of the Bokeh
+        # models) are built once the page is on screen (the 2 s first-paint budget).
+        self.body = pn.Column(sizing_mode="stretch_width")
+        w.after_first_paint(self._build_body)
         return pn.Column(
             header,
             pn.Row(self.mode, self.session),
             self.notice,
             self.kpis,
             self.health,
+            self.body,
+            self.status,
+            sizing_mode="stretch_width",
+        )
+
+    def _build_body(self) -> None:
+        self.body.objects = [
             pn.pane.Bokeh(self._equity_figure(), sizing_mode="stretch_width"),
             w.section("Open positions"),
             pn.pane.Bokeh(w.data_table(self.position_src, POSITION_COLS, height=120),
@@ -142,9 +153,7 @@ class MonitoringApp:
             self.severity,
             pn.pane.Bokeh(w.data_table(self.event_src, EVENT_COLS, height=260),
                           sizing_mode="stretch_width"),
-            self.status,
-            sizing_mode="stretch_width",
-        )  # fmt: skip
+        ]  # fmt: skip
 
     def _equity_figure(self) -> Any:
         fig = w.time_figure("Balance and equity", height=260, y_label="USDT")

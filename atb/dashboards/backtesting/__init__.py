@@ -1,0 +1,1 @@
+"""The backtesting dashboard: run registry, run detail, comparison, sweeps, CSV exports."""

@@ -1,0 +1,224 @@
+"""Queries and view models of the backtesting dashboard (no Panel import: unit-tested).
+
+The run registry is the `runs` table (mode = 'backtest' only); a run's curves and trades
+are read by (run_id, time) index ranges; candles for the price chart come from the run's
+recorded data source when that file is still on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, select
+
+from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
+
+MODE = "backtest"
+METRICS = ("total_return", "sharpe", "max_drawdown", "win_rate", "num_trades", "profit_factor",
+           "final_equity")  # fmt: skip
+RUN_COLUMNS = ("id", "strategy", "symbol", "timeframe", "status", "started_at", "data_start",
+               "data_end", "parameters", "metrics", "sweep_id", "job_num")  # fmt: skip
+TRADE_CSV_COLUMNS = ("trade_no", "side", "qty", "entry_time", "entry_price", "exit_time",
+                     "exit_price", "fees", "pnl", "return_pct", "exit_reason", "bars_held")  # fmt: skip
+MAX_POINTS = 5000
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def params_text(params: Any) -> str:
+    params = _json(params) or {}
+    if not isinstance(params, dict):
+        return str(params)
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def run_registry(
+    conn: Connection,
+    strategy: str | None = None,
+    symbol: str | None = None,
+    status: str | None = None,
+    sweep_id: str | None = None,
+    text: str = "",
+    limit: int = 500,
+) -> pd.DataFrame:
+    """Backtest runs, newest first, one row each with parameters and key metrics flattened."""
+    query = select(*[runs.c[c] for c in RUN_COLUMNS]).where(runs.c.mode == MODE)
+    if strategy:
+        query = query.where(runs.c.strategy == strategy)
+    if symbol:
+        query = query.where(runs.c.symbol == symbol)
+    if status:
+        query = query.where(runs.c.status == status)
+    if sweep_id:
+        query = query.where(runs.c.sweep_id == sweep_id)
+    rows = conn.execute(query.order_by(runs.c.started_at.desc()).limit(limit)).all()
+    df = pd.DataFrame([dict(r._mapping) for r in rows], columns=list(RUN_COLUMNS))
+    df["params"] = [params_text(p) for p in df["parameters"]]
+    metrics = [(_json(m) or {}) for m in df["metrics"]]
+    for key in METRICS:
+        df[key] = [m.get(key) if isinstance(m, dict) else None for m in metrics]
+        df[key] = pd.to_numeric(df[key], errors="coerce")
+    period = []
+    for start, end in zip(df["data_start"], df["data_end"], strict=True):
+        s, e = utc(start), utc(end)
+        period.append(f"{s:%Y-%m-%d} → {e:%Y-%m-%d}" if s and e else "")
+    df["period"] = period
+    df["started_at"] = naive_utc(df["started_at"]) if len(df) else df["started_at"]
+    if text:
+        needle = text.lower()
+        hay = (df["id"].astype(str) + " " + df["strategy"].fillna("") + " " + df["params"]).str.lower()
+        df = df[hay.str.contains(needle, regex=False)]
+    return df.reset_index(drop=True)
+
+
+def registry_options(conn: Connection) -> dict[str, list[str]]:
+    """Distinct strategies, symbols and sweeps of backtests, for the filter widgets."""
+    out: dict[str, list[str]] = {}
+    for name in ("strategy", "symbol", "sweep_id"):
+        col = runs.c[name]
+        rows = conn.execute(
+            select(col).where(runs.c.mode == MODE, col.is_not(None)).distinct().order_by(col)
+        )
+        out[name] = [str(r[0]) for r in rows]
+    return out
+
+
+def _thin(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
+    """Every k-th row (keeping the last): a chart needs no more points than pixels."""
+    if len(df) <= limit:
+        return df
+    step = int(np.ceil(len(df) / limit))
+    keep = np.r_[np.arange(0, len(df) - 1, step), len(df) - 1]
+    return df.iloc[keep].reset_index(drop=True)
+
+
+def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
+    rows = conn.execute(
+        select(account.c.time, account.c.equity, account.c.balance, account.c.drawdown)
+        .where(where_run(account, run_id, MODE))
+        .order_by(account.c.time)
+    ).all()
+    df = pd.DataFrame(rows, columns=["time", "equity", "balance", "drawdown"])
+    if len(df):
+        df["time"] = naive_utc(df["time"])
+        df["return"] = df["equity"] / df["equity"].iloc[0] - 1.0
+    else:
+        df["return"] = []
+    return _thin(df)
+
+
+def run_trades(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
+    cols = [trades.c[c] for c in TRADE_CSV_COLUMNS if c != "trade_no"] + [trades.c.trade_no]
+    rows = conn.execute(
+        select(*cols).where(where_run(trades, run_id, MODE)).order_by(trades.c.exit_time).limit(limit)
+    ).all()
+    df = pd.DataFrame([dict(r._mapping) for r in rows],
+                      columns=[c.name for c in cols])  # fmt: skip
+    return normalise_trades(df)
+
+
+def normalise_trades(df: pd.DataFrame) -> pd.DataFrame:
+    for col in ("entry_time", "exit_time"):
+        if col in df.columns and len(df):
+            df[col] = naive_utc(df[col])
+    for col in ("qty", "entry_price", "exit_price", "fees", "pnl", "return_pct"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    if len(df) and "pnl" in df.columns:
+        df["cum_pnl"] = df["pnl"].cumsum()
+    else:
+        df["cum_pnl"] = pd.Series(dtype=float)
+    return df
+
+
+def run_summary(df_runs: pd.DataFrame, run_id: str | None) -> dict[str, Any]:
+    if run_id is None or not len(df_runs):
+        return {}
+    match = df_runs[df_runs["id"] == run_id]
+    return {} if not len(match) else match.iloc[0].to_dict()
+
+
+def get_run_row(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(runs).where(runs.c.id == run_id, runs.c.mode == MODE)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def candles_for(run: dict[str, Any], limit: int = MAX_POINTS) -> pd.DataFrame | None:
+    """The run's candles from its recorded data source (None when the file is gone)."""
+    source = run.get("data_source")
+    if not source:
+        return None
+    path = Path(str(source)).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        bars = _load_bars(str(path), path.stat().st_mtime, str(run.get("timeframe") or "1h"))
+    except Exception:
+        return None
+    start, end = utc(run.get("data_start")), utc(run.get("data_end"))
+    idx = bars.index
+    mask = np.ones(len(bars), dtype=bool)
+    if start is not None:
+        mask &= idx >= pd.Timestamp(start)
+    if end is not None:
+        mask &= idx <= pd.Timestamp(end)
+    df = bars[mask].reset_index()
+    df = df.rename(columns={df.columns[0]: "time"})
+    df["time"] = naive_utc(df["time"])
+    return _thin(df[["time", "open", "high", "low", "close"]], limit)
+
+
+@lru_cache(maxsize=4)
+def _load_bars(path: str, _mtime: float, timeframe: str) -> pd.DataFrame:
+    from atb.data.loader import load_bars
+
+    return load_bars(path, timeframe)
+
+
+def compare(engine: Engine, run_ids: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Side-by-side metrics and each run's equity curve as return since start."""
+    with engine.connect() as conn:
+        registry = run_registry(conn, limit=10_000)
+        table = registry[registry["id"].isin(run_ids)]
+        curves = {rid: equity_curve(conn, rid) for rid in run_ids}
+    return table.reset_index(drop=True), curves
+
+
+def sweep_table(conn: Connection, sweep_id: str) -> tuple[pd.DataFrame, list[str]]:
+    """One row per job: flattened parameter columns (those that vary first) and metrics."""
+    df = run_registry(conn, sweep_id=sweep_id, limit=10_000)
+    params = [(_json(p) or {}) for p in df["parameters"]]
+    keys = sorted({k for p in params if isinstance(p, dict) for k in p})
+    for key in keys:
+        df[f"param.{key}"] = [p.get(key) if isinstance(p, dict) else None for p in params]
+    varying = [k for k in keys if df[f"param.{k}"].astype(str).nunique() > 1]
+    fixed = [k for k in keys if k not in varying]
+    return df.sort_values("job_num").reset_index(drop=True), varying + fixed
+
+
+def read_trade_csv(path: Path) -> pd.DataFrame:
+    """A backtest's `export_csv` file (atb.engine.report.TRADE_COLUMNS)."""
+    df = pd.read_csv(path)
+    missing = [c for c in ("exit_time", "pnl") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path.name}: not a trade export (missing {', '.join(missing)})")
+    return normalise_trades(df)
+
+
+def list_csv_exports(logs_dir: Path | None, limit: int = 200) -> list[Path]:
+    if logs_dir is None or not Path(logs_dir).is_dir():
+        return []
+    files = sorted(Path(logs_dir).rglob("*.csv"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return files[:limit]

@@ -1,0 +1,1 @@
+"""The market_prediction dashboard: recorded model predictions and feature drift."""

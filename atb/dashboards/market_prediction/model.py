@@ -1,0 +1,182 @@
+"""View model of the market_prediction dashboard (plain pandas; unit-tested).
+
+Predictions carry the predicted next close and its return `r` relative to the close the
+model saw, so the actual close at each bar is `predicted_price / (1 + r)` and the outcome
+of a prediction is the next row's close: no candle file is needed to score the model.
+Feature diagnostics compare the recent inputs with the training-period statistics stored
+in the model's metadata JSON (atb/ml/models/*.json).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, select
+
+from atb.dashboards.tables import naive_utc, predictions, runs
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "ml" / "models"
+ROLLING = 50
+DRIFT_Z = 2.0
+
+
+def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
+    """The run's newest `limit` predictions in time order (index (run_id, time))."""
+    cols = [predictions.c[c] for c in ("id", "time", "predicted_price", "r", "confidence",
+                                          "direction", "model_id", "mode")]  # fmt: skip
+    rows = conn.execute(
+        select(*cols).where(predictions.c.run_id == run_id)
+        .order_by(predictions.c.time.desc()).limit(limit)
+    ).all()  # fmt: skip
+    df = pd.DataFrame(rows, columns=[c.name for c in cols]).iloc[::-1].reset_index(drop=True)
+    if len(df):
+        df["time"] = naive_utc(df["time"])
+    return df
+
+
+def runs_with_predictions(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    from atb.dashboards.tables import list_runs
+
+    return list_runs(conn, limit=limit, with_predictions=True)
+
+
+def score(df: pd.DataFrame, window: int = ROLLING) -> pd.DataFrame:
+    """Per-prediction outcome: actual close, next close, hit, error; plus rolling means."""
+    out = df.copy()
+    if not len(out):
+        for col in ("close", "actual_next", "hit", "error_pct", "abs_error_pct",
+                    "rolling_accuracy", "rolling_abs_error"):  # fmt: skip
+            out[col] = pd.Series(dtype=float)
+        return out
+    price = pd.to_numeric(out["predicted_price"], errors="coerce")
+    r = pd.to_numeric(out["r"], errors="coerce")
+    out["close"] = price / (1.0 + r)
+    out["actual_next"] = out["close"].shift(-1)
+    actual_move = np.sign(out["actual_next"] - out["close"])
+    predicted_move = np.sign(r)
+    known = out["actual_next"].notna() & (predicted_move != 0)
+    out["hit"] = np.where(known, (actual_move == predicted_move).astype(float), np.nan)
+    out["error_pct"] = (price - out["actual_next"]) / out["actual_next"]
+    out["abs_error_pct"] = out["error_pct"].abs()
+    out["rolling_accuracy"] = out["hit"].rolling(window, min_periods=max(5, window // 5)).mean()
+    out["rolling_abs_error"] = out["abs_error_pct"].rolling(
+        window, min_periods=max(5, window // 5)
+    ).mean()
+    return out
+
+
+@dataclass
+class Summary:
+    predictions: int = 0
+    accuracy: float | None = None
+    mae_pct: float | None = None
+    mean_confidence: float | None = None
+    model_id: str | None = None
+    drifting: int = 0
+
+
+def summarise(scored: pd.DataFrame, drift: pd.DataFrame | None = None) -> Summary:
+    if not len(scored):
+        return Summary()
+    hits = scored["hit"].dropna()
+    errors = scored["abs_error_pct"].dropna()
+    conf = pd.to_numeric(scored["confidence"], errors="coerce").dropna()
+    ids = scored["model_id"].dropna()
+    return Summary(
+        predictions=len(scored),
+        accuracy=float(hits.mean()) if len(hits) else None,
+        mae_pct=float(errors.mean()) if len(errors) else None,
+        mean_confidence=float(conf.mean()) if len(conf) else None,
+        model_id=str(ids.iloc[-1]) if len(ids) else None,
+        drifting=int(drift["drift"].sum()) if drift is not None and len(drift) else 0,
+    )
+
+
+def confidence_histogram(scored: pd.DataFrame, bins: int = 20) -> pd.DataFrame:
+    conf = pd.to_numeric(scored.get("confidence", pd.Series(dtype=float)), errors="coerce").dropna()
+    counts, edges = np.histogram(conf, bins=bins, range=(0.0, 1.0))
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+
+
+def find_metadata(model_id: str | None, models_dir: Path = MODELS_DIR) -> dict[str, Any] | None:
+    """The metadata JSON whose `model_id` matches (else the only model, if just one)."""
+    files = sorted(models_dir.glob("*.json")) if models_dir.is_dir() else []
+    metas = [m for m in (_read_json(str(f), f.stat().st_mtime) for f in files) if m]
+    for meta in metas:
+        if model_id and meta.get("model_id") == model_id:
+            return meta
+    return metas[0] if len(metas) == 1 else None
+
+
+@lru_cache(maxsize=16)
+def _read_json(path: str, _mtime: float) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def feature_drift(
+    meta: dict[str, Any] | None, recent: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Recent feature values vs the training period: mean shift in training σ, and the share
+    of recent values outside the training 1 %–99 % range (≈ 2 % when nothing drifted)."""
+    cols = ["feature", "train_mean", "train_std", "train_p01", "train_p99", "now_mean", "now_std",
+            "z", "outside_share", "drift"]  # fmt: skip
+    stats = (meta or {}).get("feature_stats") or {}
+    train: dict[str, dict[str, float]] = dict(stats.get("raw") or {})
+    if "close_log_return" in stats:
+        train["close_log_return"] = stats["close_log_return"]
+    rows = []
+    for name, values in recent.items():
+        ref = train.get(name)
+        values = np.asarray(values, dtype=float)
+        values = values[np.isfinite(values)]
+        if ref is None or not len(values):
+            continue
+        std = float(ref.get("std") or 0.0)
+        now_mean = float(values.mean())
+        z = (now_mean - float(ref["mean"])) / std if std > 0 else float("nan")
+        lo, hi = ref.get("p01"), ref.get("p99")
+        outside = float(((values < lo) | (values > hi)).mean()) if lo is not None and hi is not None else float("nan")  # noqa: E501
+        rows.append({
+            "feature": name, "train_mean": float(ref["mean"]), "train_std": std,
+            "train_p01": lo, "train_p99": hi, "now_mean": now_mean,
+            "now_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "z": z,
+            "outside_share": outside,
+            "drift": bool(abs(z) > DRIFT_Z or (np.isfinite(outside) and outside > 0.10)),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def recent_features(
+    scored: pd.DataFrame, candles: pd.DataFrame | None, window: int = 500
+) -> dict[str, np.ndarray]:
+    """Model inputs over the last `window` bars: candles when on disk, else implied closes."""
+    if candles is not None and len(candles):
+        tail = candles.tail(window)
+        out = {c: tail[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "volume")
+               if c in tail.columns}  # fmt: skip
+        close = tail["close"].to_numpy(dtype=float)
+    else:
+        close = scored["close"].tail(window).to_numpy(dtype=float) if len(scored) else np.array([])
+        out = {"close": close}
+    if len(close) > 1:
+        out["close_log_return"] = np.diff(np.log(close))
+    return out
+
+
+def run_candles(conn: Connection, run_id: str) -> pd.DataFrame | None:
+    row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    if row is None:
+        return None
+    from atb.dashboards.backtesting.model import candles_for
+
+    return candles_for(dict(row._mapping), limit=10**9)
