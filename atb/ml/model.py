@@ -137,7 +137,7 @@ class OnnxModel:
         if len(outputs) < 1:
             raise ModelError(f"{KEY}: '{self.path}' has no outputs")
         inp = inputs[0]
-        shape = list(inp.shape)
+        shape = list(inp.shape or [])  # None = undeclared rank: rejected below as shape []
         fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
         ok = (
             len(shape) == 3
@@ -155,7 +155,8 @@ class OnnxModel:
                 f"{KEY}: '{self.path}' input '{inp.name}' has type {inp.type}; expected "
                 "tensor(float)"
             )
-        out_shape = list(outputs[0].shape)
+        # An undeclared output shape is accepted here; predict() checks the real result.
+        out_shape = list(outputs[0].shape) if outputs[0].shape is not None else ["batch"]
         tail = [d for d in out_shape[1:] if not (isinstance(d, int) and d == 1)]
         if len(out_shape) < 1 or len(out_shape) > 3 or any(isinstance(d, int) for d in tail):
             raise ModelError(

@@ -246,3 +246,20 @@ def test_shipped_model_and_metadata() -> None:
         assert np.isfinite(meta["metrics"][key])
     assert set(meta["feature_stats"]["raw"]) == set(meta["features"])
     onnx.checker.check_model(onnx.load(str(DEFAULT_MODEL)))
+
+
+def test_output_size_checked_at_run_time(tmp_path: Path) -> None:
+    # declared output dims are symbolic, so only the real result shows the mismatch
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", L, F])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "k"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "sym.onnx"
+    path.write_bytes(model.SerializeToString())
+    loaded = OnnxModel.load(path, L, F)
+    with pytest.raises(ModelError, match="expected one value per window"):
+        loaded.predict(windows(3))
