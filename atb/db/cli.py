@@ -1,0 +1,252 @@
+"""`atb db upgrade|current|replay` and `atb tests heartbeat`.
+
+The database URL is, in order: `--db-url URL`; else `db.url` of the composed Hydra config
+(the same `conf/` a run uses, so `ATB_DB_URL` and, with `db=postgres`, `DATABASE_URL` are
+honoured there); extra `key=value` / `group=option` arguments are Hydra overrides, e.g.
+`atb db upgrade db=postgres db.url=postgresql+psycopg://...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from atb.db.errors import DatabaseError
+
+HEARTBEAT_DEFAULT_COMPONENT = "scheduler"
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--db-url", help="database URL (default: db.url of the configured run)")
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. db=postgres db.url=postgresql+psycopg://..."
+    )
+    return parser
+
+
+def load_db_settings(
+    db_url: str | None, overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(db node settings, journal node settings) from the composed config, URL overridden."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from atb.__main__ import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    db = OmegaConf.to_container(cfg.db, resolve=True) if "db" in cfg else {}
+    journal = OmegaConf.to_container(cfg.journal, resolve=True) if "journal" in cfg else {}
+    assert isinstance(db, dict) and isinstance(journal, dict)
+    db_settings: dict[str, Any] = {str(k): v for k, v in db.items()}
+    journal_settings: dict[str, Any] = {str(k): v for k, v in journal.items()}
+    if db_url:
+        db_settings["url"] = db_url
+    db_settings["_target_"] = "atb.db.node.Database"
+    journal_settings["_target_"] = "atb.db.journal.Journal"
+    return db_settings, journal_settings
+
+
+def _open_database(settings: dict[str, Any], auto_migrate: bool | None = None) -> Any:
+    from atb.db.node import Database, DatabaseConfig
+    from atb.runtime.context import RunContext
+
+    if auto_migrate is not None:
+        settings = {**settings, "auto_migrate": auto_migrate}
+    config = DatabaseConfig.model_validate({**settings, "needs": []})
+    return Database(config, RunContext(mode="cli"))
+
+
+def _say(text: str, fallback: str) -> None:
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a terminal that cannot show the emoji
+        print(fallback + text[1:])
+
+
+# -- atb db ----------------------------------------------------------------------------
+
+
+def db_command(argv: list[str]) -> int:
+    from atb.db.migrate import check_schema, schema_state, upgrade
+    from atb.db.node import connect_check
+
+    actions = ("upgrade", "current", "replay")
+    if argv[0] not in actions:
+        print(f"atb db: unknown action '{argv[0]}' (choose from {', '.join(actions)})",
+              file=sys.stderr)
+        return 2
+    parser = _parser(f"atb db {argv[0]}", "Database migrations.")
+    parser.add_argument("--spill-file", help="replay: the journal spill file to load")
+    args, rest = parser.parse_known_args(argv[1:])
+    args.action = argv[0]
+    overrides = [*args.overrides, *rest]
+    db = None
+    try:
+        db_settings, journal_settings = load_db_settings(args.db_url, overrides)
+        db = _open_database(db_settings, auto_migrate=False)
+        connect_check(db.engine)
+        where = db.redacted_url
+        state = schema_state(db.engine)
+        if args.action == "current":
+            note = {
+                "current": "(head)",
+                "fresh": "(empty database: run `atb db upgrade`)",
+                "behind": f"(code expects {state.head}: run `atb db upgrade`)",
+                "ahead": f"(newer than this atb, which expects {state.head})",
+                "unversioned": "(atb tables without migration history)",
+            }[state.status]
+            print(f"{where}: {state.current or 'no revision'} {note}")
+            return 0
+        if args.action == "upgrade":
+            if state.status == "current":
+                print(f"{where}: already at {state.head} (head)")
+                return 0
+            if state.status in ("ahead", "unversioned"):
+                check_schema(db.engine, auto_migrate=False)  # raises with the explanation
+            upgrade(db.engine)
+            print(f"{where}: upgraded {state.current or 'empty database'} -> {state.head}")
+            return 0
+        return _replay(db, journal_settings, args.spill_file)
+    except DatabaseError as exc:
+        print(f"atb db: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # Hydra composition, validation: one line, no traceback
+        from atb.config.secrets import redact_text
+
+        print(f"atb db: error: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
+        return 2
+    finally:
+        if db is not None:
+            db.stop()
+
+
+def _replay(db: Any, journal_settings: dict[str, Any], spill_file: str | None) -> int:
+    """Load a spill file left by a run that could not replay it (e.g. a PostgreSQL run's
+    file in its own output dir) into the database; idempotent."""
+    from atb.db.journal import Journal, JournalConfig
+    from atb.db.migrate import check_schema
+
+    check_schema(db.engine, auto_migrate=db.config.auto_migrate)
+    settings = {**journal_settings, "listen": False, "needs": []}
+    if spill_file:
+        settings["spill_path"] = spill_file
+    journal = Journal(JournalConfig.model_validate(settings), db.ctx, db=db)
+    pending = journal.spill_pending
+    journal.start()
+    journal.flush(timeout=60)
+    deadline = time.monotonic() + 60
+    while journal.spill_pending and journal.db_available and time.monotonic() < deadline:
+        time.sleep(0.05)
+    journal.stop()
+    state = journal.state()
+    print(
+        f"{db.redacted_url}: replayed {state['replayed']} of {pending} spilled events from "
+        f"{journal.spill_path}; {state['spill_pending']} still pending"
+    )
+    return 0 if state["spill_pending"] == 0 else 1
+
+
+# -- atb tests heartbeat ---------------------------------------------------------------
+
+
+def heartbeat(argv: list[str]) -> int:
+    """Emit a TEST SystemEvent through the journal and read it back from the database."""
+    from sqlalchemy import select
+
+    from atb.db.journal import Journal, JournalConfig
+    from atb.db.models import SystemEvent
+
+    parser = _parser("atb tests heartbeat", "Round-trip a heartbeat event through the journal.")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+    args, rest = parser.parse_known_args(argv)
+    component = os.environ.get("HEARTBEAT_COMPONENT") or HEARTBEAT_DEFAULT_COMPONENT
+    db = None
+    journal = None
+    try:
+        db_settings, journal_settings = load_db_settings(args.db_url, [*args.overrides, *rest])
+        db = _open_database(db_settings)
+        db.start()
+        journal = Journal(
+            JournalConfig.model_validate({**journal_settings, "listen": False, "needs": []}),
+            db.ctx,
+            db=db,
+        )
+        journal.start()
+        t0 = time.perf_counter()
+        event_id = journal.emit(
+            {
+                "event_type": "TEST",
+                "severity": "INFO",
+                "message": "Heartbeat",
+                "component": component,
+                "logger": "atb.tests.heartbeat",
+                "details": {"source": "atb tests heartbeat", "pid": os.getpid()},
+            }
+        )
+        deadline = time.monotonic() + args.timeout
+        query = select(SystemEvent.id).where(SystemEvent.event_uuid == event_id)
+        found = None
+        while found is None and time.monotonic() < deadline:
+            journal.flush(timeout=0.05)
+            with db.engine.connect() as conn:
+                found = conn.execute(query).scalar()
+            if found is None:
+                time.sleep(0.01)
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        if found is None:
+            reason = journal.state()["last_error"] or "not in system_events"
+            _say(
+                f"❌ Heartbeat not recorded within {args.timeout:g}s in {db.redacted_url}: "
+                f"{reason}",
+                "FAIL",
+            )
+            return 1
+        _say(
+            f"✅ Heartbeat recorded in {db.redacted_url}: round trip {elapsed_ms:.1f} ms "
+            f"(SystemEvent TEST, component={component}, id={event_id})",
+            "OK",
+        )
+        return 0
+    except Exception as exc:
+        from atb.config.secrets import redact_text
+
+        _say(f"❌ Heartbeat failed: {redact_text(str(exc))}", "FAIL")
+        return 1
+    finally:
+        if journal is not None:
+            journal.stop()
+        if db is not None:
+            db.stop()
+
+
+def command(name: str, argv: list[str]) -> int:
+    """Entry point used by atb.cli for `atb db ...` and `atb tests ...`."""
+    if name == "db":
+        if not argv or argv[0] in ("-h", "--help"):
+            print(
+                "usage: atb db {upgrade,current,replay} [--db-url URL] [overrides ...]\n\n"
+                "  upgrade  migrate the database to the schema this atb expects\n"
+                "  current  show the database's revision and whether it is up to date\n"
+                "  replay   load a journal spill file into the database (--spill-file PATH)"
+            )
+            return 0 if argv else 2
+        return db_command(argv)
+    if name == "tests":
+        if not argv or argv[0] in ("-h", "--help"):
+            print(
+                "usage: atb tests heartbeat [--db-url URL] [--timeout S] [overrides ...]\n\n"
+                "  heartbeat  emit a TEST SystemEvent through the journal and read it back\n"
+                "             (component from HEARTBEAT_COMPONENT, default 'scheduler')"
+            )
+            return 0 if argv else 2
+        if argv[0] != "heartbeat":
+            print(f"atb tests: unknown test '{argv[0]}' (available: heartbeat)", file=sys.stderr)
+            return 2
+        return heartbeat(argv[1:])
+    print(f"atb: atb.db.cli has no command '{name}'", file=sys.stderr)
+    return 2

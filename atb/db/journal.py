@@ -1,0 +1,809 @@
+"""The event journal: every event, WARNING+ record and alert becomes a `system_events` row.
+
+Callers never wait on the database. The path of one event:
+
+1. The caller (a log-record listener, or `Journal.emit` for alerts/heartbeats) appends the
+   record to an in-memory deque: a few hundred nanoseconds, no lock, no I/O. Only when the
+   deque holds `queue_size` records does the caller append the event to the spill file
+   itself (one JSON line, write + flush to the OS): the queue is bounded, the caller still
+   never blocks on the database.
+2. A background writer thread wakes every `flush_interval` seconds (or as soon as a batch
+   is waiting), turns records into rows and inserts them `batch_size` at a time with one
+   executemany `INSERT ... ON CONFLICT (event_uuid) DO NOTHING` per batch.
+3. When an insert fails because the database is unreachable, the writer appends the batch
+   and everything queued to the spill file and retries with exponential backoff
+   (`retry_initial` .. `retry_max`). While the database stays down, every writer cycle
+   moves the queue to the spill file, so memory stays bounded and events are on disk.
+4. When an insert succeeds again, spill files are replayed (oldest first) before the
+   queue. Every event carries a UUID and the table has a UNIQUE constraint on it, so a
+   batch replayed twice (crash during replay, retry after a timeout that did commit) is
+   stored exactly once.
+5. `stop()` unregisters the listener, drains the queue into the database (or into the
+   spill file if the database is down or `stop_timeout` runs out) and fsyncs the file.
+   A spill file left behind is replayed by the next journal started on the same path.
+
+Hard-kill window (SIGKILL, OOM, power loss): what is lost is what was not yet on disk:
+- events still in the deque: at most those enqueued during the last `flush_interval`
+  (default 0.1 s) plus the duration of one batch insert, never more than `queue_size`;
+- on power loss / OS crash only: spill lines written within the last `fsync_interval`
+  (default 1 s, the writer fsyncs the spill file at most that often) and, with SQLite's
+  default `synchronous=NORMAL` in WAL mode, the last committed transactions.
+A process kill alone loses nothing that `write()` reached: the OS keeps the page cache.
+
+Rows the database rejects for their content (not for being unreachable) are retried one by
+one; the offending rows go to `<spill_path>.rejected.jsonl` so one bad event never blocks
+the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from loguru import logger
+from pydantic import Field
+from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+from atb.config.base import NodeConfig
+from atb.db.models.system_events import EventType, Severity, SystemEvent
+from atb.db.node import Database, json_dumps
+from atb.db.url import sqlite_path
+from atb.runtime.context import RunContext
+from atb.runtime.node import Node
+
+_CURRENT: Journal | None = None
+
+
+def current_journal() -> Journal | None:
+    """The running journal (for the health server's /status), or None."""
+    return _CURRENT
+
+
+class JournalConfig(NodeConfig):
+    queue_size: int = Field(100_000, ge=1, description="events held in memory before spilling")
+    batch_size: int = Field(2_000, ge=1, description="rows per INSERT executemany")
+    flush_interval: float = Field(0.1, gt=0, description="writer wakes at least this often (s)")
+    spill_path: str | None = Field(
+        None,
+        description="append-only overflow file; default next to a SQLite db, else in the "
+        "run's output dir (or the working dir)",
+    )
+    retry_initial: float = Field(0.5, gt=0, description="first retry delay after a DB failure")
+    retry_max: float = Field(10.0, gt=0, description="retry delay cap (doubles per failure)")
+    fsync_interval: float = Field(1.0, ge=0, description="fsync the spill file at most this often")
+    stop_timeout: float = Field(
+        5.0, gt=0, description="stop() writes to the DB this long, then spills the rest"
+    )
+    listen: bool = Field(True, description="journal every atb.logging event/WARNING+ record")
+
+
+# Event names whose seed event_type is more specific than their emitter's family.
+_NAMED_TYPES = {
+    "engine_start": EventType.ENGINE_START,
+    "engine_started": EventType.ENGINE_START,
+    "engine_stop": EventType.ENGINE_STOP,
+    "engine_stopped": EventType.ENGINE_STOP,
+    "strategy_change": EventType.STRATEGY_CHANGE,
+    "strategy_changed": EventType.STRATEGY_CHANGE,
+    "model_update": EventType.MODEL_UPDATE,
+    "model_updated": EventType.MODEL_UPDATE,
+    "balance_adjustment": EventType.BALANCE_ADJUSTMENT,
+    "alert": EventType.ALERT,
+}
+_FAMILIES = {"engine", "order", "risk", "data"}
+_TYPES = {t.value for t in EventType}
+_SEVERITIES = {s.value for s in Severity}
+_TABLE: Table = SystemEvent.__table__  # type: ignore[assignment]
+
+# The journal writes rows as plain tuples in this column order, straight to the DBAPI's
+# executemany: SQLAlchemy's per-row parameter processing would cost more than the insert.
+COLUMNS = (
+    "event_uuid", "timestamp", "event_type", "severity", "message", "name", "logger",
+    "details", "context", "component", "strategy", "symbol", "error_code", "stack_trace",
+    "alert_sent", "alert_method", "session_id",
+)  # fmt: skip
+Row = tuple[Any, ...]
+_TS = 1
+# Column widths, so an over-long value is truncated instead of failing a PostgreSQL batch.
+_WIDTHS = {c.name: getattr(c.type, "length", None) for c in _TABLE.columns}
+# The C-accelerated encoder without json.dumps' per-call keyword handling.
+_encode = json.JSONEncoder(
+    separators=(",", ":"), default=str, check_circular=False, ensure_ascii=False
+).encode
+
+
+def insert_sql(dialect: str) -> str:
+    """`INSERT ... ON CONFLICT (event_uuid) DO NOTHING` in the dialect's paramstyle."""
+    mark = {"sqlite": "?", "postgresql": "%s"}.get(dialect)
+    if mark is None:
+        raise RuntimeError(f"journal: unsupported database dialect '{dialect}'")
+    return (
+        f"INSERT INTO {_TABLE.name} ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(COLUMNS))}) ON CONFLICT (event_uuid) DO NOTHING"
+    )
+
+
+def _text(value: Any, column: str) -> str | None:
+    if value is None:
+        return None
+    text = value if type(value) is str else str(value)
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL
+        text = text.replace("\x00", "\\0")
+    width = _WIDTHS[column]
+    return text[:width] if width and len(text) > width else text
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return _timestamp(datetime.fromisoformat(value))
+    return datetime.now(UTC)
+
+
+def event_type_of(record: Mapping[str, Any], severity: str) -> str:
+    """The seed's event_type: explicit, else by event name, emitter family, then level.
+
+    atb.logging names families `engine_event`, `order_event`, ...; emit() callers may pass
+    a seed type (`TEST`, `ALERT`, ...) directly.
+    """
+    explicit = record.get("event_type")
+    family = None
+    if isinstance(explicit, str):
+        family = explicit.lower().removesuffix("_event")
+        upper = explicit.upper()
+        if upper in _TYPES and family not in _FAMILIES:
+            return upper
+    name = record.get("name")
+    if isinstance(name, str) and name.lower() in _NAMED_TYPES:
+        return _NAMED_TYPES[name.lower()].value
+    if family in _FAMILIES:
+        return str(family).upper()
+    if family == "alert":
+        return EventType.ALERT.value
+    if severity in ("ERROR", "CRITICAL"):
+        return EventType.ERROR.value
+    if severity == "WARNING":
+        return EventType.WARNING.value
+    return EventType.INFO.value
+
+
+def _stack_trace(record: Mapping[str, Any]) -> str | None:
+    if record.get("stack_trace"):
+        return str(record["stack_trace"])
+    exc = record.get("exception")
+    if not exc:
+        return None
+    if isinstance(exc, Mapping):
+        for key in ("traceback", "stack_trace", "stack"):
+            if exc.get(key):
+                value = exc[key]
+                return "".join(value) if isinstance(value, list) else str(value)
+        kind, value = exc.get("type"), exc.get("value") or exc.get("message")
+        return f"{kind}: {value}" if kind else json_dumps(dict(exc))
+    return str(exc)
+
+
+class RowBuilder:
+    """Turns records into row tuples as cheaply as Python allows (the writer's hot loop).
+
+    - atb.logging hands every record of one context the same (cached) context dict, so its
+      JSON is computed once per change instead of once per event;
+    - event_type is memoised per (event_type, name, severity);
+    - strings are only length-checked here; NUL bytes, which PostgreSQL rejects, are
+      handled by `sanitize_row` on the rare batch the database refuses.
+    """
+
+    def __init__(self, session_id: str | None, ts_text: bool = False) -> None:
+        self.session_id = session_id
+        # SQLite: timestamps as SQLAlchemy's DateTime text (naive UTC, microseconds),
+        # built here so the insert needs no second pass over the rows.
+        self.ts_text = ts_text
+        self._ctx: Any = None
+        self._ctx_json: str | None = None
+        self._ctx_cols: tuple[Any, Any, Any, Any] = (None, None, None, None)
+        self._types: dict[tuple[Any, Any, Any], str] = {}
+
+    def __call__(self, record: Mapping[str, Any]) -> Row:
+        get = record.get
+        context = get("context") or _EMPTY
+        if context is not self._ctx:
+            self._ctx = context
+            if not isinstance(context, Mapping):
+                context = {"value": context}
+            self._ctx_json = _encode(context) if context else None
+            cget = context.get
+            self._ctx_cols = (
+                cget("component"), cget("strategy"), cget("symbol"), cget("session_id")
+            )
+        component, strategy, symbol, session = self._ctx_cols
+        details = get("details")
+        if details is None:
+            details = get("fields")
+        if details:
+            if not isinstance(details, Mapping):
+                details = {"value": details}
+            fget = details.get
+            component = component or fget("component")
+            strategy = strategy or fget("strategy")
+            symbol = symbol or fget("symbol")
+            error_code = get("error_code") or fget("error_code")
+            details_json: str | None = _encode(details)
+        else:
+            error_code = get("error_code")
+            details_json = None
+        severity = get("severity") or get("level") or "INFO"
+        key = (get("event_type"), get("name"), severity)
+        event_type = self._types.get(key)
+        if event_type is None:
+            if severity not in _SEVERITIES:
+                severity = str(severity).upper()
+                if severity not in _SEVERITIES:
+                    severity = "WARNING" if severity == "WARN" else "INFO"
+            event_type = event_type_of(record, severity)
+            if len(self._types) < 10_000:
+                self._types[key] = event_type
+        elif severity not in _SEVERITIES:
+            severity = str(severity).upper()
+            if severity not in _SEVERITIES:
+                severity = "WARNING" if severity == "WARN" else "INFO"
+        ts = get("timestamp")
+        if type(ts) is not datetime or ts.tzinfo is None:
+            ts = _timestamp(ts)
+        if self.ts_text:
+            ts = sqlite_timestamp(ts)
+        message = get("message") or ""
+        name = get("name")
+        logger_name = get("logger")
+        exc = get("exception")
+        stack = get("stack_trace") or (_stack_trace(record) if exc else None)
+        alert_method = get("alert_method")
+        component = get("component") or component
+        session = get("session_id") or session or self.session_id
+        return (
+            str(get("id") or get("event_uuid") or uuid.uuid4()),
+            ts,
+            event_type,
+            severity,
+            message if type(message) is str else str(message),
+            name if name is None or (type(name) is str and len(name) <= 64)
+            else _text(name, "name"),
+            logger_name if logger_name is None or (
+                type(logger_name) is str and len(logger_name) <= 128
+            ) else _text(logger_name, "logger"),
+            details_json,
+            self._ctx_json,
+            _text(component, "component") if component is not None else None,
+            _text(strategy, "strategy") if strategy is not None else None,
+            _text(symbol, "symbol") if symbol is not None else None,
+            _text(error_code, "error_code") if error_code is not None else None,
+            None if stack is None else str(stack),
+            bool(get("alert_sent", False)),
+            _text(alert_method, "alert_method") if alert_method is not None else None,
+            _text(session, "session_id") if session is not None else None,
+        )
+
+
+def sanitize_row(row: Row) -> Row:
+    """The row with NUL bytes escaped and strings cut to their column widths."""
+    out = list(row)
+    for i, column in enumerate(COLUMNS):
+        value = out[i]
+        if isinstance(value, str):
+            if column in ("details", "context"):
+                out[i] = value.replace("\\u0000", "\\\\0")
+            else:
+                out[i] = _text(value, column)
+    return tuple(out)
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+def record_to_row(record: Mapping[str, Any], session_id: str | None = None) -> Row:
+    """One `system_events` row tuple (COLUMNS order) from a log record or emit() event."""
+    return RowBuilder(session_id)(record)
+
+
+def row_as_dict(row: Row) -> dict[str, Any]:
+    return dict(zip(COLUMNS, row, strict=True))
+
+
+def sqlite_timestamp(ts: datetime) -> str:
+    """SQLAlchemy's SQLite DateTime text: naive UTC, always with microseconds."""
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(" ", "microseconds")[:26]
+
+
+def row_to_json(row: Row) -> str:
+    """A spill-file line: the row as a JSON array, timestamp in ISO 8601 UTC."""
+    out = list(row)
+    ts = row[_TS]
+    out[_TS] = ts.isoformat() if isinstance(ts, datetime) else ts.replace(" ", "T") + "+00:00"
+    return _encode(out)
+
+
+def row_from_json(line: str, ts_text: bool = False) -> Row:
+    values = json.loads(line)
+    if not isinstance(values, list) or len(values) != len(COLUMNS):
+        raise ValueError("not a journal row")
+    ts = _timestamp(values[_TS])
+    values[_TS] = sqlite_timestamp(ts) if ts_text else ts
+    return tuple(values)
+
+
+_STAGE = "atb_journal_stage"
+_STAGE_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(COLUMNS)} FROM {_TABLE.name} WITH NO DATA"
+)
+_STAGE_COPY = f"COPY {_STAGE} ({', '.join(COLUMNS)}) FROM STDIN"
+_STAGE_MERGE = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} "
+    f"FROM {_STAGE} ON CONFLICT (event_uuid) DO NOTHING"
+)
+
+
+def _copy_postgres(conn: Connection, rows: list[Row]) -> None:
+    """COPY the batch into a per-connection temp table, then one INSERT ... ON CONFLICT.
+
+    psycopg's executemany costs a round of parameter handling per row; COPY streams the
+    batch in one go (several times faster here), and the INSERT ... SELECT keeps the
+    exactly-once guarantee that COPY alone cannot give.
+    """
+    pooled = conn.connection
+    cur = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if not pooled.info.get(_STAGE):
+            cur.execute(_STAGE_DDL)
+            pooled.info[_STAGE] = True
+        with cur.copy(_STAGE_COPY) as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+        cur.execute(_STAGE_MERGE)
+    except BaseException:
+        # Created in a transaction that will roll back: recreate next time.
+        pooled.info.pop(_STAGE, None)
+        raise
+    finally:
+        cur.close()
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The database is unreachable (retry later), as opposed to rejecting the rows."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return not isinstance(exc, DBAPIError)  # pool timeouts, OSError, ...
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class Journal(Node[JournalConfig]):
+    """The `journal` node; see the module docstring for the delivery guarantees."""
+
+    config_model: ClassVar[type[NodeConfig]] = JournalConfig
+
+    def __init__(
+        self, config: JournalConfig, ctx: RunContext, db: Database, logging: Any = None
+    ) -> None:
+        super().__init__(config, ctx)
+        self.db = db
+        self.spill_path = self._default_spill_path(config, ctx, db)
+        self.rejected_path = self.spill_path.with_name(self.spill_path.name + ".rejected.jsonl")
+        self._queue: deque[Mapping[str, Any]] = deque()
+        self._maxsize = config.queue_size
+        self._batch = config.batch_size
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._spill_lock = threading.Lock()
+        self._spill_file: Any = None
+        self._last_fsync = 0.0
+        self._inflight: list[Row] = []
+        self._remove_listener: Callable[[], Any] | None = None
+        self._dialect = db.engine.dialect.name
+        self._sql = insert_sql(self._dialect)
+        self._ts_text = self._dialect == "sqlite"
+        self._to_row = RowBuilder(ctx.run_id, ts_text=self._ts_text)
+        # State for state(); plain ints/floats written by one thread, read racily by the
+        # health server: a slightly stale figure is fine, a lock on the hot path is not.
+        self.enqueued = 0
+        self.written = 0
+        self.spilled = 0
+        self.replayed = 0
+        self.rejected = 0
+        self.dropped = 0
+        self.spill_pending = self._count_pending()
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_write_at: float | None = None
+        self.db_available = True
+        self._backoff = 0.0
+        self._next_retry = 0.0
+
+    # -- node lifecycle -------------------------------------------------------------
+
+    @staticmethod
+    def _default_spill_path(config: JournalConfig, ctx: RunContext, db: Database) -> Path:
+        if config.spill_path:
+            return Path(config.spill_path).expanduser()
+        db_file = sqlite_path(db.url)
+        if db_file is not None:
+            return Path(db_file).expanduser().with_name(Path(db_file).name + ".journal.jsonl")
+        base = ctx.output_dir or Path.cwd()
+        return Path(base) / "journal-spill.jsonl"
+
+    def start(self) -> None:
+        global _CURRENT
+        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
+        self._writer = threading.Thread(target=self._run, name="atb-journal", daemon=True)
+        self._writer.start()
+        if self.config.listen:
+            try:
+                from atb.logging.hooks import add_record_listener
+            except ImportError as exc:
+                raise RuntimeError(
+                    f"journal.listen is true but atb.logging.hooks is unavailable ({exc}); "
+                    "set journal.listen=false to journal only emit() calls"
+                ) from exc
+            self._remove_listener = add_record_listener(self.enqueue)
+        _CURRENT = self
+        if self.spill_pending:
+            logger.info(
+                "journal: {} spilled events from an earlier run will be replayed from {}",
+                self.spill_pending,
+                self.spill_path,
+            )
+
+    def stop(self) -> None:
+        global _CURRENT
+        if self._remove_listener is not None:
+            with contextlib.suppress(Exception):
+                self._remove_listener()
+            self._remove_listener = None
+        self._stopping.set()
+        self._wake.set()
+        writer = self._writer
+        if writer is not None:
+            writer.join(self.config.stop_timeout + 1.0)
+            if writer.is_alive():
+                # Stuck in a database call: keep its batch and the queue on disk. Replay
+                # deduplicates whatever the stuck insert may still commit.
+                self._spill_rows(list(self._inflight))
+                self._spill_queue()
+        else:
+            self._spill_queue()
+        self._close_spill(fsync=True)
+        if _CURRENT is self:
+            _CURRENT = None
+
+    # -- the callers' side ------------------------------------------------------------
+
+    def enqueue(self, record: Mapping[str, Any]) -> None:
+        """Queue one record; never blocks on the database, never raises.
+
+        This is the atb.logging record listener. The record must not be mutated after.
+        """
+        queue = self._queue
+        if len(queue) >= self._maxsize:
+            self._overflow(record)
+            return
+        queue.append(record)
+        self.enqueued += 1
+        if len(queue) >= self._batch and not self._wake.is_set():
+            self._wake.set()
+
+    def emit(self, event: Mapping[str, Any]) -> str:
+        """Journal one event from a direct caller (alerts, heartbeat); returns its UUID.
+
+        Accepts the record shape of atb.logging or column names: event_type, severity,
+        message, details, component, error_code, stack_trace, alert_sent, alert_method,
+        session_id, timestamp, id.
+        """
+        record = dict(event)
+        record.setdefault("id", str(uuid.uuid4()))
+        record.setdefault("timestamp", datetime.now(UTC))
+        self.enqueue(record)
+        return str(record["id"])
+
+    def _overflow(self, record: Mapping[str, Any]) -> None:
+        try:
+            row = RowBuilder(self.ctx.run_id, ts_text=self._ts_text)(record)
+            self._spill_rows([row])
+            self.enqueued += 1
+        except Exception as exc:  # never raise into the caller's logging call
+            self.dropped += 1
+            self._note_error(f"spill failed: {exc}")
+
+    # -- health ---------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Journal health for /status: depth, totals, last error, last successful write."""
+        return {
+            "queue_depth": len(self._queue),
+            "queue_size": self._maxsize,
+            "enqueued": self.enqueued,
+            "written": self.written,
+            "spilled": self.spilled,
+            "spill_pending": self.spill_pending,
+            "replayed": self.replayed,
+            "rejected": self.rejected,
+            "dropped": self.dropped,
+            "db_available": self.db_available,
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "last_write_at": _iso(self.last_write_at),
+            "spill_path": str(self.spill_path),
+            "running": self._writer is not None and self._writer.is_alive(),
+        }
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the queue is written (or spilled); True if it emptied in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._queue and not self._inflight:
+                return True
+            self._wake.set()
+            time.sleep(0.005)
+        return not self._queue and not self._inflight
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.config.flush_interval)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            try:
+                self._cycle(final=stopping)
+            except Exception as exc:  # the writer must survive anything
+                self._note_error(f"journal writer: {type(exc).__name__}: {exc}")
+                self._spill_queue()
+            if stopping:
+                deadline = time.monotonic() + self.config.stop_timeout
+                while self._queue and time.monotonic() < deadline and self.db_available:
+                    self._cycle(final=True)
+                self._spill_queue()
+                return
+
+    def _cycle(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.db_available and now < self._next_retry:
+            # Still backing off: move the queue to disk so memory stays bounded and a
+            # hard kill during the outage loses only the last flush_interval.
+            self._spill_queue()
+            self._maybe_fsync()
+            if not final:
+                return
+        if self.spill_pending and not self._replay():
+            self._spill_queue()
+            return
+        while self._queue:
+            rows = self._take(self._batch)
+            if not self._write(rows):
+                self._spill_rows(rows)
+                self._spill_queue()
+                return
+        self._maybe_fsync()
+
+    def _take(self, n: int) -> list[Row]:
+        queue, to_row, rows = self._queue, self._to_row, self._inflight
+        rows.clear()
+        pop = queue.popleft
+        for _ in range(min(n, len(queue))):
+            try:
+                rows.append(to_row(pop()))
+            except IndexError:
+                break
+            except Exception as exc:
+                self.dropped += 1
+                self._note_error(f"unconvertible record dropped: {exc}")
+        return list(rows)
+
+    def _execute(self, rows: list[Row]) -> None:
+        with self.db.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                _copy_postgres(conn, rows)
+            else:
+                conn.exec_driver_sql(self._sql, rows)
+
+    def _write(self, rows: list[Row], replay: bool = False) -> bool:
+        """Insert rows; False (and backoff) if the database is unreachable."""
+        if not rows:
+            self._inflight.clear()
+            return True
+        written = len(rows)
+        try:
+            self._execute(rows)
+        except Exception as exc:
+            if _is_unavailable(exc):
+                self._on_unavailable(exc)
+                return False
+            # The database rejected the content: find the bad rows one by one.
+            bad = self._write_one_by_one(rows)
+            if bad is None:
+                return False
+            written -= bad
+        self._inflight.clear()
+        if replay:
+            self.replayed += written
+        self.written += written
+        self.last_write_at = time.time()
+        if not self.db_available:
+            logger.info("journal: database reachable again; replaying spilled events")
+        self.db_available = True
+        self._backoff = 0.0
+        return True
+
+    def _write_one_by_one(self, rows: list[Row]) -> int | None:
+        """Insert rows singly; quarantine rejected ones. None if the DB went away."""
+        bad: list[Row] = []
+        for row in rows:
+            for attempt in (row, sanitize_row(row)):
+                try:
+                    self._execute([attempt])
+                    break
+                except Exception as exc:
+                    if _is_unavailable(exc):
+                        self._on_unavailable(exc)
+                        return None
+                    error = exc
+            else:
+                self._note_error(f"row rejected: {type(error).__name__}: {str(error)[:200]}")
+                bad.append(row)
+        if bad:
+            self.rejected += len(bad)
+            with self._spill_lock, self.rejected_path.open("a", encoding="utf-8") as fh:
+                fh.writelines(row_to_json(r) + "\n" for r in bad)
+        return len(bad)
+
+    def _on_unavailable(self, exc: BaseException) -> None:
+        was_available = self.db_available
+        self.db_available = False
+        self._backoff = (
+            self.config.retry_initial
+            if was_available or not self._backoff
+            else min(self.config.retry_max, self._backoff * 2)
+        )
+        self._next_retry = time.monotonic() + self._backoff
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        self._note_error(f"database unavailable: {reason[0] if reason else type(exc).__name__}")
+        if was_available:
+            logger.warning(
+                "journal: database {} unavailable, spilling events to {} (retry in {:.1f}s): {}",
+                self.db.redacted_url,
+                self.spill_path,
+                self._backoff,
+                self.last_error,
+            )
+
+    def _note_error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    # -- the spill file ---------------------------------------------------------------
+
+    def _spill_queue(self) -> None:
+        while self._queue:
+            self._spill_rows(self._take(self._batch))
+
+    def _spill_rows(self, rows: Iterable[Row]) -> None:
+        lines = [row_to_json(r) + "\n" for r in rows]
+        if not lines:
+            return
+        with self._spill_lock:
+            try:
+                if self._spill_file is None:
+                    self._spill_file = self.spill_path.open("a", encoding="utf-8")
+                self._spill_file.writelines(lines)
+                # flush() hands the lines to the OS: they survive a kill of this process.
+                self._spill_file.flush()
+            except OSError as exc:
+                self.dropped += len(lines)
+                self._note_error(f"spill file {self.spill_path}: {exc}")
+                return
+            self.spilled += len(lines)
+            self.spill_pending += len(lines)
+        self._inflight.clear()
+
+    def _maybe_fsync(self) -> None:
+        if self._spill_file is None:
+            return
+        now = time.monotonic()
+        if now - self._last_fsync >= self.config.fsync_interval:
+            self._last_fsync = now
+            with self._spill_lock, contextlib.suppress(OSError, ValueError):
+                if self._spill_file is not None:
+                    os.fsync(self._spill_file.fileno())
+
+    def _close_spill(self, fsync: bool) -> None:
+        with self._spill_lock:
+            fh, self._spill_file = self._spill_file, None
+            if fh is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    fh.flush()
+                    if fsync:
+                        os.fsync(fh.fileno())
+                    fh.close()
+
+    def _pending_files(self) -> list[Path]:
+        rotated = sorted(self.spill_path.parent.glob(self.spill_path.name + ".replay-*"))
+        return [*rotated, self.spill_path] if self.spill_path.exists() else rotated
+
+    def _count_pending(self) -> int:
+        total = 0
+        for path in self._pending_files():
+            with contextlib.suppress(OSError), path.open("rb") as fh:
+                total += sum(1 for _ in fh)
+        return total
+
+    def _replay(self) -> bool:
+        """Write every spill file to the database; False if it went down meanwhile."""
+        # Rotate the live file so callers' overflow appends go to a fresh one.
+        with self._spill_lock:
+            if self.spill_path.exists():
+                fh, self._spill_file = self._spill_file, None
+                if fh is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        fh.close()
+                rotated = self.spill_path.with_name(
+                    f"{self.spill_path.name}.replay-{time.time_ns():020d}"
+                )
+                os.replace(self.spill_path, rotated)
+        for path in self._pending_files():
+            if path == self.spill_path:
+                continue  # appended to since the rotation: next cycle
+            if not self._replay_file(path):
+                return False
+        return True
+
+    def _replay_file(self, path: Path) -> bool:
+        rows: list[Row] = []
+        ok = True
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    rows.append(row_from_json(line, self._ts_text))
+                except (ValueError, TypeError):
+                    # A torn last line from a hard kill mid-write: nothing to recover.
+                    self.dropped += 1
+                    continue
+                if len(rows) >= self._batch:
+                    ok = self._write(rows, replay=True)
+                    if not ok:
+                        break
+                    rows = []
+        if ok:
+            ok = self._write(rows, replay=True)
+        if ok:
+            path.unlink(missing_ok=True)
+        # A partly replayed file is replayed again from its start next time: the UNIQUE
+        # uuid makes that harmless. The pending count is re-read from the files.
+        self.spill_pending = self._count_pending()
+        return ok
+
+
+def format_exception(exc: BaseException) -> str:
+    """A stack trace string for `emit(stack_trace=...)` callers."""
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,111 @@
+"""Alembic, configured in code: the revisions ship inside the package (atb/db/migrations).
+
+`check_schema` is what `Database.start()` runs: a fresh database is migrated (when
+auto_migrate is on), a database at the head revision passes, anything else stops the run
+with a message that says what to do instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+
+from atb.db.errors import SchemaMismatch
+from atb.db.url import redact_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation: a '%' in a URL-encoded password must be doubled.
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "atb ships at least one migration"
+    return head
+
+
+def known_revisions() -> set[str]:
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: str | None
+    head: str
+    has_tables: bool
+
+    @property
+    def status(self) -> str:
+        """fresh | current | behind | ahead | unversioned."""
+        if self.current is None:
+            return "unversioned" if self.has_tables else "fresh"
+        if self.current == self.head:
+            return "current"
+        return "behind" if self.current in known_revisions() else "ahead"
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    from atb.db.models import Base
+
+    with engine.connect() as conn:
+        current = current_revision(conn)
+        existing = set(inspect(conn).get_table_names())
+    return SchemaState(
+        current=current,
+        head=head_revision(),
+        has_tables=bool(existing & set(Base.metadata.tables)),
+    )
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(connection=conn), revision)
+
+
+def check_schema(engine: Engine, auto_migrate: bool) -> SchemaState:
+    """Migrate a fresh database or raise SchemaMismatch; returns the final state."""
+    state = schema_state(engine)
+    where = redact_url(engine.url)
+    status = state.status
+    if status == "current":
+        return state
+    if status == "fresh":
+        if not auto_migrate:
+            raise SchemaMismatch(
+                f"database {where} is empty and db.auto_migrate is false: run `atb db upgrade`"
+            )
+        upgrade(engine)
+        return schema_state(engine)
+    if status == "behind":
+        raise SchemaMismatch(
+            f"database {where} is at revision {state.current}, code expects {state.head}: "
+            "run `atb db upgrade`"
+        )
+    if status == "ahead":
+        raise SchemaMismatch(
+            f"database {where} is at revision {state.current}, which this version of atb does "
+            f"not know (it expects {state.head}): the database was migrated by a newer atb"
+        )
+    raise SchemaMismatch(
+        f"database {where} has atb tables but no migration history (alembic_version): "
+        "it was not created by `atb db upgrade`; back it up and start from an empty database"
+    )
