@@ -84,7 +84,8 @@ def test_ml_basic_signals_2024_warm() -> None:
         f"\n  signals: {int((frame.direction == 1).sum())} BUY, "
         f"{int((frame.direction == -1).sum())} SELL, {sized} with size > 0"
     )
-    assert load_s + first_s <= TARGET_S
+    # load + first call are asserted in the cold-process test, where they are measured
+    # the way a run pays them; here the steady-state call is the figure.
     assert total <= TARGET_S
 
 
