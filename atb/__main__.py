@@ -66,6 +66,11 @@ def run_job(cfg: Any) -> Any:
     runner = Runner(validated, ctx)
     try:
         result = runner.run()
+    except ConfigError as exc:
+        if not sweeping:
+            report_config_error(exc)
+            raise SystemExit(2) from None
+        return _sweep_outcome(identity, ctx.run_id, "failed", "; ".join(exc.problems), label)
     except NodeError as exc:
         message = redact_text(str(exc), secrets)
         if not sweeping:

@@ -14,7 +14,7 @@ from loguru import logger
 
 from atb.config.validate import ValidatedConfig
 from atb.runtime.context import RunContext
-from atb.runtime.errors import NodeError
+from atb.runtime.errors import ConfigError, NodeError
 
 
 class Runner:
@@ -54,7 +54,9 @@ class Runner:
         t0 = time.perf_counter()
         try:
             return fn(*args)
-        except NodeError:
+        except (NodeError, ConfigError):
+            # A node may find a config problem only when built (an env var it reads):
+            # that is still a config error, exit 2, not a node failure.
             raise
         except Exception as exc:
             raise NodeError(name, phase, exc) from exc
