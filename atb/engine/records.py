@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, update
+from sqlalchemy import JSON, DateTime, Table, insert, update
 from sqlalchemy.orm import Session
 
 from atb.db.models.run_records import (
@@ -107,6 +107,44 @@ def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
     digest.update("|".join(t.exit_reason for t in trades).encode())
     digest.update(json.dumps({k: repr(v) for k, v in sorted(metrics.items())}).encode())
     return digest.hexdigest()
+
+
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime stores
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """One executemany for `rows` (dicts with the same keys).
+
+    On SQLite the rows go straight to the driver: SQLAlchemy's per-value type processing
+    costs about three times the insert itself, and a backtest writes ~10k rows per table.
+    Only datetimes need converting (to the text SQLAlchemy itself would store), so tables
+    with JSON columns take the normal path. Other databases take the normal path too.
+    """
+    if not rows:
+        return
+    bind = session.get_bind()
+    columns = list(rows[0])
+    if bind.dialect.name != "sqlite" or any(
+        isinstance(table.c[name].type, JSON) for name in columns
+    ):
+        session.execute(insert(table), rows)
+        return
+    prep = bind.dialect.identifier_preparer
+    sql = (
+        f"INSERT INTO {prep.format_table(table)} "
+        f"({', '.join(prep.quote(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+    )
+    stamps = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, DateTime)]
+    values = []
+    for row in rows:
+        value = list(row.values())
+        for i in stamps:
+            stamp = value[i]
+            if stamp is not None:
+                # == strftime(_SQLITE_DATETIME) for UTC times, at a fraction of the cost.
+                value[i] = stamp.isoformat(" ", "microseconds")[:26]
+        values.append(tuple(value))
+    session.connection().exec_driver_sql(sql, values)
 
 
 def _side(side: int) -> str:
@@ -203,8 +241,7 @@ class RunRecorder:
     @staticmethod
     def _insert(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
         if rows:
-            # Core insert on the Table: one executemany, no ORM identity-map bookkeeping.
-            session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
+            bulk_insert(session, model.__table__, rows)  # type: ignore[attr-defined]
 
     def trade_rows(self, trades: Iterable[Trade]) -> list[dict[str, Any]]:
         common = self._common()
