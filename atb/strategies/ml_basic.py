@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from atb.config.base import NodeConfig, field_error
-from atb.ml.features import FEATURES, normalised_windows
+from atb.ml.features import FEATURES, denormalise_close, normalised_windows
 from atb.ml.model import KEY, ModelError, OnnxModel
 from atb.runtime.context import RunContext
 from atb.strategies.base import BUY, HOLD, SELL, SignalFrame, Strategy, StrategyConfig
@@ -169,9 +169,7 @@ class MlBasic(Strategy):
         windows = normalised_windows(data, self.config.sequence_length)
         if len(windows) == 0:
             return np.empty(0), np.empty(0)
-        pred_norm = model.predict(windows.values)
-        lo = windows.close_min
-        price = lo + pred_norm * (windows.close_max - lo)
+        price = denormalise_close(model.predict(windows.values), windows)
         close = data[self.config.sequence_length - 1 :, FEATURES.index("close")]
         return price, (price - close) / close
 
