@@ -18,6 +18,7 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -26,6 +27,8 @@ from pydantic import Field, SecretStr, model_validator
 from atb.alerts.config import EntryConfig
 from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, Notification, Severity
 from atb.config.base import field_error
+from atb.logging import core
+from atb.logging.redaction import get_redactor
 from atb.runtime.context import RunContext
 
 
@@ -82,12 +85,7 @@ class Channel:
         from atb.config.secrets import redact_text
 
         text = redact_text(text, [*self.secrets(), *self.ctx.secrets])
-        try:
-            from atb.logging.redaction import get_redactor
-
-            return get_redactor().redact_text(text)
-        except ImportError:  # pragma: no cover - logging package absent
-            return text
+        return get_redactor().redact_text(text)
 
 
 def channel_name(config: Any) -> str:
@@ -145,11 +143,6 @@ def write_log_line(logger: str, level: str, message: str, fields: dict[str, Any]
     """One redacted record to every log sink, bypassing the record listeners."""
     levelno = LEVEL_NO.get(level, 30)
     try:
-        from datetime import UTC, datetime
-
-        from atb.logging import core
-        from atb.logging.redaction import get_redactor
-
         red = core._redactor or get_redactor()
         record = {
             "timestamp": datetime.now(UTC),
@@ -173,14 +166,12 @@ def write_log_line(logger: str, level: str, message: str, fields: dict[str, Any]
             delivered = True
         if delivered:
             return
-    except (ImportError, AttributeError):  # pragma: no cover - logging internals changed
+    except AttributeError:  # pragma: no cover - logging internals changed
         pass
     # No sink takes it (logging not configured, or every sink failed): stderr, as a last resort.
-    from atb.config.secrets import redact_text
-
     stream = sys.__stderr__
     if stream is not None:
-        stream.write(f"{level} {logger}: {redact_text(message)}\n")
+        stream.write(f"{level} {logger}: {get_redactor().redact_text(message)}\n")
         stream.flush()
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from loguru import logger
@@ -34,6 +35,7 @@ from atb.alerts.incidents import IncidentBook, Outcome
 from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, SEVERITY_RANK, Notification
 from atb.alerts.rules import Clear, Rule, RuleEnv, Signal, Trigger
 from atb.config.base import NodeConfig
+from atb.logging.events import log_alert_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
@@ -58,6 +60,7 @@ class AlertRouter(Node[AlertsConfig]):
     ) -> None:
         super().__init__(config, ctx)
         self.journal = journal
+        self._current_journal: Callable[[], Any] | None = None
         self.active = ctx.mode in config.modes
         env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
         self.rules: list[Rule] = [_build(entry, env) for entry in config.rules if entry.enabled]
@@ -90,6 +93,13 @@ class AlertRouter(Node[AlertsConfig]):
         return [w.name for w in self.workers if w.channel.external]
 
     def start(self) -> None:
+        # Imported here, not on first use: an import on the evaluator or a delivery thread
+        # takes the import lock (hundreds of ms for SQLAlchemy) at the worst moment.
+        if self.journal is None:
+            with contextlib.suppress(ImportError):
+                from atb.db.journal import current_journal
+
+                self._current_journal = current_journal
         self._unregister_probe = PROBES.register("alerts", self.state)
         if not self.active:
             logger.debug("alerts: inactive in {} mode (alerts.modes={})", self.ctx.mode,
@@ -298,11 +308,8 @@ class AlertRouter(Node[AlertsConfig]):
         with self._lock:
             self.recent.append(entry)
         journal = self.journal
-        if journal is None:
-            with contextlib.suppress(ImportError):
-                from atb.db.journal import current_journal
-
-                journal = current_journal()
+        if journal is None and self._current_journal is not None:
+            journal = self._current_journal()
         if journal is None:
             return
         delivery = {n: r.view() for n, r in results.items()}
@@ -320,14 +327,15 @@ class AlertRouter(Node[AlertsConfig]):
                             ("strategy", note.strategy), ("symbol", note.symbol)) if v},
                 "alert_sent": bool(sent),
                 "alert_method": method,
+                # When the alert was raised, not when its delivery finished (retries can
+                # take seconds): rows sort in the order things happened.
+                "timestamp": datetime.fromtimestamp(note.created, UTC),
                 "error_code": "suppressed_duplicate" if suppressed else None,
             })  # fmt: skip
         except Exception as exc:  # the journal never raises by contract; belt and braces
             self._note_error(f"journal: {type(exc).__name__}: {exc}")
 
     def _channel_state(self, worker: ChannelWorker, state: BreakerState, error: str | None) -> None:
-        from atb.logging.events import log_alert_event
-
         if state == "open":
             log_alert_event(
                 "alert_channel_down",

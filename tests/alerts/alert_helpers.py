@@ -1,0 +1,149 @@
+"""Helpers for the alert tests: a real HTTP receiver on 127.0.0.1, a fake journal, entries."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from atb.alerts.router import AlertRouter
+
+
+class Receiver:
+    """Records every request. `mode`: ok | slow (sleeps `delay`) | 500 | 400 | down."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.mode = "ok"
+        self.delay = 1.0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                mode = receiver.mode
+                with receiver._lock:
+                    receiver.requests.append({
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": json.loads(body or b"null"),
+                        "mode": mode,
+                        "at": time.monotonic(),
+                    })  # fmt: skip
+                if mode == "slow":
+                    time.sleep(receiver.delay)
+                status = {"500": 500, "400": 400}.get(mode, 200)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain")
+                    self.end_headers()
+                    self.wfile.write(b"ok" if status == 200 else b"nope")
+                except OSError:  # the client gave up waiting (the slow mode's point)
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def url(self, path: str = "/hook/s3cr3t-token") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """The `alert` objects of the requests answered 2xx."""
+        with self._lock:
+            return [r["body"]["alert"] for r in self.requests if r["mode"] in ("ok", "slow")]
+
+    def wait_for(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.requests) >= n:
+                    return list(self.requests)
+            time.sleep(0.01)
+        with self._lock:
+            return list(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port_url() -> str:
+    """A URL nothing listens on (the 'receiver down' case)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+class FakeJournal:
+    """Captures `emit()` calls: the router's system_events rows, before any database."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: dict[str, Any]) -> str:
+        with self._lock:
+            self.events.append(dict(event))
+        return "id"
+
+    def alerts(self, name: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if name is None or e["name"] == name]
+
+
+def webhook(url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "_target_": "atb.alerts.channels.WebhookChannel",
+        "url": url,
+        "timeout": 0.5,
+        "retries": 2,
+        "backoff": 0.02,
+        "breaker_threshold": 2,
+        "breaker_cooldown": 30,
+        **extra,
+    }
+
+
+def count_rule(**extra: Any) -> dict[str, Any]:
+    return {
+        "_target_": "atb.alerts.rules.EventCountRule",
+        "name": "repeated_order_rejections",
+        "events": ["order_rejected"],
+        "group_by": ["symbol"],
+        "threshold": 3,
+        "window": 0.5,
+        "severity": "critical",
+        "dedup_window": 5,
+        "renotify_interval": None,
+        "clear_after": 0,
+        **extra,
+    }
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    return predicate()
+
+
+MakeRouter = Callable[..., AlertRouter]
