@@ -242,6 +242,10 @@ class LiveDecisionPath(DecisionPath):
             held = p.position
             if held is None:
                 raise RuntimeError("exchange filled an exit with no open position")
+            if 0 < result.qty < held.qty:
+                # Sold what the exchange's step allows; the dust left on the account is
+                # worth less than one step and is no longer tracked as a position.
+                held.qty = result.qty
             trade = p.close(result.price, fee, when, bar_index, order.reason)
             self._book(order, when, trade.qty, result.price, fee, held.id)
             step.trades.append(trade)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, desc, func, insert, select, update
+from sqlalchemy import Table, desc, insert, select, update
 
 from atb.db.models.run_records import (
     AccountSnapshot,
@@ -222,14 +222,6 @@ class LiveRecorder(RunRecorder):
             values["error"] = error[:4000]
         with self.db.session() as s:
             s.execute(update(Run).where(Run.id == self.run_id).values(**values))
-
-    def count(self, model: type) -> int:
-        with self.db.session() as s:
-            return int(
-                s.execute(
-                    select(func.count()).select_from(model).where(model.run_id == self.run_id)
-                ).scalar_one()
-            )  # type: ignore[attr-defined]
 
     # -- internals ----------------------------------------------------------------------
     def _snapshot(self, s: Any, state: SessionState, metrics: dict[str, Any]) -> None:
