@@ -48,12 +48,12 @@ def run_job(cfg: Any) -> Any:
 
     secrets = validated.secrets
     safe_overrides = [redact_override(o, secrets) for o in overrides]
-    strategy = validated.raw.get("strategy", {})
+    strategy = validated.nodes["strategy"].config if "strategy" in validated.nodes else None
     ctx = RunContext(
         mode=validated.settings.mode,
         symbol=validated.settings.symbol,
         timeframe=validated.settings.timeframe,
-        strategy=strategy.get("name") if isinstance(strategy, dict) else None,
+        strategy=getattr(strategy, "name", None),
         config=redact_obj(validated.raw, secrets),
         secrets=secrets,
         config_sources=config_sources(hc, OmegaConf.to_yaml(cfg, resolve=False), safe_overrides),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,7 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
 
     nodes: dict[str, NodeSpec] = {}
     disabled: set[str] = set()
+    invalid: set[str] = set()  # already reported; a node needing one is not a second problem
     for name, value in raw.items():
         if name in RUN_KEYS:
             continue
@@ -112,13 +114,15 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
         spec = _validate_node(name, value, problems)
         if spec is not None:
             nodes[name] = spec
+        else:
+            invalid.add(name)
 
     if settings.runner.main not in nodes and not problems:
         problems.append(
             f"runner.main: node '{settings.runner.main}' is not in the run graph"
             + (" (it is disabled)" if settings.runner.main in disabled else "")
         )
-    problems += _check_needs(nodes, disabled)
+    problems += _check_needs(nodes, disabled, invalid)
     order: list[str] = []
     if not problems:
         order = topological_order({n: s.needs for n, s in nodes.items()}, disabled)
@@ -153,13 +157,15 @@ def _validate_node(name: str, value: dict[str, Any], problems: list[str]) -> Nod
     return NodeSpec(name=name, cls=cls, config=config, needs=tuple(config.needs))
 
 
-def _check_needs(nodes: dict[str, NodeSpec], disabled: set[str]) -> list[str]:
+def _check_needs(
+    nodes: dict[str, NodeSpec], disabled: set[str], invalid: AbstractSet[str] = frozenset()
+) -> list[str]:
     problems: list[str] = []
     for name, spec in nodes.items():
         for need in spec.needs:
             if need == name:
                 problems.append(f"{name}.needs: a node cannot need itself")
-            elif need not in nodes and need not in disabled:
+            elif need not in nodes and need not in disabled and need not in invalid:
                 problems.append(f"{name}.needs: unknown node '{need}'")
         params = inspect.signature(spec.cls).parameters
         for pname, param in params.items():
@@ -171,7 +177,7 @@ def _check_needs(nodes: dict[str, NodeSpec], disabled: set[str]) -> list[str]:
             required = param.default is inspect.Parameter.empty
             if pname not in spec.needs and required:
                 problems.append(f"{name}.needs: must include '{pname}' ({spec.cls.__name__} needs it)")
-            elif pname in spec.needs and required and pname in disabled:
+            elif pname in spec.needs and required and pname in disabled and pname not in invalid:
                 problems.append(f"{name}.needs: '{pname}' is required but disabled")
         accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         for need in spec.needs:
