@@ -171,6 +171,12 @@ def event_type_of(record: Mapping[str, Any], severity: str) -> str:
     name = record.get("name")
     if isinstance(name, str) and name.lower() in _NAMED_TYPES:
         return _NAMED_TYPES[name.lower()].value
+    if family == "engine" and isinstance(name, str):
+        # backtest_start / live_started / paper_stop ...: the engine's own life cycle.
+        if name.endswith(("_start", "_started")):
+            return EventType.ENGINE_START.value
+        if name.endswith(("_end", "_stop", "_stopped", "_finished")):
+            return EventType.ENGINE_STOP.value
     if family in _FAMILIES:
         return str(family).upper()
     if family == "alert":
@@ -228,7 +234,11 @@ class RowBuilder:
             self._ctx_json = _encode(context) if context else None
             cget = context.get
             self._ctx_cols = (
-                cget("component"), cget("strategy"), cget("symbol"), cget("session_id")
+                cget("component"),
+                cget("strategy"),
+                cget("symbol"),
+                # atb.logging's context calls the run `run_id`; the seed calls it session_id.
+                cget("session_id") or cget("run_id"),
             )
         component, strategy, symbol, session = self._ctx_cols
         details = get("details")
@@ -385,13 +395,25 @@ def _copy_postgres(conn: Connection, rows: list[Row]) -> None:
         cur.close()
 
 
+_CONTENT_ERRORS = {"DataError", "IntegrityError", "ProgrammingError", "NotSupportedError"}
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    """The database is unreachable (retry later), as opposed to rejecting the rows."""
-    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | TimeoutError):
+    """The database is unreachable (retry later), as opposed to rejecting the rows.
+
+    The COPY path uses the driver's cursor, so raw DBAPI exceptions arrive here too; they
+    are classified by their PEP 249 class names.
+    """
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, DisconnectionError | TimeoutError | OSError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"OperationalError", "InterfaceError"}:
         return True
-    return not isinstance(exc, DBAPIError)  # pool timeouts, OSError, ...
+    return not names & _CONTENT_ERRORS
 
 
 def _iso(ts: float | None) -> str | None:
@@ -603,13 +625,17 @@ class Journal(Node[JournalConfig]):
             rows = self._take(self._batch)
             if not self._write(rows):
                 self._spill_rows(rows)
+                self._inflight = []
                 self._spill_queue()
                 return
         self._maybe_fsync()
 
     def _take(self, n: int) -> list[Row]:
-        queue, to_row, rows = self._queue, self._to_row, self._inflight
-        rows.clear()
+        # A new list per batch, published as _inflight so stop() can save it if the writer
+        # hangs in a database call; only the writer thread resets it.
+        queue, to_row = self._queue, self._to_row
+        rows: list[Row] = []
+        self._inflight = rows
         pop = queue.popleft
         for _ in range(min(n, len(queue))):
             try:
@@ -619,7 +645,7 @@ class Journal(Node[JournalConfig]):
             except Exception as exc:
                 self.dropped += 1
                 self._note_error(f"unconvertible record dropped: {exc}")
-        return list(rows)
+        return rows
 
     def _execute(self, rows: list[Row]) -> None:
         with self.db.engine.begin() as conn:
@@ -631,7 +657,7 @@ class Journal(Node[JournalConfig]):
     def _write(self, rows: list[Row], replay: bool = False) -> bool:
         """Insert rows; False (and backoff) if the database is unreachable."""
         if not rows:
-            self._inflight.clear()
+            self._inflight = []
             return True
         written = len(rows)
         try:
@@ -645,7 +671,7 @@ class Journal(Node[JournalConfig]):
             if bad is None:
                 return False
             written -= bad
-        self._inflight.clear()
+        self._inflight = []
         if replay:
             self.replayed += written
         self.written += written
@@ -707,6 +733,7 @@ class Journal(Node[JournalConfig]):
     def _spill_queue(self) -> None:
         while self._queue:
             self._spill_rows(self._take(self._batch))
+            self._inflight = []
 
     def _spill_rows(self, rows: Iterable[Row]) -> None:
         lines = [row_to_json(r) + "\n" for r in rows]
@@ -725,7 +752,6 @@ class Journal(Node[JournalConfig]):
                 return
             self.spilled += len(lines)
             self.spill_pending += len(lines)
-        self._inflight.clear()
 
     def _maybe_fsync(self) -> None:
         if self._spill_file is None:

@@ -1,18 +1,16 @@
-"""All tables; importing this package registers every model on `Base.metadata`."""
+"""All tables; importing this package registers every model on `Base.metadata`.
+
+Every module in this package is imported, so a table added by any part of atb (run
+records, sweeps, ...) is seen by `create_all`, Alembic's autogenerate and the schema check.
+"""
 
 import importlib
+import pkgutil
 
 from atb.db.models.base import Base
-from atb.db.models.sweeps import Sweep
 from atb.db.models.system_events import EventType, Severity, SystemEvent
 
-__all__ = ["Base", "EventType", "Severity", "Sweep", "SystemEvent"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-# The run-record tables (runs, trades, orders, positions, account history, predictions,
-# decisions) belong to the engine; register them when that module is present so
-# migrations and `create_all` see one schema.
-try:
-    importlib.import_module("atb.db.models.run_records")
-except ModuleNotFoundError as exc:  # pragma: no cover - only before the engine lands
-    if exc.name != "atb.db.models.run_records":
-        raise
+__all__ = ["Base", "EventType", "Severity", "SystemEvent"]

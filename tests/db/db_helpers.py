@@ -1,0 +1,50 @@
+"""Small builders shared by the db tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from atb.db.node import Database, DatabaseConfig
+from atb.runtime.context import RunContext
+
+
+def make_db(url: str, **settings: Any) -> Database:
+    config = DatabaseConfig.model_validate({"_target_": "atb.db.node.Database", "url": url,
+                                            **settings})  # fmt: skip
+    return Database(config, RunContext())
+
+
+def record(i: int = 0, **over: Any) -> dict[str, Any]:
+    """A record shaped like atb.logging.hooks hands to listeners."""
+    base: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC),
+        "level": "INFO",
+        "logger": "atb.engine",
+        "message": f"order {i} filled",
+        "event_type": "order_event",
+        "name": "order_filled",
+        "fields": {"qty": 0.5, "price": 100.0 + i, "order_id": f"o{i}"},
+        "context": {"run_id": "run-1", "symbol": "BTCUSDT", "strategy": "ml_basic"},
+        "exception": None,
+    }
+    base.update(over)
+    return base
+
+
+def event_counts(db: Database) -> tuple[int, int]:
+    """(rows, distinct uuids) in system_events."""
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT count(*), count(DISTINCT event_uuid) FROM system_events")
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def uuids(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return {r[0] for r in conn.execute(text("SELECT event_uuid FROM system_events"))}

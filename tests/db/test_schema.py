@@ -1,0 +1,122 @@
+"""Schema, migrations and Database.start() checks, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from db_helpers import make_db
+from sqlalchemy import inspect, text
+
+from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable, SchemaMismatch
+from atb.db.migrate import head_revision, schema_state, upgrade
+from atb.db.models import Base
+from atb.db.pgtemp import free_port
+
+RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions",
+              "decisions"}  # fmt: skip
+
+
+def test_fresh_database_is_created_and_migrated(db_url: str) -> None:
+    db = make_db(db_url)
+    db.start()
+    try:
+        state = schema_state(db.engine)
+        assert state.status == "current" and state.current == head_revision()
+        tables = set(inspect(db.engine).get_table_names())
+        assert {"system_events", "alembic_version"} | RUN_TABLES <= tables
+    finally:
+        db.stop()
+
+
+def test_migrations_match_the_models(database: object) -> None:
+    """Autogenerate finds nothing to do: every model change shipped a migration."""
+    engine = database.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, Base.metadata) == []
+
+
+def test_system_events_columns_and_indexes(database: object) -> None:
+    insp = inspect(database.engine)  # type: ignore[attr-defined]
+    columns = {c["name"] for c in insp.get_columns("system_events")}
+    assert {"timestamp", "event_type", "severity", "message", "details", "component",
+            "error_code", "stack_trace", "alert_sent", "alert_method", "session_id",
+            "event_uuid"} <= columns  # fmt: skip
+    indexes = {i["name"]: i["column_names"] for i in insp.get_indexes("system_events")}
+    assert indexes["ix_system_events_session_id_timestamp"] == ["session_id", "timestamp"]
+    assert indexes["ix_system_events_timestamp"] == ["timestamp"]
+    assert indexes["ix_system_events_event_type_timestamp"] == ["event_type", "timestamp"]
+    uniques = insp.get_unique_constraints("system_events")
+    assert any(u["column_names"] == ["event_uuid"] for u in uniques)
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
+    db = make_db(sqlite_url)
+    db.start()
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert Path(sqlite_url.removeprefix("sqlite:///")).exists()
+    finally:
+        db.stop()
+
+
+def test_older_revision_asks_for_upgrade(db_url: str) -> None:
+    db = make_db(db_url, auto_migrate=False)
+    try:
+        upgrade(db.engine, "0001_system_events")
+        with pytest.raises(SchemaMismatch) as err:
+            db.start()
+        message = str(err.value)
+        assert "at revision 0001_system_events" in message
+        assert f"code expects {head_revision()}" in message
+        assert "run `atb db upgrade`" in message
+        upgrade(db.engine)
+        db.start()  # now current
+    finally:
+        db.stop()
+
+
+def test_empty_database_without_auto_migrate(sqlite_url: str) -> None:
+    db = make_db(sqlite_url, auto_migrate=False)
+    with pytest.raises(SchemaMismatch, match="atb db upgrade"):
+        db.start()
+    db.stop()
+
+
+def test_unknown_newer_revision_is_refused(sqlite_url: str) -> None:
+    db = make_db(sqlite_url)
+    db.start()
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_future'"))
+    with pytest.raises(SchemaMismatch, match="newer atb"):
+        db.start()
+    db.stop()
+
+
+def test_bad_url_is_reported_with_password_masked() -> None:
+    with pytest.raises(BadDatabaseUrl) as err:
+        make_db("not a url://user:hunter2@host/db")
+    assert "hunter2" not in str(err.value) and "***" in str(err.value)
+    with pytest.raises(BadDatabaseUrl, match="driver"):
+        make_db("nosuchdb+nodriver://user:hunter2@host/db")
+
+
+def test_unreachable_server_fails_fast_with_password_masked() -> None:
+    port = free_port()  # nothing listens there
+    db = make_db(f"postgresql+psycopg://atb:hunter2@127.0.0.1:{port}/atb", connect_timeout=2)
+    with pytest.raises(DatabaseUnavailable) as err:
+        db.start()
+    message = str(err.value)
+    assert "hunter2" not in message
+    assert f"postgresql+psycopg://atb:***@127.0.0.1:{port}/atb" in message
+    db.stop()
+
+
+def test_bare_postgres_scheme_means_psycopg3() -> None:
+    db = make_db("postgres://u:p@localhost/db")
+    assert db.engine.dialect.driver == "psycopg"
+    db.stop()
