@@ -269,16 +269,7 @@ class ExchangeCheck(Check):
         if sandbox:
             client.set_sandbox_mode(True)
         if base_url:
-            from urllib.parse import urlsplit
-
-            base = base_url.rstrip("/")
-            client.urls = {
-                **client.urls,
-                "api": {
-                    name: base + urlsplit(url).path if isinstance(url, str) else url
-                    for name, url in client.urls["api"].items()
-                },
-            }
+            _rebase(client, base_url)
         self._client = client
         return client
 
@@ -322,6 +313,25 @@ class ExchangeCheck(Check):
             # Closing a probe client must never fail shutdown.
             with contextlib.suppress(Exception):
                 session.close()
+
+
+def _rebase(client: Any, base_url: str) -> None:
+    """Point every REST family at `base_url`, exactly as the exchange node does."""
+    try:
+        from atb.exchange.urls import rebase_api_urls
+    except ImportError:  # the exchange package is optional for the health server
+        from urllib.parse import urlsplit
+
+        base = base_url.rstrip("/")
+        api: dict[str, Any] = client.urls["api"]
+        client.urls = {
+            **client.urls,
+            "api": {
+                k: base + urlsplit(v).path if isinstance(v, str) else v for k, v in api.items()
+            },
+        }
+        return
+    rebase_api_urls(client, base_url)
 
 
 # -- probe-backed components (journal, data, alerts) --------------------------------------------
