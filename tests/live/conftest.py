@@ -76,11 +76,18 @@ class Session:
     db_url: str
 
     def run(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
-        module: str = "atb", argv0: list[str] | None = None,
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        module: str = "atb",
+        argv0: list[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("BINANCE_", "PORT", "HEALTH_CHECK_PORT", "ATB_DB"))}
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("BINANCE_", "PORT", "HEALTH_CHECK_PORT", "ATB_DB"))
+        }
         full_env.update({"ATB_OUTPUT_DIR": str(self.tmp / "outputs"), "LOG_LEVEL": "INFO",
                          **(env or {})})  # fmt: skip
         cmd = argv0 or [sys.executable, "-m", module]
@@ -143,8 +150,9 @@ class Advancer:
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(candles=zigzag_candles(), warmup=SLOW + 30,
-                     balances={"USDT": 10_000.0, "BTC": 0.0}) as srv:
+    with FakeBinance(
+        candles=zigzag_candles(), warmup=SLOW + 30, balances={"USDT": 10_000.0, "BTC": 0.0}
+    ) as srv:
         yield srv
 
 
