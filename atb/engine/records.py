@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -147,6 +148,84 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     session.connection().exec_driver_sql(sql, values)
 
 
+def insert_columns(session: Session, table: Any, columns: dict[str, Any]) -> None:
+    """Insert rows given column-wise: arrays/lists, a DatetimeIndex for times, or a scalar
+    repeated on every row. Times are formatted in one vectorised call on SQLite."""
+    n = max((len(v) for v in columns.values() if not _scalar(v)), default=0)
+    if n == 0:
+        return
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    lists: list[Any] = []
+    for value in columns.values():
+        if _scalar(value):
+            lists.append(itertools.repeat(value, n))
+        elif isinstance(value, pd.DatetimeIndex):
+            utc = value.tz_convert("UTC") if value.tz is not None else value
+            if sqlite:
+                text = np.datetime_as_string(
+                    utc.tz_localize(None).values.astype("M8[us]"), unit="us"
+                )
+                lists.append(np.char.replace(text, "T", " ").tolist())
+            else:
+                lists.append(list(utc.to_pydatetime()))
+        else:
+            lists.append(_py_values(value))
+    names = list(columns)
+    if sqlite and not any(isinstance(table.c[c].type, JSON) for c in names):
+        prep = session.get_bind().dialect.identifier_preparer
+        sql = (
+            f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.quote(c) for c in names)})"
+            f" VALUES ({', '.join('?' * len(names))})"
+        )
+        session.connection().exec_driver_sql(sql, list(zip(*lists, strict=False)))
+    else:
+        session.execute(
+            insert(table), [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=False)]
+        )
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def _py_values(value: Any) -> list[Any]:
+    """Python values for the driver: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        out = value.astype(object)
+        out[np.isnan(value)] = None
+        return out.tolist()
+    if isinstance(value, np.ndarray | pd.Series | pd.Index):
+        return list(np.asarray(value).tolist())
+    return list(value)
+
+
+def prediction_columns(predictions: pd.DataFrame) -> dict[str, Any]:
+    """The predictions table's columns from a strategy's predictions frame."""
+    frame = predictions.reset_index() if "time" not in predictions.columns else predictions
+    n = len(frame)
+
+    def floats(name: str) -> Any:
+        return frame[name].to_numpy(dtype=float) if name in frame.columns else None
+
+    direction: Any = None
+    if "direction" in frame.columns:
+        values = frame["direction"].to_numpy(dtype=float)
+        direction = [None if v != v else int(v) for v in values.tolist()]
+    model_id: Any = None
+    if "model_id" in frame.columns:
+        model_id = [None if v is None else str(v) for v in frame["model_id"].tolist()]
+    columns = {
+        "time": pd.DatetimeIndex(frame["time"]),
+        "predicted_price": floats("predicted_price"),
+        "r": floats("r"),
+        "confidence": floats("confidence"),
+        "direction": direction,
+        "model_id": model_id,
+    }
+    # A missing column is NULL on every row.
+    return {k: ([None] * n if v is None else v) for k, v in columns.items()}
+
+
 def _side(side: int) -> str:
     return "long" if side > 0 else "short"
 
@@ -233,10 +312,22 @@ class RunRecorder:
                 session, PositionRecord, self.position_rows(positions, trades, open_position_mark)
             )
             self._insert(session, DecisionRecordRow, self.decision_rows(decisions))
+            # The two per-bar tables go column-wise: ~10k rows each, no per-row dicts.
             if account is not None:
-                self._insert(session, AccountSnapshot, self.account_rows(**account))
+                insert_columns(session, AccountSnapshot.__table__, {
+                    **self._common(),
+                    "time": pd.DatetimeIndex(account["times"]),
+                    "balance": np.asarray(account["balance"], dtype=float),
+                    "equity": np.asarray(account["equity"], dtype=float),
+                    "drawdown": np.asarray(account["drawdown"], dtype=float),
+                    "position_qty": np.asarray(account["qty"], dtype=float),
+                })  # fmt: skip
             if predictions is not None and len(predictions):
-                self._insert(session, PredictionRecord, self.prediction_rows(predictions))
+                insert_columns(
+                    session,
+                    PredictionRecord.__table__,
+                    {**self._common(), **prediction_columns(predictions)},
+                )
 
     @staticmethod
     def _insert(session: Session, model: type, rows: list[dict[str, Any]]) -> None:

@@ -39,8 +39,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _backtesting_py(bars: pd.DataFrame) -> tuple[Any, Any]:
     """backtesting.py's canonical SmaCross, long-only like atb's default."""
+    import backtesting.backtesting as engine
     from backtesting import Backtest, Strategy
     from backtesting.lib import crossover
+
+    # Its per-bar progress bar is not part of the work being compared (atb's is off too).
+    engine._tqdm = lambda seq, **_: seq
 
     def sma(values: Any, n: int) -> pd.Series:
         return pd.Series(values).rolling(n).mean()

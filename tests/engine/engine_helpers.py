@@ -101,3 +101,25 @@ def run_config(**overrides: Any) -> dict[str, Any]:
         else:
             cfg[node] = value
     return cfg
+
+
+class PredictingStrategy(Strategy):
+    """HOLD everywhere, one prediction per bar (every 3rd confidence missing)."""
+
+    def signals(self, bars: pd.DataFrame) -> SignalFrame:
+        n = len(bars)
+        confidence = np.linspace(0, 1, n)
+        confidence[::3] = np.nan
+        predictions = pd.DataFrame(
+            {
+                "predicted_price": bars["close"].to_numpy() * 1.01,
+                "r": np.full(n, 0.01),
+                "confidence": confidence,
+                "direction": np.ones(n, dtype=np.int8),
+                "model_id": "m1",
+            },
+            index=bars.index,
+        )
+        return SignalFrame(
+            direction=np.zeros(n, dtype=np.int8), size=np.zeros(n), predictions=predictions
+        )

@@ -22,6 +22,7 @@ from atb.db.models.run_records import (
     DecisionRecordRow,
     OrderRecord,
     PositionRecord,
+    PredictionRecord,
     Run,
     TradeRecord,
 )
@@ -197,3 +198,21 @@ def test_open_position_recorded_as_open_when_not_closed_at_end() -> None:
         (pos,) = s.execute(select(PositionRecord)).scalars().all()
     assert pos.status == "open" and pos.unrealized_pnl is not None
     assert result["metrics"]["num_trades"] == 0
+
+
+def test_predictions_and_account_history_round_trip() -> None:
+    cfg = run_config(strategy={"_target_": "engine_helpers.PredictingStrategy", "name": "p"})
+    runner, _ = run_graph(cfg)
+    bars = runner.nodes["data"].bars
+    with runner.nodes["db"].session() as s:
+        preds = s.execute(select(PredictionRecord).order_by(PredictionRecord.id)).scalars().all()
+        account = s.execute(select(AccountSnapshot).order_by(AccountSnapshot.id)).scalars().all()
+    assert len(preds) == len(account) == len(bars)
+    first, second = preds[0], preds[1]
+    assert first.time.replace(tzinfo=None) == bars.index[0].to_pydatetime().replace(tzinfo=None)
+    assert first.confidence is None and second.confidence is not None
+    assert second.predicted_price == pytest.approx(bars["close"].iloc[1] * 1.01)
+    assert (second.direction, second.model_id, second.mode) == (1, "m1", "backtest")
+    last = account[-1]
+    assert last.time.replace(tzinfo=None) == bars.index[-1].to_pydatetime().replace(tzinfo=None)
+    assert last.equity == last.balance == 10_000.0 and last.drawdown == 0.0
