@@ -1,7 +1,7 @@
 """Backtesting: the run registry, a run's curves and trades, comparisons, sweeps, CSV exports.
 
-    panel serve panels/backtesting.py --args --db-url sqlite:///atb.db --logs-dir logs
-    atb dashboards run backtesting --port 8001
+panel serve panels/backtesting.py --args --db-url sqlite:///atb.db --logs-dir logs
+atb dashboards run backtesting --port 8001
 """
 
 from atb.dashboards.backtesting.app import create_app

@@ -1,7 +1,7 @@
 """Market prediction: the ML model's recorded predictions, accuracy and feature drift.
 
-    panel serve panels/market_prediction.py --args --db-url sqlite:///atb.db
-    atb dashboards run market_prediction --port 8002
+panel serve panels/market_prediction.py --args --db-url sqlite:///atb.db
+atb dashboards run market_prediction --port 8002
 """
 
 from atb.dashboards.market_prediction.app import create_app

@@ -1,7 +1,7 @@
 """Monitoring: a paper/live (or past) session's KPIs, equity, positions, trades, events.
 
-    panel serve panels/monitoring.py --args --db-url sqlite:///atb.db --update-interval 5
-    atb dashboards run monitoring --port 8000
+panel serve panels/monitoring.py --args --db-url sqlite:///atb.db --update-interval 5
+atb dashboards run monitoring --port 8000
 """
 
 from atb.dashboards.monitoring.app import create_app

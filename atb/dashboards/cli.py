@@ -25,7 +25,7 @@ from atb.dashboards.discovery import (
 
 def configure_logging() -> None:
     try:
-        from atb.logging import configure_logging as configure  # type: ignore[attr-defined]
+        from atb.logging import configure_logging as configure
     except ImportError:  # the logging package may not provide it yet
         return
     configure()
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     def page() -> Any:
         return factory(settings)
 
-    server = DashboardServer({info.name: page}, host=host, port=port, title=info.name)
+    server = DashboardServer({info.name: page}, host=host, port=port)
     try:
         server.start()
     except OSError as exc:

@@ -50,10 +50,10 @@ def readonly_engine(url: str | URL) -> Engine:
         return engine
 
 
-def _build(url: URL) -> Engine:
+def connect_args_for(url: URL) -> dict[str, Any]:
+    """DBAPI connect arguments that make every connection read-only."""
     backend = url.get_backend_name()
     connect_args: dict[str, Any] = {}
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = 5
@@ -61,7 +61,14 @@ def _build(url: URL) -> Engine:
         connect_args["options"] = "-c default_transaction_read_only=on"
         connect_args["application_name"] = "atb-dashboards"
         connect_args["connect_timeout"] = 5
-    engine = create_engine(readonly_url(url), connect_args=connect_args, **kwargs)
+    return connect_args
+
+
+def _build(url: URL) -> Engine:
+    backend = url.get_backend_name()
+    engine = create_engine(
+        readonly_url(url), connect_args=connect_args_for(url), pool_pre_ping=True
+    )
     if backend == "sqlite":
 
         @event.listens_for(engine, "connect")

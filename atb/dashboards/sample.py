@@ -45,13 +45,29 @@ class Expected:
 
 def _run(run_id: str, mode: str, **extra: Any) -> dict[str, Any]:
     base = {
-        "id": run_id, "mode": mode, "strategy": "ml_basic", "symbol": "BTCUSDT",
-        "timeframe": "1h", "status": "finished", "started_at": T0, "finished_at": None,
-        "config": {"mode": mode}, "overrides": [], "parameters": {}, "data_fingerprint": None,
-        "data_source": None, "data_start": T0, "data_end": None, "bars": None,
-        "code_version": "test", "sweep_id": None, "job_num": None, "metrics": None,
-        "result_hash": None, "error": None,
-    }  # fmt: skip
+        "id": run_id,
+        "mode": mode,
+        "strategy": "ml_basic",
+        "symbol": "BTCUSDT",
+        "timeframe": "1h",
+        "status": "finished",
+        "started_at": T0,
+        "finished_at": None,
+        "config": {"mode": mode},
+        "overrides": [],
+        "parameters": {},
+        "data_fingerprint": None,
+        "data_source": None,
+        "data_start": T0,
+        "data_end": None,
+        "bars": None,
+        "code_version": "test",
+        "sweep_id": None,
+        "job_num": None,
+        "metrics": None,
+        "result_hash": None,
+        "error": None,
+    }
     base.update(extra)
     return base
 
@@ -67,14 +83,23 @@ def _batches(rows: Iterator[dict[str, Any]], size: int = 20_000) -> Iterator[lis
         yield batch
 
 
-def account_rows(run_id: str, mode: str, equity: np.ndarray, balance: np.ndarray) -> list[dict[str, Any]]:
+def account_rows(
+    run_id: str, mode: str, equity: np.ndarray, balance: np.ndarray
+) -> list[dict[str, Any]]:
     peak = np.maximum.accumulate(equity)
     dd = 1.0 - equity / peak
     return [
-        {"run_id": run_id, "mode": mode, "time": T0 + i * HOUR, "balance": float(balance[i]),
-         "equity": float(equity[i]), "drawdown": float(dd[i]), "position_qty": 0.0}
+        {
+            "run_id": run_id,
+            "mode": mode,
+            "time": T0 + i * HOUR,
+            "balance": float(balance[i]),
+            "equity": float(equity[i]),
+            "drawdown": float(dd[i]),
+            "position_qty": 0.0,
+        }
         for i in range(len(equity))
-    ]  # fmt: skip
+    ]
 
 
 def trade_rows(run_id: str, mode: str, pnl: np.ndarray, start_no: int = 1) -> list[dict[str, Any]]:
@@ -83,14 +108,26 @@ def trade_rows(run_id: str, mode: str, pnl: np.ndarray, start_no: int = 1) -> li
         entry = 40_000.0 + (i % 500)
         qty = 0.01
         exit_price = entry + float(p) / qty
-        rows.append({
-            "run_id": run_id, "mode": mode, "trade_no": start_no + i, "position_no": start_no + i,
-            "symbol": "BTCUSDT", "side": "long" if i % 3 else "short", "qty": qty,
-            "entry_time": T0 + (2 * i) * HOUR, "entry_price": entry,
-            "exit_time": T0 + (2 * i + 1) * HOUR, "exit_price": exit_price, "fees": 0.1,
-            "pnl": float(p), "return_pct": float(p) / (entry * qty), "exit_reason": "signal",
-            "bars_held": 1,
-        })  # fmt: skip
+        rows.append(
+            {
+                "run_id": run_id,
+                "mode": mode,
+                "trade_no": start_no + i,
+                "position_no": start_no + i,
+                "symbol": "BTCUSDT",
+                "side": "long" if i % 3 else "short",
+                "qty": qty,
+                "entry_time": T0 + (2 * i) * HOUR,
+                "entry_price": entry,
+                "exit_time": T0 + (2 * i + 1) * HOUR,
+                "exit_price": exit_price,
+                "fees": 0.1,
+                "pnl": float(p),
+                "return_pct": float(p) / (entry * qty),
+                "exit_reason": "signal",
+                "bars_held": 1,
+            }
+        )
     return rows
 
 
@@ -101,15 +138,28 @@ def event_rows(session_id: str | None, n: int, start: datetime) -> Iterator[dict
         sev = severities[i % len(severities)]
         yield {
             "event_uuid": uuid.UUID(int=(hash(session_id) & 0xFFFFFFFF) << 64 | i).hex,
-            "timestamp": start + timedelta(seconds=i), "event_type": types[i % len(types)],
-            "severity": sev, "message": f"event {i} of {session_id}", "name": f"evt_{i % 7}",
-            "logger": "atb", "details": None, "context": None, "component": "engine",
-            "strategy": "ml_basic", "symbol": "BTCUSDT", "error_code": None, "stack_trace": None,
-            "alert_sent": sev == "CRITICAL", "alert_method": None, "session_id": session_id,
-        }  # fmt: skip
+            "timestamp": start + timedelta(seconds=i),
+            "event_type": types[i % len(types)],
+            "severity": sev,
+            "message": f"event {i} of {session_id}",
+            "name": f"evt_{i % 7}",
+            "logger": "atb",
+            "details": None,
+            "context": None,
+            "component": "engine",
+            "strategy": "ml_basic",
+            "symbol": "BTCUSDT",
+            "error_code": None,
+            "stack_trace": None,
+            "alert_sent": sev == "CRITICAL",
+            "alert_method": None,
+            "session_id": session_id,
+        }
 
 
-def seed(url: str, scale_trades: int = 40, scale_events: int = 64, predictions: int = 300) -> Expected:
+def seed(
+    url: str, scale_trades: int = 40, scale_events: int = 64, predictions: int = 300
+) -> Expected:
     engine = create_engine(url)
     try:
         Base.metadata.create_all(engine)
@@ -133,28 +183,63 @@ def _seed(engine: Engine, n_trades: int, n_events: int, n_pred: int) -> Expected
     live_pnl = np.array([50.0, -20.0, 70.0])
     live_equity = INITIAL + np.cumsum(np.r_[np.zeros(45), live_pnl])
     with engine.begin() as conn:
-        conn.execute(insert(t.runs), [
-            _run(PAPER, "paper", status="running", started_at=now - timedelta(hours=1)),
-            _run(LIVE, "live", started_at=now - timedelta(days=2)),
-            _run(BACKTEST_A, "backtest", parameters={"fast": 5, "slow": 50},
-                 strategy="sma_crossover", sweep_id=SWEEP, job_num=0,
-                 metrics=_metrics(0.12, 1.4, 0.08, 0.55, 20), data_end=T0 + 99 * HOUR, bars=100),
-            _run(BACKTEST_B, "backtest", parameters={"fast": 10, "slow": 50},
-                 strategy="sma_crossover", sweep_id=SWEEP, job_num=1,
-                 metrics=_metrics(0.05, 0.7, 0.11, 0.48, 25), data_end=T0 + 99 * HOUR, bars=100,
-                 started_at=T0 + HOUR),
-        ])  # fmt: skip
+        conn.execute(
+            insert(t.runs),
+            [
+                _run(PAPER, "paper", status="running", started_at=now - timedelta(hours=1)),
+                _run(LIVE, "live", started_at=now - timedelta(days=2)),
+                _run(
+                    BACKTEST_A,
+                    "backtest",
+                    parameters={"fast": 5, "slow": 50},
+                    strategy="sma_crossover",
+                    sweep_id=SWEEP,
+                    job_num=0,
+                    metrics=_metrics(0.12, 1.4, 0.08, 0.55, 20),
+                    data_end=T0 + 99 * HOUR,
+                    bars=100,
+                ),
+                _run(
+                    BACKTEST_B,
+                    "backtest",
+                    parameters={"fast": 10, "slow": 50},
+                    strategy="sma_crossover",
+                    sweep_id=SWEEP,
+                    job_num=1,
+                    metrics=_metrics(0.05, 0.7, 0.11, 0.48, 25),
+                    data_end=T0 + 99 * HOUR,
+                    bars=100,
+                    started_at=T0 + HOUR,
+                ),
+            ],
+        )
         for batch in _batches(iter(trade_rows(PAPER, "paper", paper_pnl))):
             conn.execute(insert(t.trades), batch)
         for batch in _batches(iter(account_rows(PAPER, "paper", paper_equity, paper_balance))):
             conn.execute(insert(t.account), batch)
-        conn.execute(insert(t.positions), [{
-            "run_id": PAPER, "mode": "paper", "position_no": n_trades + 1, "symbol": "BTCUSDT",
-            "side": "long", "qty": 0.5, "entry_time": T0 + (2 * n_trades) * HOUR,
-            "entry_price": 42_000.0, "stop_loss": 41_000.0, "take_profit": 44_000.0,
-            "status": "open", "closed_at": None, "exit_price": None, "realized_pnl": None,
-            "last_price": 42_025.0, "unrealized_pnl": 12.5,
-        }])  # fmt: skip
+        conn.execute(
+            insert(t.positions),
+            [
+                {
+                    "run_id": PAPER,
+                    "mode": "paper",
+                    "position_no": n_trades + 1,
+                    "symbol": "BTCUSDT",
+                    "side": "long",
+                    "qty": 0.5,
+                    "entry_time": T0 + (2 * n_trades) * HOUR,
+                    "entry_price": 42_000.0,
+                    "stop_loss": 41_000.0,
+                    "take_profit": 44_000.0,
+                    "status": "open",
+                    "closed_at": None,
+                    "exit_price": None,
+                    "realized_pnl": None,
+                    "last_price": 42_025.0,
+                    "unrealized_pnl": 12.5,
+                }
+            ],
+        )
         conn.execute(insert(t.trades), trade_rows(LIVE, "live", live_pnl))
         conn.execute(insert(t.account), account_rows(LIVE, "live", live_equity, live_equity))
         for run_id, drift in ((BACKTEST_A, 2.0), (BACKTEST_B, 0.8)):
@@ -177,23 +262,42 @@ def _seed(engine: Engine, n_trades: int, n_events: int, n_pred: int) -> Expected
 
 
 def _metrics(total: float, sharpe: float, dd: float, win: float, n: int) -> dict[str, Any]:
-    return {"total_return": total, "sharpe": sharpe, "max_drawdown": dd, "win_rate": win,
-            "num_trades": n, "final_equity": INITIAL * (1 + total), "initial_balance": INITIAL}
+    return {
+        "total_return": total,
+        "sharpe": sharpe,
+        "max_drawdown": dd,
+        "win_rate": win,
+        "num_trades": n,
+        "final_equity": INITIAL * (1 + total),
+        "initial_balance": INITIAL,
+    }
 
 
-def prediction_rows(run_id: str, mode: str, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+def prediction_rows(
+    run_id: str, mode: str, n: int, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    from atb.dashboards.market_prediction.model import find_metadata
+
+    meta = find_metadata(None) or {}
+    model_id = str(meta.get("model_id") or "sample-model")
     close = 40_000.0 * np.exp(np.cumsum(rng.normal(0, 0.004, n + 1)))
     # A model that is right about direction ~60 % of the time.
     true_r = close[1:] / close[:-1] - 1.0
     noise = rng.normal(0, 0.004, n)
     r = np.where(rng.random(n) < 0.6, true_r, -true_r) * 0.5 + noise * 0.1
     return [
-        {"run_id": run_id, "mode": mode, "time": T0 + i * HOUR,
-         "predicted_price": float(close[i] * (1 + r[i])), "r": float(r[i]),
-         "confidence": float(min(1.0, abs(r[i]) * 200)), "direction": int(np.sign(r[i])),
-         "model_id": "1362b255f26c"}
+        {
+            "run_id": run_id,
+            "mode": mode,
+            "time": T0 + i * HOUR,
+            "predicted_price": float(close[i] * (1 + r[i])),
+            "r": float(r[i]),
+            "confidence": float(min(1.0, abs(r[i]) * 200)),
+            "direction": int(np.sign(r[i])),
+            "model_id": model_id,
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def add_trade(url: str, run_id: str = PAPER, mode: str = "paper", pnl: float = 99.0) -> int:

@@ -101,7 +101,7 @@ class DashboardServer:
                 show=False,
                 start=False,
                 verbose=False,
-                title=self.title,
+                title=self.title or {slug: f"atb · {slug}" for slug in self.apps},
                 warm=self.warm,
                 check_unused_sessions_milliseconds=5_000,
                 unused_session_lifetime_milliseconds=15_000,

@@ -38,8 +38,10 @@ def config_defaults(name: str | None = None) -> dict[str, Any]:
     """
     from atb.__main__ import CONFIG_DIR
 
-    option = name if name and (Path(CONFIG_DIR) / "dashboards" / f"{name}.yaml").exists() else (
-        "monitoring"
+    option = (
+        name
+        if name and (Path(CONFIG_DIR) / "dashboards" / f"{name}.yaml").exists()
+        else ("monitoring")
     )
     return dict(_compose_defaults(option))
 

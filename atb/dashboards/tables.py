@@ -59,9 +59,15 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     """Newest runs first (index ix_runs_mode_started_at), optionally only one mode."""
     cols = [
-        runs.c.id, runs.c.mode, runs.c.strategy, runs.c.symbol, runs.c.timeframe,
-        runs.c.status, runs.c.started_at, runs.c.finished_at,
-    ]  # fmt: skip
+        runs.c.id,
+        runs.c.mode,
+        runs.c.strategy,
+        runs.c.symbol,
+        runs.c.timeframe,
+        runs.c.status,
+        runs.c.started_at,
+        runs.c.finished_at,
+    ]
     query = select(*cols).order_by(runs.c.started_at.desc()).limit(limit)
     if mode is not None:
         query = query.where(runs.c.mode == mode)

@@ -15,11 +15,10 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models import (
-    ColumnDataSource,
+from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models.widgets.tables import (
     DataTable,
     DateFormatter,
-    HoverTool,
     NumberFormatter,
     StringFormatter,
     TableColumn,
@@ -42,6 +41,7 @@ CSS = """
 .atb-empty code { background:#eee; padding:.1em .3em; border-radius:3px; }
 .atb-section { font-size:1.05em; font-weight:600; margin:.6em 0 .1em 0; }
 """
+
 
 def after_first_paint(build: Callable[[], None]) -> None:
     """Run `build` once the page is on screen (in a server session), else right away.
@@ -101,7 +101,7 @@ Kpi = tuple[str, str, str, str]
 def kpi_html(items: Iterable[Kpi]) -> str:
     cards = [
         f'<div class="atb-kpi {t}" id="kpi-{k}" data-kpi="{k}"'
-        f'{" data-filled" if value not in ("–", "") else ""}>'
+        f"{' data-filled' if value not in ('–', '') else ''}>"
         f'<div class="label">{html.escape(label)}</div>'
         f'<div class="value">{html.escape(value)}</div></div>'
         for k, label, value, t in items
@@ -201,9 +201,13 @@ def time_figure(title: str, height: int = 280, y_label: str = "", **kwargs: Any)
     return fig
 
 
-def add_hover(fig: Any, tooltips: list[tuple[str, str]], renderers: list[Any] | None = None,
-              datetime_field: str | None = "x") -> None:
-    formatters = {f"@{datetime_field}": "datetime"} if datetime_field else {}
+def add_hover(
+    fig: Any,
+    tooltips: list[tuple[str, str]],
+    renderers: list[Any] | None = None,
+    datetime_field: str | None = "x",
+) -> None:
+    formatters: dict[str, Any] = {f"@{datetime_field}": "datetime"} if datetime_field else {}
     hover = HoverTool(tooltips=tooltips, formatters=formatters, mode="vline")
     if renderers is not None:
         hover.renderers = renderers

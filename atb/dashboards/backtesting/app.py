@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, LinearColorMapper, Range1d
+from bokeh.models import ColumnDataSource, FactorRange, LinearColorMapper, Range1d
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
@@ -25,24 +25,41 @@ RUN_CMD = "python -m atb mode=backtest strategy=sma_crossover"
 SWEEP_CMD = "python -m atb -m mode=backtest strategy=sma_crossover strategy.fast=5,10,20"
 
 RUN_COLS: list[w.Column] = [
-    ("started_at", "Started", "time"), ("strategy", "Strategy", "text"),
-    ("symbol", "Symbol", "text"), ("period", "Period", "text"), ("params", "Parameters", "text"),
-    ("total_return", "Return", "pct"), ("sharpe", "Sharpe", "num"),
-    ("max_drawdown", "Max DD", "pct"), ("win_rate", "Win rate", "pct"),
-    ("num_trades", "Trades", "int"), ("status", "Status", "text"), ("id", "Run id", "text"),
-]  # fmt: skip
+    ("started_at", "Started", "time"),
+    ("strategy", "Strategy", "text"),
+    ("symbol", "Symbol", "text"),
+    ("period", "Period", "text"),
+    ("params", "Parameters", "text"),
+    ("total_return", "Return", "pct"),
+    ("sharpe", "Sharpe", "num"),
+    ("max_drawdown", "Max DD", "pct"),
+    ("win_rate", "Win rate", "pct"),
+    ("num_trades", "Trades", "int"),
+    ("status", "Status", "text"),
+    ("id", "Run id", "text"),
+]
 TRADE_COLS: list[w.Column] = [
-    ("trade_no", "#", "int"), ("side", "Side", "text"), ("qty", "Qty", "num"),
-    ("entry_time", "Entry time", "time"), ("entry_price", "Entry", "money"),
-    ("exit_time", "Exit time", "time"), ("exit_price", "Exit", "money"),
-    ("pnl", "PnL", "money"), ("return_pct", "Return", "pct"), ("exit_reason", "Reason", "text"),
-]  # fmt: skip
+    ("trade_no", "#", "int"),
+    ("side", "Side", "text"),
+    ("qty", "Qty", "num"),
+    ("entry_time", "Entry time", "time"),
+    ("entry_price", "Entry", "money"),
+    ("exit_time", "Exit time", "time"),
+    ("exit_price", "Exit", "money"),
+    ("pnl", "PnL", "money"),
+    ("return_pct", "Return", "pct"),
+    ("exit_reason", "Reason", "text"),
+]
 COMPARE_COLS: list[w.Column] = [
-    ("label", "Run", "text"), ("params", "Parameters", "text"), ("total_return", "Return", "pct"),
-    ("sharpe", "Sharpe", "num"), ("max_drawdown", "Max DD", "pct"),
-    ("win_rate", "Win rate", "pct"), ("num_trades", "Trades", "int"),
+    ("label", "Run", "text"),
+    ("params", "Parameters", "text"),
+    ("total_return", "Return", "pct"),
+    ("sharpe", "Sharpe", "num"),
+    ("max_drawdown", "Max DD", "pct"),
+    ("win_rate", "Win rate", "pct"),
+    ("num_trades", "Trades", "int"),
     ("profit_factor", "Profit factor", "num"),
-]  # fmt: skip
+]
 
 
 def run_kpis(row: dict[str, Any], n_runs: int) -> list[w.Kpi]:
@@ -53,13 +70,17 @@ def run_kpis(row: dict[str, Any], n_runs: int) -> list[w.Kpi]:
     trades = val("num_trades")
     return [
         ("runs", "Backtest runs", f"{n_runs:,}", ""),
-        ("total_return", "Return", w.fmt_pct(val("total_return"), signed=True),
-         w.tone(val("total_return"))),
+        (
+            "total_return",
+            "Return",
+            w.fmt_pct(val("total_return"), signed=True),
+            w.tone(val("total_return")),
+        ),
         ("sharpe", "Sharpe", w.fmt_num(val("sharpe")), ""),
         ("max_drawdown", "Max drawdown", w.fmt_pct(val("max_drawdown")), ""),
         ("win_rate", "Win rate", w.fmt_pct(val("win_rate")), ""),
         ("num_trades", "Trades", "–" if trades is None else f"{trades:,.0f}", ""),
-    ]  # fmt: skip
+    ]
 
 
 class BacktestingApp:
@@ -71,26 +92,40 @@ class BacktestingApp:
         self.trade_src = ColumnDataSource(w.empty_frame(TRADE_COLS))
         self.kpis = w.html_pane(w.kpi_html(run_kpis({}, 0)))
         self.detail = pn.Column(sizing_mode="stretch_width")
-        self.strategy = pn.widgets.Select(name="Strategy", options=[""], width=160)
-        self.symbol = pn.widgets.Select(name="Symbol", options=[""], width=120)
-        self.status = pn.widgets.Select(name="Status", options=["", "finished", "failed", "running"],
-                                        width=110)  # fmt: skip
-        self.text = pn.widgets.TextInput(name="Search (id, parameters)", width=220)
-        self.run = pn.widgets.Select(name="Run", options={}, width=520)
+        self.strategy = pn.widgets.Select(label="Strategy", options=[""], width=160)
+        self.symbol = pn.widgets.Select(label="Symbol", options=[""], width=120)
+        self.status = pn.widgets.Select(
+            label="Status", options=["", "finished", "failed", "running"], width=110
+        )
+        self.text = pn.widgets.TextInput(label="Search (id, parameters)", width=220)
+        self.run = pn.widgets.Select(label="Run", options={}, width=520)
 
     def view(self) -> pn.viewable.Viewable:
         header = w.header("atb · backtesting", describe(self.settings.db_url))
         try:
             self.engine = readonly_engine(self.settings.db_url)
         except DatabaseMissing as exc:
-            body: list[Any] = [w.html_pane(w.empty_state(
-                str(exc), "Run a backtest first; results are recorded in the run database.",
-                RUN_CMD))]  # fmt: skip
+            body: list[Any] = [
+                w.html_pane(
+                    w.empty_state(
+                        str(exc),
+                        "Run a backtest first; results are recorded in the run database.",
+                        RUN_CMD,
+                    )
+                )
+            ]
             return pn.Column(header, *body, *self._csv_only(), sizing_mode="stretch_width")
         if "runs" not in table_names(self.engine):
-            return pn.Column(header, w.html_pane(w.empty_state(
-                "The database has no run records yet.", "Run a backtest:", RUN_CMD)),
-                *self._csv_only(), sizing_mode="stretch_width")  # fmt: skip
+            return pn.Column(
+                header,
+                w.html_pane(
+                    w.empty_state(
+                        "The database has no run records yet.", "Run a backtest:", RUN_CMD
+                    )
+                ),
+                *self._csv_only(),
+                sizing_mode="stretch_width",
+            )
         with self.engine.connect() as conn:
             opts = m.registry_options(conn)
         self.strategy.options = ["", *opts["strategy"]]
@@ -104,10 +139,14 @@ class BacktestingApp:
         self.refresh()
         runs_tab = pn.Column(
             pn.Row(self.strategy, self.symbol, self.status, self.text),
-            pn.pane.Bokeh(w.data_table(self.run_src, RUN_COLS, height=230),
-                          sizing_mode="stretch_width"),
-            self.run, self.detail, sizing_mode="stretch_width", name="Runs",
-        )  # fmt: skip
+            pn.pane.Bokeh(
+                w.data_table(self.run_src, RUN_COLS, height=230), sizing_mode="stretch_width"
+            ),
+            self.run,
+            self.detail,
+            sizing_mode="stretch_width",
+            name="Runs",
+        )
         self.tabs = pn.Tabs(runs_tab, dynamic=True, sizing_mode="stretch_width")
         w.after_first_paint(self._build_rest)
         return pn.Column(header, self.kpis, self.tabs, sizing_mode="stretch_width")
@@ -116,19 +155,24 @@ class BacktestingApp:
         self.ready = True
         self.show_run()
         # Lazy: a tab's models are built the first time it is opened.
-        self.tabs.extend([
-            ("Compare", pn.param.ParamFunction(pn.bind(self.compare_view), lazy=True)),
-            ("Sweeps", pn.param.ParamFunction(pn.bind(self.sweep_view), lazy=True)),
-            ("CSV exports", pn.Column(*self._csv_only())),
-        ])  # fmt: skip
+        self.tabs.extend(
+            [
+                ("Compare", pn.param.ParamFunction(pn.bind(self.compare_view), lazy=True)),
+                ("Sweeps", pn.param.ParamFunction(pn.bind(self.sweep_view), lazy=True)),
+                ("CSV exports", pn.Column(*self._csv_only())),
+            ]
+        )
 
     # -- registry / run detail ---------------------------------------------------------
     def refresh(self) -> None:
         with self.engine.connect() as conn:
             self.registry = m.run_registry(
-                conn, strategy=self.strategy.value or None, symbol=self.symbol.value or None,
-                status=self.status.value or None, text=self.text.value or "",
-            )  # fmt: skip
+                conn,
+                strategy=self.strategy.value or None,
+                symbol=self.symbol.value or None,
+                status=self.status.value or None,
+                text=self.text.value or "",
+            )
         self.run_src.data = w.frame_data(self.registry, RUN_COLS)
         options = {
             f"{r.started_at:%Y-%m-%d %H:%M} · {r.strategy} · {r.params} · {str(r.id)[:12]}": r.id
@@ -142,8 +186,13 @@ class BacktestingApp:
                 self.show_run()
         else:
             self.run.value = None
-            self.detail.objects = [w.html_pane(w.empty_state(
-                "No backtest runs match.", "Clear the filters, or record one:", RUN_CMD))]
+            self.detail.objects = [
+                w.html_pane(
+                    w.empty_state(
+                        "No backtest runs match.", "Clear the filters, or record one:", RUN_CMD
+                    )
+                )
+            ]
             self.kpis.object = w.kpi_html(run_kpis({}, 0))
 
     def _on_pick(self, _attr: str, _old: Any, new: list[int]) -> None:
@@ -164,62 +213,92 @@ class BacktestingApp:
             run = m.get_run_row(conn, run_id) or {}
         self.trade_src.data = w.frame_data(trades, TRADE_COLS)
         if not len(curve):
-            self.detail.objects = [w.html_pane(w.empty_state(
-                "This run recorded no account history.",
-                "Backtests write it when db logging is on (the default).", RUN_CMD))]  # fmt: skip
+            self.detail.objects = [
+                w.html_pane(
+                    w.empty_state(
+                        "This run recorded no account history.",
+                        "Backtests write it when db logging is on (the default).",
+                        RUN_CMD,
+                    )
+                )
+            ]
             return
         self.detail.objects = [
             pn.pane.Bokeh(equity_figure(curve), sizing_mode="stretch_width"),
             pn.pane.Bokeh(price_figure(m.candles_for(run), trades), sizing_mode="stretch_width"),
             w.section(f"Trades ({len(trades):,})"),
-            pn.pane.Bokeh(w.data_table(self.trade_src, TRADE_COLS, height=240),
-                          sizing_mode="stretch_width"),
-        ]  # fmt: skip
+            pn.pane.Bokeh(
+                w.data_table(self.trade_src, TRADE_COLS, height=240), sizing_mode="stretch_width"
+            ),
+        ]
 
     # -- comparison --------------------------------------------------------------------
     def compare_view(self) -> pn.viewable.Viewable:
         options = {
-            f"{r.strategy} · {r.params} · {str(r.id)[:12]}": r.id for r in self.registry.itertuples()
+            f"{r.strategy} · {r.params} · {str(r.id)[:12]}": r.id
+            for r in self.registry.itertuples()
         }
-        picker = pn.widgets.MultiSelect(name="Runs to compare (Ctrl-click)", options=options,
-                                        value=list(options.values())[:2], size=6, width=560)  # fmt: skip
+        picker = pn.widgets.MultiSelect(
+            label="Runs to compare (Ctrl-click)",
+            options=options,
+            value=list(options.values())[:2],
+            size=6,
+            width=560,
+        )
         return pn.Column(picker, pn.bind(self._comparison, picker), sizing_mode="stretch_width")
 
     def _comparison(self, run_ids: list[str]) -> pn.viewable.Viewable:
         if len(run_ids) < 2:
-            return w.html_pane(w.empty_state(
-                "Pick two or more runs to compare.",
-                "A sweep gives you comparable runs:", SWEEP_CMD))  # fmt: skip
+            return w.html_pane(
+                w.empty_state(
+                    "Pick two or more runs to compare.",
+                    "A sweep gives you comparable runs:",
+                    SWEEP_CMD,
+                )
+            )
         table, curves = m.compare(self.engine, run_ids)
         table = table.assign(label=[str(i)[:12] for i in table["id"]])
         fig = w.time_figure("Equity (return since start)", height=300, y_label="return")
         for i, (rid, curve) in enumerate(curves.items()):
             if len(curve):
                 src = ColumnDataSource(curve[["time", "return"]])
-                fig.line("time", "return", source=src, legend_label=str(rid)[:12],
-                         color=Category10_10[i % 10], line_width=2)  # fmt: skip
+                fig.line(
+                    "time",
+                    "return",
+                    source=src,
+                    legend_label=str(rid)[:12],
+                    color=Category10_10[i % 10],
+                    line_width=2,
+                )
         fig.legend.location = "top_left"
         fig.legend.click_policy = "hide"
-        w.add_hover(fig, [("time", "@time{%F %H:%M}"), ("return", "@return{0.00%}")],
-                    datetime_field="time")  # fmt: skip
+        w.add_hover(
+            fig, [("time", "@time{%F %H:%M}"), ("return", "@return{0.00%}")], datetime_field="time"
+        )
         src = ColumnDataSource(w.frame_data(table, COMPARE_COLS))
         return pn.Column(
             w.html_pane('<div id="compare-view"></div>'),
-            pn.pane.Bokeh(w.data_table(src, COMPARE_COLS, height=40 + 28 * len(table)),
-                          sizing_mode="stretch_width"),
+            pn.pane.Bokeh(
+                w.data_table(src, COMPARE_COLS, height=40 + 28 * len(table)),
+                sizing_mode="stretch_width",
+            ),
             pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
-        )  # fmt: skip
+        )
 
     # -- sweeps -----------------------------------------------------------------------
     def sweep_view(self) -> pn.viewable.Viewable:
         if not self.sweeps:
-            return w.html_pane(w.empty_state("No sweeps recorded.", "Run a multirun sweep:",
-                                             SWEEP_CMD))  # fmt: skip
-        sweep = pn.widgets.Select(name="Sweep", options=self.sweeps, width=420)
-        metric = pn.widgets.Select(name="Metric", options=list(m.METRICS), value="sharpe", width=160)
-        return pn.Column(pn.Row(sweep, metric), pn.bind(self._sweep, sweep, metric),
-                         sizing_mode="stretch_width")  # fmt: skip
+            return w.html_pane(
+                w.empty_state("No sweeps recorded.", "Run a multirun sweep:", SWEEP_CMD)
+            )
+        sweep = pn.widgets.Select(label="Sweep", options=self.sweeps, width=420)
+        metric = pn.widgets.Select(
+            label="Metric", options=list(m.METRICS), value="sharpe", width=160
+        )
+        return pn.Column(
+            pn.Row(sweep, metric), pn.bind(self._sweep, sweep, metric), sizing_mode="stretch_width"
+        )
 
     def _sweep(self, sweep_id: str, metric: str) -> pn.viewable.Viewable:
         with self.engine.connect() as conn:
@@ -230,12 +309,19 @@ class BacktestingApp:
         shown = jobs.copy()
         for p in params:
             shown[f"param.{p}"] = shown[f"param.{p}"].astype(str)
-        table = pn.pane.Bokeh(w.data_table(ColumnDataSource(w.frame_data(shown, cols)), cols,
-                                           height=40 + 28 * min(len(jobs), 12)),
-                              sizing_mode="stretch_width")  # fmt: skip
-        return pn.Column(pn.pane.Bokeh(sweep_figure(jobs, params, metric),
-                                       sizing_mode="stretch_width"), table,
-                         sizing_mode="stretch_width")  # fmt: skip
+        table = pn.pane.Bokeh(
+            w.data_table(
+                ColumnDataSource(w.frame_data(shown, cols)),
+                cols,
+                height=40 + 28 * min(len(jobs), 12),
+            ),
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(
+            pn.pane.Bokeh(sweep_figure(jobs, params, metric), sizing_mode="stretch_width"),
+            table,
+            sizing_mode="stretch_width",
+        )
 
     # -- CSV exports ------------------------------------------------------------------
     def _csv_only(self) -> list[Any]:
@@ -243,13 +329,19 @@ class BacktestingApp:
         files = m.list_csv_exports(logs_dir)
         if not files:
             where = f"in {logs_dir}" if logs_dir else "(no --logs-dir given)"
-            return [w.html_pane(w.empty_state(
-                f"No CSV trade exports {where}.",
-                "Export a backtest's trades, then pass the directory with --logs-dir:",
-                "python -m atb backtest.export_csv=logs/trades.csv"))]  # fmt: skip
+            return [
+                w.html_pane(
+                    w.empty_state(
+                        f"No CSV trade exports {where}.",
+                        "Export a backtest's trades, then pass the directory with --logs-dir:",
+                        "python -m atb backtest.export_csv=logs/trades.csv",
+                    )
+                )
+            ]
         base = Path(logs_dir) if logs_dir else Path()
-        picker = pn.widgets.Select(name="Export", width=520,
-                                   options={str(p.relative_to(base)): str(p) for p in files})  # fmt: skip
+        picker = pn.widgets.Select(
+            label="Export", width=520, options={str(p.relative_to(base)): str(p) for p in files}
+        )
         return [picker, pn.bind(self._csv, picker)]
 
     def _csv(self, path: str) -> pn.viewable.Viewable:
@@ -262,21 +354,32 @@ class BacktestingApp:
             src = ColumnDataSource(trades[["exit_time", "cum_pnl"]])
             fig.step("exit_time", "cum_pnl", source=src, mode="after", line_width=2)
         src = ColumnDataSource(w.frame_data(trades, TRADE_COLS))
-        return pn.Column(pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
-                         pn.pane.Bokeh(w.data_table(src, TRADE_COLS, height=260),
-                                       sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width")  # fmt: skip
+        return pn.Column(
+            pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(w.data_table(src, TRADE_COLS, height=260), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
 
 
 def equity_figure(curve: pd.DataFrame) -> Any:
     src = ColumnDataSource(curve)
     fig = w.time_figure("Equity and drawdown", height=300, y_label="equity")
-    eq = fig.line("time", "equity", source=src, color="#1f77b4", line_width=2, legend_label="equity")
+    eq = fig.line(
+        "time", "equity", source=src, color="#1f77b4", line_width=2, legend_label="equity"
+    )
     dd = w.time_figure("", height=130, y_label="drawdown", x_range=fig.x_range)
     dd.varea("time", 0, "drawdown", source=src, color="#d62728", alpha=0.35)
     dd.y_range.flipped = True
-    w.add_hover(fig, [("time", "@time{%F %H:%M}"), ("equity", "@equity{0,0.00}"),
-                      ("drawdown", "@drawdown{0.00%}")], renderers=[eq], datetime_field="time")
+    w.add_hover(
+        fig,
+        [
+            ("time", "@time{%F %H:%M}"),
+            ("equity", "@equity{0,0.00}"),
+            ("drawdown", "@drawdown{0.00%}"),
+        ],
+        renderers=[eq],
+        datetime_field="time",
+    )
     from bokeh.layouts import column
 
     return column(fig, dd, sizing_mode="stretch_width")
@@ -285,18 +388,50 @@ def equity_figure(curve: pd.DataFrame) -> Any:
 def price_figure(candles: pd.DataFrame | None, trades: pd.DataFrame) -> Any:
     fig = w.time_figure("Price with entries (▲) and exits (▼)", height=300, y_label="price")
     if candles is not None and len(candles):
-        fig.line("time", "close", source=ColumnDataSource(candles), color="#555", legend_label="close")
+        fig.line(
+            "time", "close", source=ColumnDataSource(candles), color="#555", legend_label="close"
+        )
     if len(trades):
-        entries = ColumnDataSource({"time": trades["entry_time"], "price": trades["entry_price"],
-                                    "side": trades["side"], "no": trades["trade_no"]})
-        exits = ColumnDataSource({"time": trades["exit_time"], "price": trades["exit_price"],
-                                  "pnl": trades["pnl"], "no": trades["trade_no"]})
-        en = fig.scatter("time", "price", source=entries, marker="triangle", size=9,
-                         color="#1a7f37", legend_label="entry")
-        ex = fig.scatter("time", "price", source=exits, marker="inverted_triangle", size=9,
-                         color="#c62828", legend_label="exit")
-        w.add_hover(fig, [("trade", "#@no"), ("time", "@time{%F %H:%M}"), ("price", "@price{0,0.00}")],
-                    renderers=[en, ex], datetime_field="time")
+        entries = ColumnDataSource(
+            {
+                "time": trades["entry_time"],
+                "price": trades["entry_price"],
+                "side": trades["side"],
+                "no": trades["trade_no"],
+            }
+        )
+        exits = ColumnDataSource(
+            {
+                "time": trades["exit_time"],
+                "price": trades["exit_price"],
+                "pnl": trades["pnl"],
+                "no": trades["trade_no"],
+            }
+        )
+        en = fig.scatter(
+            "time",
+            "price",
+            source=entries,
+            marker="triangle",
+            size=9,
+            color="#1a7f37",
+            legend_label="entry",
+        )
+        ex = fig.scatter(
+            "time",
+            "price",
+            source=exits,
+            marker="inverted_triangle",
+            size=9,
+            color="#c62828",
+            legend_label="exit",
+        )
+        w.add_hover(
+            fig,
+            [("trade", "#@no"), ("time", "@time{%F %H:%M}"), ("price", "@price{0,0.00}")],
+            renderers=[en, ex],
+            datetime_field="time",
+        )
     if candles is None:
         fig.title.text += " (candles unavailable: the run's data file is not on this host)"
     fig.legend.location = "top_left"
@@ -311,25 +446,48 @@ def sweep_figure(jobs: pd.DataFrame, params: list[str], metric: str) -> Any:
         a, b = varying[:2]
         xs = [str(v) for v in jobs[f"param.{a}"]]
         ys = [str(v) for v in jobs[f"param.{b}"]]
-        fig = figure(title=f"{metric} by {a} × {b}", x_range=sorted(set(xs), key=_num_key),
-                     y_range=sorted(set(ys), key=_num_key), height=320, sizing_mode="stretch_width",
-                     tools="hover,save", tooltips=[(a, "@x"), (b, "@y"), (metric, "@v{0.0000}")])
+        fig = figure(
+            title=f"{metric} by {a} × {b}",
+            x_range=FactorRange(factors=sorted(set(xs), key=_num_key)),
+            y_range=FactorRange(factors=sorted(set(ys), key=_num_key)),
+            height=320,
+            sizing_mode="stretch_width",
+            tools="hover,save",
+            tooltips=[(a, "@x"), (b, "@y"), (metric, "@v{0.0000}")],
+        )
         finite = y[np.isfinite(y)]
-        mapper = LinearColorMapper(palette=Viridis256, low=float(finite.min()) if len(finite) else 0,
-                                   high=float(finite.max()) if len(finite) else 1)
-        fig.rect("x", "y", 1, 1, source=ColumnDataSource({"x": xs, "y": ys, "v": y}),
-                 fill_color={"field": "v", "transform": mapper}, line_color=None)
+        mapper = LinearColorMapper(
+            palette=Viridis256,
+            low=float(finite.min()) if len(finite) else 0,
+            high=float(finite.max()) if len(finite) else 1,
+        )
+        fig.rect(
+            "x",
+            "y",
+            1,
+            1,
+            source=ColumnDataSource({"x": xs, "y": ys, "v": y}),
+            fill_color={"field": "v", "transform": mapper},
+            line_color=None,
+        )
         fig.toolbar.logo = None
         return fig
     key = varying[0] if varying else "job_num"
     xs = [str(v) for v in (jobs[f"param.{key}"] if varying else jobs["job_num"])]
-    fig = figure(title=f"{metric} by {key}", x_range=sorted(set(xs), key=_num_key), height=300,
-                 sizing_mode="stretch_width", tools="hover,save",
-                 tooltips=[(key, "@x"), (metric, "@v{0.0000}"), ("job", "@job")])
-    fig.vbar("x", top="v", width=0.7, source=ColumnDataSource({"x": xs, "v": y, "job": jobs["job_num"]}))
+    fig = figure(
+        title=f"{metric} by {key}",
+        x_range=FactorRange(factors=sorted(set(xs), key=_num_key)),
+        height=300,
+        sizing_mode="stretch_width",
+        tools="hover,save",
+        tooltips=[(key, "@x"), (metric, "@v{0.0000}"), ("job", "@job")],
+    )
+    fig.vbar(
+        "x", top="v", width=0.7, source=ColumnDataSource({"x": xs, "v": y, "job": jobs["job_num"]})
+    )
     if len(y.dropna()):
         lo, hi = float(y.min()), float(y.max())
-        fig.y_range = Range1d(min(0.0, lo) * 1.1, max(0.0, hi) * 1.1 or 1.0)
+        fig.y_range = Range1d(start=min(0.0, lo) * 1.1, end=max(0.0, hi) * 1.1 or 1.0)
     fig.toolbar.logo = None
     return fig
 

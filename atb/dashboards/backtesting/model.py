@@ -19,12 +19,43 @@ from sqlalchemy import Connection, Engine, select
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
 
 MODE = "backtest"
-METRICS = ("total_return", "sharpe", "max_drawdown", "win_rate", "num_trades", "profit_factor",
-           "final_equity")  # fmt: skip
-RUN_COLUMNS = ("id", "strategy", "symbol", "timeframe", "status", "started_at", "data_start",
-               "data_end", "parameters", "metrics", "sweep_id", "job_num")  # fmt: skip
-TRADE_CSV_COLUMNS = ("trade_no", "side", "qty", "entry_time", "entry_price", "exit_time",
-                     "exit_price", "fees", "pnl", "return_pct", "exit_reason", "bars_held")  # fmt: skip
+METRICS = (
+    "total_return",
+    "sharpe",
+    "max_drawdown",
+    "win_rate",
+    "num_trades",
+    "profit_factor",
+    "final_equity",
+)
+RUN_COLUMNS = (
+    "id",
+    "strategy",
+    "symbol",
+    "timeframe",
+    "status",
+    "started_at",
+    "data_start",
+    "data_end",
+    "parameters",
+    "metrics",
+    "sweep_id",
+    "job_num",
+)
+TRADE_CSV_COLUMNS = (
+    "trade_no",
+    "side",
+    "qty",
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "fees",
+    "pnl",
+    "return_pct",
+    "exit_reason",
+    "bars_held",
+)
 MAX_POINTS = 5000
 
 
@@ -78,7 +109,9 @@ def run_registry(
     df["started_at"] = naive_utc(df["started_at"]) if len(df) else df["started_at"]
     if text:
         needle = text.lower()
-        hay = (df["id"].astype(str) + " " + df["strategy"].fillna("") + " " + df["params"]).str.lower()
+        hay = (
+            df["id"].astype(str) + " " + df["strategy"].fillna("") + " " + df["params"]
+        ).str.lower()
         df = df[hay.str.contains(needle, regex=False)]
     return df.reset_index(drop=True)
 
@@ -122,10 +155,12 @@ def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
 def run_trades(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
     cols = [trades.c[c] for c in TRADE_CSV_COLUMNS if c != "trade_no"] + [trades.c.trade_no]
     rows = conn.execute(
-        select(*cols).where(where_run(trades, run_id, MODE)).order_by(trades.c.exit_time).limit(limit)
+        select(*cols)
+        .where(where_run(trades, run_id, MODE))
+        .order_by(trades.c.exit_time)
+        .limit(limit)
     ).all()
-    df = pd.DataFrame([dict(r._mapping) for r in rows],
-                      columns=[c.name for c in cols])  # fmt: skip
+    df = pd.DataFrame([dict(r._mapping) for r in rows], columns=[c.name for c in cols])
     return normalise_trades(df)
 
 

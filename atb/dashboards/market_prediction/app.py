@@ -18,12 +18,17 @@ from atb.dashboards.tables import run_label
 
 RUN_CMD = "python -m atb strategy=ml_basic"
 DRIFT_COLS: list[w.Column] = [
-    ("feature", "Feature", "text"), ("train_mean", "Train mean", "num"),
-    ("train_std", "Train σ", "num"), ("train_p01", "Train p01", "num"),
-    ("train_p99", "Train p99", "num"), ("now_mean", "Recent mean", "num"),
-    ("now_std", "Recent σ", "num"), ("z", "Shift (σ)", "num"),
-    ("outside_share", "Outside p01–p99", "pct"), ("drift_text", "Drift", "text"),
-]  # fmt: skip
+    ("feature", "Feature", "text"),
+    ("train_mean", "Train mean", "num"),
+    ("train_std", "Train σ", "num"),
+    ("train_p01", "Train p01", "num"),
+    ("train_p99", "Train p99", "num"),
+    ("now_mean", "Recent mean", "num"),
+    ("now_std", "Recent σ", "num"),
+    ("z", "Shift (σ)", "num"),
+    ("outside_share", "Outside p01–p99", "pct"),
+    ("drift_text", "Drift", "text"),
+]
 
 
 def summary_kpis(s: m.Summary) -> list[w.Kpi]:
@@ -42,7 +47,7 @@ class PredictionApp:
     def __init__(self, settings: DashboardSettings) -> None:
         self.settings = settings
         self.engine: Any = None
-        self.run = pn.widgets.Select(name="Run", options={}, width=560)
+        self.run = pn.widgets.Select(label="Run", options={}, width=560)
         self.kpis = w.html_pane(w.kpi_html(summary_kpis(m.Summary())))
         self.body = pn.Column(sizing_mode="stretch_width")
         self.ready = False
@@ -54,19 +59,41 @@ class PredictionApp:
         try:
             self.engine = readonly_engine(self.settings.db_url)
         except DatabaseMissing as exc:
-            return pn.Column(header, w.html_pane(w.empty_state(
-                str(exc), "Run the ml_basic strategy; its predictions are recorded per bar.",
-                RUN_CMD)), sizing_mode="stretch_width")  # fmt: skip
+            return pn.Column(
+                header,
+                w.html_pane(
+                    w.empty_state(
+                        str(exc),
+                        "Run the ml_basic strategy; its predictions are recorded per bar.",
+                        RUN_CMD,
+                    )
+                ),
+                sizing_mode="stretch_width",
+            )
         if "predictions" not in table_names(self.engine):
-            return pn.Column(header, w.html_pane(w.empty_state(
-                "The database has no prediction table yet.", "Run the ml strategy:", RUN_CMD)),
-                sizing_mode="stretch_width")  # fmt: skip
+            return pn.Column(
+                header,
+                w.html_pane(
+                    w.empty_state(
+                        "The database has no prediction table yet.", "Run the ml strategy:", RUN_CMD
+                    )
+                ),
+                sizing_mode="stretch_width",
+            )
         with self.engine.connect() as conn:
             found = m.runs_with_predictions(conn)
         if not found:
-            return pn.Column(header, w.html_pane(w.empty_state(
-                "No recorded predictions.", "Run the ml strategy (backtest or paper):", RUN_CMD)),
-                sizing_mode="stretch_width")  # fmt: skip
+            return pn.Column(
+                header,
+                w.html_pane(
+                    w.empty_state(
+                        "No recorded predictions.",
+                        "Run the ml strategy (backtest or paper):",
+                        RUN_CMD,
+                    )
+                ),
+                sizing_mode="stretch_width",
+            )
         self.run.options = {run_label(r): r["id"] for r in found}
         self.run.value = found[0]["id"]
         self.run.param.watch(lambda _e: self.show(), "value")
@@ -83,9 +110,11 @@ class PredictionApp:
             preds = m.load_predictions(conn, self.run.value)
             candles = m.run_candles(conn, self.run.value)
         self.scored = m.score(preds)
-        meta = m.find_metadata(self.scored["model_id"].dropna().iloc[-1]
-                               if len(self.scored) and self.scored["model_id"].notna().any()
-                               else None)  # fmt: skip
+        meta = m.find_metadata(
+            self.scored["model_id"].dropna().iloc[-1]
+            if len(self.scored) and self.scored["model_id"].notna().any()
+            else None
+        )
         self.meta = meta
         self.drift = m.feature_drift(meta, m.recent_features(self.scored, candles))
         self.kpis.object = w.kpi_html(summary_kpis(m.summarise(self.scored, self.drift)))
@@ -94,53 +123,110 @@ class PredictionApp:
 
     def _render(self) -> None:
         scored = self.scored
-        src = ColumnDataSource(scored[["time", "close", "predicted_price", "actual_next",
-                                       "rolling_accuracy", "rolling_abs_error", "confidence"]]
-                               .assign(pred_time=scored["time"].shift(-1)))  # fmt: skip
+        src = ColumnDataSource(
+            scored[
+                [
+                    "time",
+                    "close",
+                    "predicted_price",
+                    "actual_next",
+                    "rolling_accuracy",
+                    "rolling_abs_error",
+                    "confidence",
+                ]
+            ].assign(pred_time=scored["time"].shift(-1))
+        )
         price = w.time_figure("Predicted vs actual close", height=300, y_label="price")
         actual = price.line("time", "close", source=src, color="#333", legend_label="actual close")
         # A prediction made at bar t is for the close of t + 1: draw it where it lands.
-        price.scatter("pred_time", "predicted_price", source=src, size=4, color="#1f77b4",
-                      alpha=0.7, legend_label="predicted (for next bar)")  # fmt: skip
-        w.add_hover(price, [("time", "@time{%F %H:%M}"), ("close", "@close{0,0.00}"),
-                            ("predicted next", "@predicted_price{0,0.00}"),
-                            ("actual next", "@actual_next{0,0.00}"),
-                            ("confidence", "@confidence{0.000}")],
-                    renderers=[actual], datetime_field="time")  # fmt: skip
+        price.scatter(
+            "pred_time",
+            "predicted_price",
+            source=src,
+            size=4,
+            color="#1f77b4",
+            alpha=0.7,
+            legend_label="predicted (for next bar)",
+        )
+        w.add_hover(
+            price,
+            [
+                ("time", "@time{%F %H:%M}"),
+                ("close", "@close{0,0.00}"),
+                ("predicted next", "@predicted_price{0,0.00}"),
+                ("actual next", "@actual_next{0,0.00}"),
+                ("confidence", "@confidence{0.000}"),
+            ],
+            renderers=[actual],
+            datetime_field="time",
+        )
         price.legend.location = "top_left"
 
-        acc = w.time_figure(f"Directional accuracy and error (rolling {m.ROLLING})", height=220,
-                            x_range=price.x_range)  # fmt: skip
+        acc = w.time_figure(
+            f"Directional accuracy and error (rolling {m.ROLLING})",
+            height=220,
+            x_range=price.x_range,
+        )
         acc.line("time", "rolling_accuracy", source=src, color="#1a7f37", legend_label="accuracy")
-        acc.line("time", "rolling_abs_error", source=src, color="#c62828",
-                 legend_label="mean abs error")  # fmt: skip
+        acc.line(
+            "time", "rolling_abs_error", source=src, color="#c62828", legend_label="mean abs error"
+        )
         acc.legend.location = "top_left"
-        w.add_hover(acc, [("time", "@time{%F %H:%M}"), ("accuracy", "@rolling_accuracy{0.0%}"),
-                          ("abs error", "@rolling_abs_error{0.000%}")], datetime_field="time")
+        w.add_hover(
+            acc,
+            [
+                ("time", "@time{%F %H:%M}"),
+                ("accuracy", "@rolling_accuracy{0.0%}"),
+                ("abs error", "@rolling_abs_error{0.000%}"),
+            ],
+            datetime_field="time",
+        )
 
         hist = m.confidence_histogram(scored)
         conf = _plain_figure("Confidence distribution")
-        conf.quad(top="count", bottom=0, left="left", right="right", source=ColumnDataSource(hist),
-                  fill_color="#6baed6", line_color="white")  # fmt: skip
+        conf.quad(
+            top="count",
+            bottom=0,
+            left="left",
+            right="right",
+            source=ColumnDataSource(hist),
+            fill_color="#6baed6",
+            line_color="white",
+        )
 
-        drift = self.drift.assign(drift_text=np.where(self.drift["drift"], "DRIFT", "ok")) if len(
-            self.drift) else self.drift  # fmt: skip
+        drift = (
+            self.drift.assign(drift_text=np.where(self.drift["drift"], "DRIFT", "ok"))
+            if len(self.drift)
+            else self.drift
+        )
         if len(drift):
-            table = pn.pane.Bokeh(w.data_table(ColumnDataSource(w.frame_data(drift, DRIFT_COLS)),
-                                               DRIFT_COLS, height=40 + 28 * len(drift)),
-                                  sizing_mode="stretch_width")  # fmt: skip
-            period = ((self.meta or {}).get("training_period") or {})
+            table = pn.pane.Bokeh(
+                w.data_table(
+                    ColumnDataSource(w.frame_data(drift, DRIFT_COLS)),
+                    DRIFT_COLS,
+                    height=40 + 28 * len(drift),
+                ),
+                sizing_mode="stretch_width",
+            )
+            period = (self.meta or {}).get("training_period") or {}
             note = w.html_pane(
                 f"<small>Training period {period.get('start', '?')} → "
                 f"{period.get('end_exclusive', '?')}; recent = the last 500 bars. A feature "
                 f"drifts when its mean moved more than {m.DRIFT_Z:g} training σ or more than "
-                "10 % of recent values fall outside the training 1 %–99 % range.</small>")
+                "10 % of recent values fall outside the training 1 %–99 % range.</small>"
+            )
             drift_part: list[Any] = [table, note]
         else:
-            drift_part = [w.html_pane(w.empty_state(
-                "No feature statistics for this model.",
-                "Feature diagnostics need the model's metadata JSON (atb/ml/models/) with "
-                "feature_stats; retrain to produce it:", "python -m atb mode=train"))]  # fmt: skip
+            drift_part = [
+                w.html_pane(
+                    w.empty_state(
+                        "No feature statistics for this model.",
+                        "Feature diagnostics need the model's metadata JSON (atb/ml/models/) with "
+                        "feature_stats; retrain to produce it:",
+                        "python -m atb mode=train",
+                    )
+                )
+            ]
         self.body.objects = [
             pn.pane.Bokeh(price, sizing_mode="stretch_width"),
             pn.pane.Bokeh(acc, sizing_mode="stretch_width"),
@@ -153,9 +239,13 @@ class PredictionApp:
 def _plain_figure(title: str) -> Any:
     from bokeh.plotting import figure
 
-    fig = figure(title=title, height=220, sizing_mode="stretch_width",
-                 tools="pan,wheel_zoom,box_zoom,reset,hover",
-                 tooltips=[("confidence", "@left{0.00}–@right{0.00}"), ("count", "@count")])
+    fig = figure(
+        title=title,
+        height=220,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,box_zoom,reset,hover",
+        tooltips=[("confidence", "@left{0.00}–@right{0.00}"), ("count", "@count")],
+    )
     fig.toolbar.logo = None
     return fig
 

@@ -28,12 +28,25 @@ DRIFT_Z = 2.0
 
 def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
     """The run's newest `limit` predictions in time order (index (run_id, time))."""
-    cols = [predictions.c[c] for c in ("id", "time", "predicted_price", "r", "confidence",
-                                          "direction", "model_id", "mode")]  # fmt: skip
+    cols = [
+        predictions.c[c]
+        for c in (
+            "id",
+            "time",
+            "predicted_price",
+            "r",
+            "confidence",
+            "direction",
+            "model_id",
+            "mode",
+        )
+    ]
     rows = conn.execute(
-        select(*cols).where(predictions.c.run_id == run_id)
-        .order_by(predictions.c.time.desc()).limit(limit)
-    ).all()  # fmt: skip
+        select(*cols)
+        .where(predictions.c.run_id == run_id)
+        .order_by(predictions.c.time.desc())
+        .limit(limit)
+    ).all()
     df = pd.DataFrame(rows, columns=[c.name for c in cols]).iloc[::-1].reset_index(drop=True)
     if len(df):
         df["time"] = naive_utc(df["time"])
@@ -50,8 +63,15 @@ def score(df: pd.DataFrame, window: int = ROLLING) -> pd.DataFrame:
     """Per-prediction outcome: actual close, next close, hit, error; plus rolling means."""
     out = df.copy()
     if not len(out):
-        for col in ("close", "actual_next", "hit", "error_pct", "abs_error_pct",
-                    "rolling_accuracy", "rolling_abs_error"):  # fmt: skip
+        for col in (
+            "close",
+            "actual_next",
+            "hit",
+            "error_pct",
+            "abs_error_pct",
+            "rolling_accuracy",
+            "rolling_abs_error",
+        ):
             out[col] = pd.Series(dtype=float)
         return out
     price = pd.to_numeric(out["predicted_price"], errors="coerce")
@@ -65,9 +85,9 @@ def score(df: pd.DataFrame, window: int = ROLLING) -> pd.DataFrame:
     out["error_pct"] = (price - out["actual_next"]) / out["actual_next"]
     out["abs_error_pct"] = out["error_pct"].abs()
     out["rolling_accuracy"] = out["hit"].rolling(window, min_periods=max(5, window // 5)).mean()
-    out["rolling_abs_error"] = out["abs_error_pct"].rolling(
-        window, min_periods=max(5, window // 5)
-    ).mean()
+    out["rolling_abs_error"] = (
+        out["abs_error_pct"].rolling(window, min_periods=max(5, window // 5)).mean()
+    )
     return out
 
 
@@ -123,13 +143,21 @@ def _read_json(path: str, _mtime: float) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def feature_drift(
-    meta: dict[str, Any] | None, recent: dict[str, np.ndarray]
-) -> pd.DataFrame:
+def feature_drift(meta: dict[str, Any] | None, recent: dict[str, np.ndarray]) -> pd.DataFrame:
     """Recent feature values vs the training period: mean shift in training σ, and the share
     of recent values outside the training 1 %–99 % range (≈ 2 % when nothing drifted)."""
-    cols = ["feature", "train_mean", "train_std", "train_p01", "train_p99", "now_mean", "now_std",
-            "z", "outside_share", "drift"]  # fmt: skip
+    cols = [
+        "feature",
+        "train_mean",
+        "train_std",
+        "train_p01",
+        "train_p99",
+        "now_mean",
+        "now_std",
+        "z",
+        "outside_share",
+        "drift",
+    ]
     stats = (meta or {}).get("feature_stats") or {}
     train: dict[str, dict[str, float]] = dict(stats.get("raw") or {})
     if "close_log_return" in stats:
@@ -145,14 +173,25 @@ def feature_drift(
         now_mean = float(values.mean())
         z = (now_mean - float(ref["mean"])) / std if std > 0 else float("nan")
         lo, hi = ref.get("p01"), ref.get("p99")
-        outside = float(((values < lo) | (values > hi)).mean()) if lo is not None and hi is not None else float("nan")  # noqa: E501
-        rows.append({
-            "feature": name, "train_mean": float(ref["mean"]), "train_std": std,
-            "train_p01": lo, "train_p99": hi, "now_mean": now_mean,
-            "now_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "z": z,
-            "outside_share": outside,
-            "drift": bool(abs(z) > DRIFT_Z or (np.isfinite(outside) and outside > 0.10)),
-        })  # fmt: skip
+        outside = (
+            float(((values < lo) | (values > hi)).mean())
+            if lo is not None and hi is not None
+            else float("nan")
+        )
+        rows.append(
+            {
+                "feature": name,
+                "train_mean": float(ref["mean"]),
+                "train_std": std,
+                "train_p01": lo,
+                "train_p99": hi,
+                "now_mean": now_mean,
+                "now_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "z": z,
+                "outside_share": outside,
+                "drift": bool(abs(z) > DRIFT_Z or (np.isfinite(outside) and outside > 0.10)),
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -162,8 +201,11 @@ def recent_features(
     """Model inputs over the last `window` bars: candles when on disk, else implied closes."""
     if candles is not None and len(candles):
         tail = candles.tail(window)
-        out = {c: tail[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "volume")
-               if c in tail.columns}  # fmt: skip
+        out = {
+            c: tail[c].to_numpy(dtype=float)
+            for c in ("open", "high", "low", "close", "volume")
+            if c in tail.columns
+        }
         close = tail["close"].to_numpy(dtype=float)
     else:
         close = scored["close"].tail(window).to_numpy(dtype=float) if len(scored) else np.array([])

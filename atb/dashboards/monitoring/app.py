@@ -29,21 +29,33 @@ from atb.dashboards.tables import MODES, run_label
 RECORD_CMD = "python -m atb mode=paper exchange=replay"
 
 TRADE_COLS: list[w.Column] = [
-    ("exit_time", "Exit time", "time"), ("side", "Side", "text"), ("qty", "Size", "num"),
-    ("entry_price", "Entry", "money"), ("exit_price", "Exit", "money"),
-    ("pnl", "PnL", "money"), ("return_pct", "Return", "pct"), ("exit_reason", "Reason", "text"),
-]  # fmt: skip
+    ("exit_time", "Exit time", "time"),
+    ("side", "Side", "text"),
+    ("qty", "Size", "num"),
+    ("entry_price", "Entry", "money"),
+    ("exit_price", "Exit", "money"),
+    ("pnl", "PnL", "money"),
+    ("return_pct", "Return", "pct"),
+    ("exit_reason", "Reason", "text"),
+]
 POSITION_COLS: list[w.Column] = [
-    ("side", "Side", "text"), ("qty", "Size", "num"), ("entry_time", "Opened", "time"),
-    ("entry_price", "Entry", "money"), ("last_price", "Current", "money"),
-    ("unrealized_pnl", "Unrealised PnL", "money"), ("stop_loss", "Stop-loss", "money"),
+    ("side", "Side", "text"),
+    ("qty", "Size", "num"),
+    ("entry_time", "Opened", "time"),
+    ("entry_price", "Entry", "money"),
+    ("last_price", "Current", "money"),
+    ("unrealized_pnl", "Unrealised PnL", "money"),
+    ("stop_loss", "Stop-loss", "money"),
     ("take_profit", "Take-profit", "money"),
-]  # fmt: skip
+]
 EVENT_COLS: list[w.Column] = [
-    ("timestamp", "Time (UTC)", "time"), ("severity", "Severity", "text"),
-    ("event_type", "Type", "text"), ("name", "Event", "text"), ("component", "Component", "text"),
+    ("timestamp", "Time (UTC)", "time"),
+    ("severity", "Severity", "text"),
+    ("event_type", "Type", "text"),
+    ("name", "Event", "text"),
+    ("component", "Component", "text"),
     ("message", "Message", "text"),
-]  # fmt: skip
+]
 
 
 def kpi_items(k: Kpis) -> list[w.Kpi]:
@@ -63,11 +75,18 @@ def kpi_items(k: Kpis) -> list[w.Kpi]:
 
 
 def health_items(k: Kpis) -> list[w.Kpi]:
-    state = {"running": "good", "finished": "", "failed": "bad", "stale": "bad"}.get(k.health, "warn")
+    state = {"running": "good", "finished": "", "failed": "bad", "stale": "bad"}.get(
+        k.health, "warn"
+    )
     alerts = "bad" if k.errors_24h else ""
     return [
         ("health", "Loop", k.health, state),
-        ("last_bar", "Last bar (data)", k.last_bar.strftime("%Y-%m-%d %H:%M") if k.last_bar else "–", ""),
+        (
+            "last_bar",
+            "Last bar (data)",
+            k.last_bar.strftime("%Y-%m-%d %H:%M") if k.last_bar else "–",
+            "",
+        ),
         ("last_event", "Last event", w.fmt_age(k.last_event), ""),
         ("errors", "Errors/critical 24 h", str(k.errors_24h), alerts),
         ("warnings", "Warnings 24 h", str(k.warnings_24h), "warn" if k.warnings_24h else ""),
@@ -84,19 +103,23 @@ class MonitoringApp:
         self.callback: Any = None
         self.last_update_s: float | None = None
 
-        self.account_src = ColumnDataSource({"time": [], "balance": [], "equity": [], "drawdown": []})
+        self.account_src = ColumnDataSource(
+            {"time": [], "balance": [], "equity": [], "drawdown": []}
+        )
         self.trade_src = ColumnDataSource(w.empty_frame(TRADE_COLS))
         self.position_src = ColumnDataSource(w.empty_frame(POSITION_COLS))
         self.event_src = ColumnDataSource(w.empty_frame(EVENT_COLS))
 
-        self.mode = pn.widgets.Select(name="Mode", options=list(MODES), width=120)
-        self.session = pn.widgets.Select(name="Session", options={}, width=520)
+        self.mode = pn.widgets.Select(label="Mode", options=list(MODES), width=120)
+        self.session = pn.widgets.Select(label="Session", options={}, width=520)
         # A button group, not MultiChoice: no Choices.js to load, one click per severity.
         self.severity = pn.widgets.CheckButtonGroup(
-            name="Severity", options=list(SEVERITIES), value=["INFO", "WARNING", "ERROR", "CRITICAL"],
-            button_type="default",
+            label="Severity",
+            options=list(SEVERITIES),
+            value=["INFO", "WARNING", "ERROR", "CRITICAL"],
+            color="default",
         )
-        self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())), name="kpis")
+        self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())))
         self.health = w.html_pane(w.kpi_html(health_items(Kpis())), name="health")
         self.notice = w.html_pane("")
         self.status = w.html_pane("")
@@ -107,13 +130,27 @@ class MonitoringApp:
         try:
             self.engine = readonly_engine(self.settings.db_url)
         except DatabaseMissing as exc:
-            return pn.Column(header, w.html_pane(w.empty_state(
-                str(exc), "Record a paper session first; this page reads the run database.",
-                RECORD_CMD)), sizing_mode="stretch_width")  # fmt: skip
+            return pn.Column(
+                header,
+                w.html_pane(
+                    w.empty_state(
+                        str(exc),
+                        "Record a paper session first; this page reads the run database.",
+                        RECORD_CMD,
+                    )
+                ),
+                sizing_mode="stretch_width",
+            )
         if "runs" not in table_names(self.engine):
-            return pn.Column(header, w.html_pane(w.empty_state(
-                "The database has no run records yet.", "Start a paper session:", RECORD_CMD)),
-                sizing_mode="stretch_width")  # fmt: skip
+            return pn.Column(
+                header,
+                w.html_pane(
+                    w.empty_state(
+                        "The database has no run records yet.", "Start a paper session:", RECORD_CMD
+                    )
+                ),
+                sizing_mode="stretch_width",
+            )
         all_runs = sessions(self.engine, None, limit=50)
         first = default_session(all_runs)
         if first is not None:
@@ -144,28 +181,52 @@ class MonitoringApp:
         self.body.objects = [
             pn.pane.Bokeh(self._equity_figure(), sizing_mode="stretch_width"),
             w.section("Open positions"),
-            pn.pane.Bokeh(w.data_table(self.position_src, POSITION_COLS, height=120),
-                          sizing_mode="stretch_width"),
+            pn.pane.Bokeh(
+                w.data_table(self.position_src, POSITION_COLS, height=120),
+                sizing_mode="stretch_width",
+            ),
             w.section("Recent trades"),
-            pn.pane.Bokeh(w.data_table(self.trade_src, TRADE_COLS, height=240),
-                          sizing_mode="stretch_width"),
+            pn.pane.Bokeh(
+                w.data_table(self.trade_src, TRADE_COLS, height=240), sizing_mode="stretch_width"
+            ),
             w.section("System events and alerts"),
             self.severity,
-            pn.pane.Bokeh(w.data_table(self.event_src, EVENT_COLS, height=260),
-                          sizing_mode="stretch_width"),
-        ]  # fmt: skip
+            pn.pane.Bokeh(
+                w.data_table(self.event_src, EVENT_COLS, height=260), sizing_mode="stretch_width"
+            ),
+        ]
 
     def _equity_figure(self) -> Any:
         fig = w.time_figure("Balance and equity", height=260, y_label="USDT")
-        eq = fig.line("time", "equity", source=self.account_src, legend_label="equity",
-                      color="#1f77b4", line_width=2)  # fmt: skip
-        fig.line("time", "balance", source=self.account_src, legend_label="balance",
-                 color="#ff7f0e", line_dash="dashed")  # fmt: skip
+        eq = fig.line(
+            "time",
+            "equity",
+            source=self.account_src,
+            legend_label="equity",
+            color="#1f77b4",
+            line_width=2,
+        )
+        fig.line(
+            "time",
+            "balance",
+            source=self.account_src,
+            legend_label="balance",
+            color="#ff7f0e",
+            line_dash="dashed",
+        )
         fig.legend.location = "top_left"
         fig.legend.click_policy = "hide"
-        w.add_hover(fig, [("time", "@time{%F %H:%M}"), ("equity", "@equity{0,0.00}"),
-                          ("balance", "@balance{0,0.00}"), ("drawdown", "@drawdown{0.00%}")],
-                    renderers=[eq], datetime_field="time")  # fmt: skip
+        w.add_hover(
+            fig,
+            [
+                ("time", "@time{%F %H:%M}"),
+                ("equity", "@equity{0,0.00}"),
+                ("balance", "@balance{0,0.00}"),
+                ("drawdown", "@drawdown{0.00%}"),
+            ],
+            renderers=[eq],
+            datetime_field="time",
+        )
         return fig
 
     # -- session ---------------------------------------------------------------------
@@ -202,16 +263,24 @@ class MonitoringApp:
             return
         self.model = MonitoringModel(self.engine, run_id, severities=self._severities())
         snap = self.model.load()
-        self.account_src.data = {c: snap.account[c].to_numpy() for c in ("time", "balance", "equity", "drawdown")} if len(snap.account) else {"time": [], "balance": [], "equity": [], "drawdown": []}  # noqa: E501
+        self.account_src.data = (
+            {c: snap.account[c].to_numpy() for c in ("time", "balance", "equity", "drawdown")}
+            if len(snap.account)
+            else {"time": [], "balance": [], "equity": [], "drawdown": []}
+        )
         self.trades_df = snap.trades
         self.events_df = snap.events
         self.trade_src.data = w.frame_data(self.trades_df.iloc[::-1], TRADE_COLS)
         self.position_src.data = w.frame_data(snap.positions, POSITION_COLS)
         self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
         self._show(snap.kpis)
-        self.notice.object = "" if len(snap.account) or len(snap.trades) else w.empty_state(
-            "This session has no account snapshots or trades yet.",
-            "They appear here as the engine writes them (every update_interval seconds).",
+        self.notice.object = (
+            ""
+            if len(snap.account) or len(snap.trades)
+            else w.empty_state(
+                "This session has no account snapshots or trades yet.",
+                "They appear here as the engine writes them (every update_interval seconds).",
+            )
         )
 
     def _severities(self) -> list[str] | None:
@@ -241,8 +310,9 @@ class MonitoringApp:
         self.last_update_s = up.seconds
         if len(up.account):
             cols = ("time", "balance", "equity", "drawdown")
-            self.account_src.stream({c: up.account[c].to_numpy() for c in cols},
-                                    rollover=self.model.chart_points)  # fmt: skip
+            self.account_src.stream(
+                {c: up.account[c].to_numpy() for c in cols}, rollover=self.model.chart_points
+            )
         if len(up.trades):
             self.trades_df = pd.concat([self.trades_df, up.trades]).tail(self.model.table_rows)
             self.trade_src.data = w.frame_data(self.trades_df.iloc[::-1], TRADE_COLS)

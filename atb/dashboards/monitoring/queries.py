@@ -12,15 +12,31 @@ from sqlalchemy import Connection, case, func, select
 from atb.dashboards.tables import account, events, positions, trades, where_run
 
 TRADE_COLUMNS = (
-    "id", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price", "pnl",
-    "return_pct", "exit_reason",
-)  # fmt: skip
+    "id",
+    "side",
+    "qty",
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "pnl",
+    "return_pct",
+    "exit_reason",
+)
 ACCOUNT_COLUMNS = ("id", "time", "balance", "equity", "drawdown")
 EVENT_COLUMNS = ("id", "timestamp", "severity", "event_type", "name", "component", "message")
 POSITION_COLUMNS = (
-    "id", "position_no", "side", "qty", "entry_time", "entry_price", "last_price",
-    "unrealized_pnl", "stop_loss", "take_profit",
-)  # fmt: skip
+    "id",
+    "position_no",
+    "side",
+    "qty",
+    "entry_time",
+    "entry_price",
+    "last_price",
+    "unrealized_pnl",
+    "stop_loss",
+    "take_profit",
+)
 
 
 def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -69,7 +85,9 @@ def account_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
     }
 
 
-def first_account_row(conn: Connection, run_id: str, mode: str, since: datetime | None = None) -> Any:
+def first_account_row(
+    conn: Connection, run_id: str, mode: str, since: datetime | None = None
+) -> Any:
     query = select(account.c.time, account.c.balance, account.c.equity).where(
         where_run(account, run_id, mode)
     )
@@ -89,7 +107,9 @@ def recent_account(conn: Connection, run_id: str, mode: str, limit: int) -> pd.D
     return _frame(rows, ACCOUNT_COLUMNS).iloc[::-1].reset_index(drop=True)
 
 
-def new_account(conn: Connection, run_id: str, mode: str, after_id: int, limit: int) -> pd.DataFrame:
+def new_account(
+    conn: Connection, run_id: str, mode: str, after_id: int, limit: int
+) -> pd.DataFrame:
     cols = [account.c[c] for c in ACCOUNT_COLUMNS]
     rows = conn.execute(
         select(*cols)
