@@ -225,9 +225,12 @@ class LiveRecorder(RunRecorder):
 
     # -- internals ----------------------------------------------------------------------
     def _snapshot(self, s: Any, state: SessionState, metrics: dict[str, Any]) -> None:
+        # Core statements on the tables: the ORM's bulk-update bookkeeping would cost more
+        # than the write itself, once per bar.
+        runs = _table(Run)
         s.execute(
-            update(Run)
-            .where(Run.id == self.run_id)
+            update(runs)
+            .where(runs.c.id == self.run_id)
             .values(metrics=clean_json({**metrics, "state": state.to_json()}))
         )
 
@@ -247,9 +250,10 @@ class LiveRecorder(RunRecorder):
                     "exchange_order_id",
                     "note",
                 )
+                table = _table(OrderRecord)
                 s.execute(
-                    update(OrderRecord)
-                    .where(OrderRecord.run_id == self.run_id, OrderRecord.order_no == order.id)
+                    update(table)
+                    .where(table.c.run_id == self.run_id, table.c.order_no == order.id)
                     .values(**{k: row[k] for k in keys})
                 )
             else:
@@ -273,9 +277,10 @@ class LiveRecorder(RunRecorder):
                     "last_price",
                     "unrealized_pnl",
                 )
+                table = _table(PositionRecord)
                 s.execute(
-                    update(PositionRecord)
-                    .where(PositionRecord.run_id == self.run_id, PositionRecord.position_no == no)
+                    update(table)
+                    .where(table.c.run_id == self.run_id, table.c.position_no == no)
                     .values(**{k: row[k] for k in keys})
                 )
             else:
