@@ -71,7 +71,7 @@ def test_default_group_validates_in_the_run_graph(monkeypatch: Any) -> None:
         "journal_spilling",
         "loop_stalled",
         "max_drawdown_breach",
-        "engine_crashed",
+        "engine_failed",
     ):
         assert wanted in names
     hook = next(c for c in config.channels if isinstance(c, WebhookChannelConfig))
