@@ -25,7 +25,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "live-health": Command(
         "atb.engine.live_cli",
-        "live/paper trading with the health server: PORT=9000 atb live-health -- ml_basic --paper-trading",
+        "trading with the health server: PORT=9000 atb live-health -- ml_basic --paper-trading",
     ),
     "dashboards": Command("atb.dashboards.cli", "list and run the Panel dashboards"),
     "db": Command("atb.db.cli", "database migrations: atb db upgrade | atb db current"),
@@ -44,7 +44,10 @@ def render_help() -> str:
         "commands:",
     ]
     lines += [f"  {name.ljust(width)}  {cmd.summary}" for name, cmd in COMMANDS.items()]
-    lines += ["", "Run `atb <command> --help` for a command's options; `python -m atb --help` for config."]
+    lines += [
+        "",
+        "Run `atb <command> --help` for a command's options; `python -m atb --help` for config.",
+    ]
     return "\n".join(lines)
 
 
@@ -70,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_main(rest)
         return 0
     module = importlib.import_module(command.module)
-    entry = getattr(module, "command", None) or getattr(module, "main")
+    entry = getattr(module, "command", None) or module.main
     result = entry(name, rest)
     return int(result or 0)
 

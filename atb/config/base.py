@@ -57,9 +57,11 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
             msg = "unknown key"
         key = ".".join(p for p in [prefix, *loc] if p) or "<root>"
         value = err.get("input")
-        shown = "" if err["type"] in {"extra_forbidden", "missing"} or isinstance(
-            value, dict | list
-        ) else f" (got {value!r})"
+        shown = (
+            ""
+            if err["type"] in {"extra_forbidden", "missing"} or isinstance(value, dict | list)
+            else f" (got {value!r})"
+        )
         if _looks_secret(key):
             shown = ""
         lines.append(f"{key}: {msg}{shown}")

@@ -17,7 +17,9 @@ SECRET_KEY = re.compile(
     r"authorization|signature|x-mbx-apikey|credential)",
     re.IGNORECASE,
 )
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 
 
 def is_secret_key(key: str) -> bool:

@@ -176,7 +176,9 @@ def _check_needs(
                 continue
             required = param.default is inspect.Parameter.empty
             if pname not in spec.needs and required:
-                problems.append(f"{name}.needs: must include '{pname}' ({spec.cls.__name__} needs it)")
+                problems.append(
+                    f"{name}.needs: must include '{pname}' ({spec.cls.__name__} needs it)"
+                )
             elif pname in spec.needs and required and pname in disabled and pname not in invalid:
                 problems.append(f"{name}.needs: '{pname}' is required but disabled")
         accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -186,7 +188,9 @@ def _check_needs(
     return problems
 
 
-def topological_order(graph: dict[str, tuple[str, ...]], disabled: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def topological_order(
+    graph: dict[str, tuple[str, ...]], disabled: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """Dependency order, ties broken by config order so runs are reproducible."""
     pending = {n: [d for d in deps if d not in disabled] for n, deps in graph.items()}
     order: list[str] = []

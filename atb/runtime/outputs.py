@@ -22,7 +22,9 @@ def config_sources(hydra_cfg: Any, unresolved: str, overrides: list[str]) -> dic
         if src.provider not in ("hydra",)
     ]
     env = sorted({name for name in ENV_REF.findall(unresolved) if name in os.environ})
-    choices = {k: v for k, v in dict(hydra_cfg.runtime.choices).items() if not k.startswith("hydra/")}
+    choices = {
+        k: v for k, v in dict(hydra_cfg.runtime.choices).items() if not k.startswith("hydra/")
+    }
     return {
         "defaults": [f"{k}={v}" for k, v in choices.items()],
         "config_files": files,

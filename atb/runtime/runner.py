@@ -86,8 +86,8 @@ class Runner:
             worker.join(timeout)
             if worker.is_alive():
                 outcome.append(TimeoutError(f"did not stop within {timeout:g}s"))
-            for exc in outcome:
-                err = NodeError(name, "stop", exc)
+            for failure in outcome:
+                err = NodeError(name, "stop", failure)
                 logger.error(str(err))
                 errors.append(err)
         return errors

@@ -47,30 +47,32 @@ def overrides_to_parameters(overrides: list[str]) -> dict[str, Any]:
             continue
         key = key.lstrip("+~")
         try:
-            params[key] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
-            params[key] = value
+            parsed = value
+        # YAML reads `2024-06-01` as a date; parameters go into JSON columns and files, so
+        # anything but plain JSON scalars keeps the text the user typed.
+        params[key] = parsed if isinstance(parsed, _JSON_SCALARS) else value
     return params
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def record_failed_job(
     raw: dict[str, Any] | None, ctx_fields: dict[str, Any], error: str
 ) -> str | None:
     """Write a `runs` row with status failed for a job that never got to build its nodes."""
-    url = ((raw or {}).get("db") or {}).get("url")
-    if not url:
+    section = (raw or {}).get("db") or {}
+    if not isinstance(section, dict) or not section.get("url") or not section.get("enabled", True):
         return None
     from atb.db.models.run_records import Run
-    from atb.db.node import Database, DatabaseConfig
     from atb.runtime.context import RunContext
+    from atb.runtime.sweep_store import _database
 
     ctx = RunContext(**ctx_fields)
-    db = Database(
-        config=DatabaseConfig.model_validate({"_target_": "atb.db.node.Database", "url": url}),
-        ctx=ctx,
-    )
+    db = _database(section)
     try:
-        db.start()
         now = datetime.now(UTC)
         strategy = (raw or {}).get("strategy") or {}
         with db.session() as session:
@@ -118,12 +120,26 @@ def note_progress(sweep_dir: Path, status: str, job_num: int | None, label: str)
     )
 
 
-def count_jobs(task_overrides: list[str]) -> int:
-    """Number of jobs the basic sweep expansion makes from comma/range sweeps."""
+def sweep_overrides(config: DictConfig) -> list[str]:
+    """The sweep's overrides: `hydra.sweeper.params` (experiment files) then the command line.
+
+    The basic sweeper lets a command-line override replace a sweeper param of the same key.
+    """
+    merged: dict[str, str] = {}
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    for key, value in params.items():
+        merged[str(key)] = f"{key}={value}"
+    for item in OmegaConf.select(config, "hydra.overrides.task") or []:
+        merged[str(item).partition("=")[0]] = str(item)
+    return list(merged.values())
+
+
+def count_jobs(overrides: list[str]) -> int:
+    """Number of jobs the basic sweeper makes from comma/range/choice sweeps."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     total = 1
-    for override in OverridesParser.create().parse_overrides(task_overrides):
+    for override in OverridesParser.create().parse_overrides(overrides):
         if override.is_sweep_override():
             total *= max(1, sum(1 for _ in override.sweep_string_iterator()))
     return total
@@ -152,7 +168,9 @@ def redact_multirun_yaml(sweep_dir: Path) -> None:
         os.replace(tmp, path)
 
 
-def rank_runs(runs: list[dict[str, Any]], metric: str, descending: bool = True) -> list[dict[str, Any]]:
+def rank_runs(
+    runs: list[dict[str, Any]], metric: str, descending: bool = True
+) -> list[dict[str, Any]]:
     """Finished runs by metric (missing/NaN last), then failed runs in job order."""
 
     def value(run: dict[str, Any]) -> float | None:
@@ -177,12 +195,26 @@ def rank_runs(runs: list[dict[str, Any]], metric: str, descending: bool = True) 
     return ranked
 
 
+def varying_parameters(runs: list[dict[str, Any]]) -> list[str]:
+    """Parameter keys whose value differs between jobs (all keys when none differ)."""
+    keys: dict[str, set[str]] = {}
+    for run in runs:
+        for key, value in (run.get("parameters") or {}).items():
+            keys.setdefault(key, set()).add(repr(value))
+    varying = [k for k, values in keys.items() if len(values) > 1]
+    return varying or list(keys)
+
+
 def format_ranking(ranked: list[dict[str, Any]], metric: str) -> str:
-    header = ["rank", "job", "status", metric, "total_return", "max_drawdown", "trades", "parameters"]
+    """The table printed at the end; only the parameters that vary, so the columns stay short."""
+    header = ["rank", "job", "status", metric, "total_return", "max_drawdown", "trades"]
+    header.append("parameters")
+    shown = varying_parameters(ranked)
     rows = [header]
     for run in ranked:
         m = run.get("metrics") or {}
-        params = " ".join(f"{k}={v}" for k, v in (run.get("parameters") or {}).items())
+        values = run.get("parameters") or {}
+        params = " ".join(f"{k}={values[k]}" for k in shown if k in values)
         rows.append(
             [
                 str(run["rank"] or "-"),
@@ -196,10 +228,8 @@ def format_ranking(ranked: list[dict[str, Any]], metric: str) -> str:
             ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    out = []
-    for row in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
-    return "\n".join(out)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
+    return "\n".join(f"{line}  {row[-1]}" for line, row in zip(lines, rows, strict=True))
 
 
 def _fmt(value: Any) -> str:
@@ -212,15 +242,38 @@ def _fmt(value: Any) -> str:
 
 
 class SweepCallback(Callback):
+    """Registered as hydra.callbacks.sweep; runs in the launching process, around all jobs."""
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
-            total = count_jobs(list(config.hydra.overrides.task))
+            total = count_jobs(sweep_overrides(config))
         except Exception:  # a count is only for the progress line; never fail the sweep on it
             total = 0
         (sweep_dir / TOTAL).write_text(str(total or "?"))
         print(f"[sweep] {total or '?'} jobs -> {sweep_dir}", file=sys.stderr, flush=True)
+        self._prepare_database(config)
+
+    @staticmethod
+    def _prepare_database(config: DictConfig) -> None:
+        """Migrate once here so parallel workers never race on an empty database.
+
+        A database every job would fail on (unreachable, schema behind) stops the sweep
+        now with the reason, rather than N times over; SystemExit passes Hydra's callback
+        guard, which turns ordinary exceptions into warnings.
+        """
+        section = _db_section(config)
+        if section is None:
+            return
+        from atb.config.secrets import redact_text
+        from atb.runtime.sweep_store import prepare_database
+
+        try:
+            prepare_database(section)
+        except Exception as exc:
+            print(f"atb: error: {redact_text(str(exc))}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # multirun.yaml is written after on_multirun_start; the first job sees it on disk.
@@ -232,12 +285,12 @@ class SweepCallback(Callback):
         settings = OmegaConf.select(config, "sweep") or {}
         metric = str(settings.get("metric", "sharpe"))
         descending = bool(settings.get("descending", True))
-        url = OmegaConf.select(config, "db.url")
-        if not url:
+        section = _db_section(config)
+        if section is None:
             return
         from atb.runtime.sweep_store import load_sweep_runs, store_summary
 
-        runs = load_sweep_runs(str(url), str(sweep_dir))
+        runs = load_sweep_runs(section, str(sweep_dir))
         ranked = rank_runs(runs, metric, descending)
         failed = sum(1 for r in ranked if r["rank"] is None)
         print(
@@ -245,4 +298,16 @@ class SweepCallback(Callback):
             f" ({'high' if descending else 'low'} first):\n{format_ranking(ranked, metric)}",
             flush=True,
         )
-        store_summary(str(url), str(sweep_dir), metric, descending, ranked, sweep_dir)
+        store_summary(section, str(sweep_dir), metric, descending, ranked, sweep_dir)
+        print(f"[sweep] summary: {sweep_dir / 'summary.csv'}", file=sys.stderr, flush=True)
+
+
+def _db_section(config: DictConfig) -> dict[str, Any] | None:
+    """The sweep's resolved `db` section, or None when the run graph has no database."""
+    node = OmegaConf.select(config, "db")
+    if node is None:
+        return None
+    section = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(section, dict) or not section.get("url") or not section.get("enabled", True):
+        return None
+    return {str(k): v for k, v in section.items()}

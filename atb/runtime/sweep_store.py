@@ -4,28 +4,53 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+DbSection = str | Mapping[str, Any]
 
-def _database(url: str) -> Any:
+
+def _database(db: DbSection) -> Any:
+    """A started Database node for a sweep's `db` section (or a bare URL).
+
+    The whole section is used, not only the URL, so `auto_migrate: false` and the SQLite
+    PRAGMAs (WAL, busy_timeout) apply to the sweep's own reads and writes as to every job's.
+    """
     from atb.db.node import Database, DatabaseConfig
     from atb.runtime.context import RunContext
 
-    cfg = DatabaseConfig.model_validate({"_target_": "atb.db.node.Database", "url": url})
-    db = Database(config=cfg, ctx=RunContext())
-    db.start()
-    return db
+    section = {"url": db} if isinstance(db, str) else dict(db)
+    section["_target_"] = "atb.db.node.Database"
+    section.pop("enabled", None)
+    cfg = DatabaseConfig.model_validate(section)
+    database = Database(config=cfg, ctx=RunContext())
+    try:
+        database.start()
+    except BaseException:
+        database.stop()
+        raise
+    return database
 
 
-def load_sweep_runs(url: str, sweep_id: str) -> list[dict[str, Any]]:
+def prepare_database(db: DbSection) -> None:
+    """Connect and migrate a fresh database once, before any job starts.
+
+    Every job's Database node runs the same check at start; two workers that both find an
+    empty database would both run the Alembic upgrade and one would fail on "table exists".
+    Doing it here first leaves the workers only a read of the revision.
+    """
+    _database(db).stop()
+
+
+def load_sweep_runs(db: DbSection, sweep_id: str) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
     from atb.db.models.run_records import Run
 
-    db = _database(url)
+    database = _database(db)
     try:
-        with db.session() as session:
+        with database.session() as session:
             rows = session.execute(select(Run).where(Run.sweep_id == sweep_id)).scalars().all()
             return [
                 {
@@ -40,7 +65,7 @@ def load_sweep_runs(url: str, sweep_id: str) -> list[dict[str, Any]]:
                 for r in rows
             ]
     finally:
-        db.stop()
+        database.stop()
 
 
 def _job_parameters(overrides: list[str] | None) -> dict[str, Any]:
@@ -54,7 +79,7 @@ def _job_parameters(overrides: list[str] | None) -> dict[str, Any]:
 
 
 def store_summary(
-    url: str,
+    db: DbSection,
     sweep_id: str,
     metric: str,
     descending: bool,
@@ -64,9 +89,9 @@ def store_summary(
     from atb.db.models.sweeps import Sweep
 
     failed = sum(1 for r in ranked if r["rank"] is None)
-    db = _database(url)
+    database = _database(db)
     try:
-        with db.session() as session:
+        with database.session() as session:
             session.merge(
                 Sweep(
                     id=sweep_id,
@@ -78,7 +103,7 @@ def store_summary(
                 )
             )
     finally:
-        db.stop()
+        database.stop()
     (sweep_dir / "summary.json").write_text(json.dumps(ranked, indent=2, default=str))
     with open(sweep_dir / "summary.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

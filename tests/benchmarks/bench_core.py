@@ -66,9 +66,7 @@ def test_runner_overhead() -> None:
     def by_hand() -> None:
         validated = validate_config(cfg)
         ctx = RunContext()
-        built = [
-            spec.cls(config=spec.config, ctx=ctx) for spec in validated.nodes.values()
-        ]
+        built = [spec.cls(config=spec.config, ctx=ctx) for spec in validated.nodes.values()]
         for node in built:
             node.start()
         built[-1].run()

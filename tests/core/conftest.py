@@ -22,8 +22,12 @@ def atb_run(tmp_path: Path) -> RunAtb:
         timeout: float = 120,
         db: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "ATB_OUTPUT_DIR": str(tmp_path / "outputs"),
-                    "ATB_MULTIRUN_DIR": str(tmp_path / "multirun"), **(env or {})}
+        full_env = {
+            **os.environ,
+            "ATB_OUTPUT_DIR": str(tmp_path / "outputs"),
+            "ATB_MULTIRUN_DIR": str(tmp_path / "multirun"),
+            **(env or {}),
+        }
         full_env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).parent), full_env.get("PYTHONPATH", "")]
         )

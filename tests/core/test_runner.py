@@ -137,7 +137,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_required_dependency_missing_from_needs() -> None:
     cfg = graph(main="n", a=node("a"), n=node("n", [], target="sample_nodes.NeedsA"))
-    with pytest.raises(ConfigError, match="n.needs: must include 'a'"):
+    with pytest.raises(ConfigError, match=r"n\.needs: must include 'a'"):
         validate_config(cfg)
 
 
@@ -155,7 +155,7 @@ def test_wrong_type_names_the_dotted_key() -> None:
 
 
 def test_main_node_must_exist() -> None:
-    with pytest.raises(ConfigError, match="runner.main: node 'c' is not in the run graph"):
+    with pytest.raises(ConfigError, match=r"runner\.main: node 'c' is not in the run graph"):
         validate_config(graph(a=node("a")))
 
 
