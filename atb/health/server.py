@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,12 @@ class HealthServerConfig(NodeConfig):
     )
     max_header_bytes: int = Field(8192, ge=1024, description="larger requests are rejected")
     idle_timeout: float = Field(60.0, gt=0, description="close idle keep-alive connections")
+    gil_switch_interval: float | None = Field(
+        0.0005,
+        gt=0,
+        le=0.005,
+        description="sys.setswitchinterval while serving (null: leave Python's 5 ms)",
+    )
     checks: list[CheckConfig] = Field(
         default_factory=lambda: [
             _check_model(i, {"_target_": t}) for i, t in enumerate(DEFAULT_CHECKS)
@@ -173,6 +180,7 @@ class HealthServer(Node[HealthServerConfig]):
         self._aux_executor: ThreadPoolExecutor | None = None
         self.cache: CheckCache | None = None
         self._error: BaseException | None = None
+        self._saved_switch_interval: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -212,6 +220,14 @@ class HealthServer(Node[HealthServerConfig]):
             run_id=self.ctx.run_id,
         )
         self.started_wall = time.time()
+        wanted = self.config.gil_switch_interval
+        if wanted is not None and wanted < sys.getswitchinterval():
+            # A CPU-bound engine thread holds the GIL; after every socket call the server
+            # thread waits up to the switch interval to get it back (5 ms by default, several
+            # times per request). A shorter interval only costs anything while threads
+            # contend, and bounds the probe latency the engine can impose.
+            self._saved_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(wanted)
         # One worker per check: single flight means no more can ever be busy at once.
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, len(self.checks)), thread_name_prefix="atb-health-check"
@@ -281,6 +297,9 @@ class HealthServer(Node[HealthServerConfig]):
                 executor.shutdown(wait=False, cancel_futures=True)
         if self.cache is not None:
             self.cache.close()
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
 
     # -- evaluation (IOLoop thread) ---------------------------------------------------------
 

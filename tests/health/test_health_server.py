@@ -290,3 +290,14 @@ def test_disabled_checks_are_left_out() -> None:
     )
     with running(config) as server:
         assert list(request(server, "/status").json()["components"]) == ["config"]
+
+
+def test_gil_switch_interval_is_set_while_serving_and_restored() -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    with running(make_config(checks=ONLY_CONFIG, gil_switch_interval=0.0002)):
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+    assert sys.getswitchinterval() == pytest.approx(before)
+    with running(make_config(checks=ONLY_CONFIG, gil_switch_interval=None)):
+        assert sys.getswitchinterval() == pytest.approx(before)
