@@ -102,6 +102,8 @@ def record_failed_job(
 def note_progress(sweep_dir: Path, status: str, job_num: int | None, label: str) -> None:
     """Append this job's outcome and print `[sweep] 3/6 done, 1 failed` (jobs run in workers)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    # The database and Hydra settings are the same for every job: noise in a progress line.
+    label = " ".join(t for t in label.split() if not t.startswith(("db.", "hydra.")))
     with open(sweep_dir / PROGRESS, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.write(f"{job_num}\t{status}\t{label}\n")
@@ -292,6 +294,13 @@ class SweepCallback(Callback):
 
         runs = load_sweep_runs(section, str(sweep_dir))
         ranked = rank_runs(runs, metric, descending)
+        if ranked and not any(r["score"] is not None for r in ranked):
+            known = sorted({k for r in runs for k in (r.get("metrics") or {})})
+            print(
+                f"[sweep] no job reported metric {metric!r}; sweep.metric can be one of: "
+                + ", ".join(known),
+                file=sys.stderr,
+            )
         failed = sum(1 for r in ranked if r["rank"] is None)
         print(
             f"\n[sweep] {len(ranked)} jobs, {failed} failed, ranked by {metric}"
