@@ -101,7 +101,7 @@ _NAMED_TYPES = {
     "balance_adjustment": EventType.BALANCE_ADJUSTMENT,
     "alert": EventType.ALERT,
 }
-_FAMILIES = {"engine", "order", "risk", "data"}
+_FAMILIES = {"engine", "order", "risk", "data", "decision", "db"}
 _TYPES = {t.value for t in EventType}
 _SEVERITIES = {s.value for s in Severity}
 _TABLE: Table = SystemEvent.__table__  # type: ignore[assignment]

@@ -73,7 +73,8 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
     assert event_counts(db) == (503, 503)
     assert {r["id"] for r in records} <= uuids(db)
     with db.session() as s:
-        first = s.scalars(select(SystemEvent).where(SystemEvent.event_uuid == records[0]["id"])).one()
+        query = select(SystemEvent).where(SystemEvent.event_uuid == records[0]["id"])
+        first = s.scalars(query).one()
         assert first.event_type == "ORDER" and first.name == "order_filled"
         assert first.severity == "INFO" and first.session_id == "run-1"
         assert first.details == {"qty": 0.5, "price": 100.0, "order_id": "o0"}

@@ -45,6 +45,9 @@ class EventType(StrEnum):
     ORDER = "ORDER"
     RISK = "RISK"
     DATA = "DATA"
+    DECISION = "DECISION"
+    DB = "DB"
+    # A record with no event family below WARNING (only emit() callers produce these).
     INFO = "INFO"
 
 
