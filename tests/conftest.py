@@ -65,8 +65,10 @@ def database(db_url: str) -> Iterator[Any]:
     from atb.db.node import Database, DatabaseConfig
     from atb.runtime.context import RunContext
 
-    db = Database(DatabaseConfig.model_validate({"_target_": "atb.db.node.Database",
-                                                 "url": db_url}), RunContext())
+    db = Database(
+        DatabaseConfig.model_validate({"_target_": "atb.db.node.Database", "url": db_url}),
+        RunContext(),
+    )
     db.start()
     try:
         yield db

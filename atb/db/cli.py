@@ -23,7 +23,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--db-url", help="database URL (default: db.url of the configured run)")
     parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides, e.g. db=postgres db.url=postgresql+psycopg://..."
+        "overrides",
+        nargs="*",
+        help="Hydra overrides, e.g. db=postgres db.url=postgresql+psycopg://...",
     )
     return parser
 
@@ -77,8 +79,10 @@ def db_command(argv: list[str]) -> int:
 
     actions = ("upgrade", "current", "replay")
     if argv[0] not in actions:
-        print(f"atb db: unknown action '{argv[0]}' (choose from {', '.join(actions)})",
-              file=sys.stderr)
+        print(
+            f"atb db: unknown action '{argv[0]}' (choose from {', '.join(actions)})",
+            file=sys.stderr,
+        )
         return 2
     parser = _parser(f"atb db {argv[0]}", "Database migrations.")
     parser.add_argument("--spill-file", help="replay: the journal spill file to load")

@@ -290,11 +290,12 @@ class RowBuilder:
             event_type,
             severity,
             message if type(message) is str else str(message),
-            name if name is None or (type(name) is str and len(name) <= 64)
+            name
+            if name is None or (type(name) is str and len(name) <= 64)
             else _text(name, "name"),
-            logger_name if logger_name is None or (
-                type(logger_name) is str and len(logger_name) <= 128
-            ) else _text(logger_name, "logger"),
+            logger_name
+            if logger_name is None or (type(logger_name) is str and len(logger_name) <= 128)
+            else _text(logger_name, "logger"),
             details_json,
             self._ctx_json,
             _text(component, "component") if component is not None else None,

@@ -67,8 +67,19 @@ class TempPostgres:
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
 
     def init(self) -> TempPostgres:
-        self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8",
-                  "--no-sync", "--locale=C")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        )
         return self
 
     def start(self) -> None:
@@ -80,8 +91,19 @@ class TempPostgres:
             # Throwaway data: skip fsync for speed (crash *recovery* is still exercised).
             opts += " -c fsync=off -c full_page_writes=off"
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts,
-                      "-w", "-t", "60", "start")
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"pg_ctl start failed: {exc.stderr}\n{self.server_log()}") from exc
 

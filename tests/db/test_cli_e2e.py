@@ -33,9 +33,7 @@ def test_heartbeat_round_trip(db_url: str) -> None:
     assert "round trip" in done.stdout and "ms" in done.stdout
     db = make_db(db_url)
     with db.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT event_type, message, component FROM system_events")
-        ).one()
+        row = conn.execute(text("SELECT event_type, message, component FROM system_events")).one()
     db.stop()
     assert tuple(row) == ("TEST", "Heartbeat", "probe-7")
 

@@ -65,9 +65,16 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
     journal.emit({"event_type": "TEST", "message": "Heartbeat", "component": "scheduler"})
     journal.enqueue(record(999, level="WARNING", event_type=None, name=None,
                            message="slow feed", fields={}))  # fmt: skip
-    journal.enqueue(record(1000, level="ERROR", event_type="order_event", name="order_rejected",
-                           fields={"error_code": "-2010", "reason": "insufficient balance"},
-                           exception={"type": "InsufficientFunds", "traceback": "Traceback..."}))
+    journal.enqueue(
+        record(
+            1000,
+            level="ERROR",
+            event_type="order_event",
+            name="order_rejected",
+            fields={"error_code": "-2010", "reason": "insufficient balance"},
+            exception={"type": "InsufficientFunds", "traceback": "Traceback..."},
+        )
+    )
     journal.stop()
     assert current_journal() is None
     assert event_counts(db) == (503, 503)

@@ -51,12 +51,14 @@ def test_postgres_killed_mid_session_loses_nothing(tmp_path: Path) -> None:
         db = make_db(pg.create_database("outage"), connect_timeout=2)
         db.start()
         journal = Journal(
-            JournalConfig.model_validate({
-                "_target_": "atb.db.journal.Journal",
-                "spill_path": str(tmp_path / "spill.jsonl"),
-                "retry_initial": 0.25,
-                "retry_max": 1.0,
-            }),
+            JournalConfig.model_validate(
+                {
+                    "_target_": "atb.db.journal.Journal",
+                    "spill_path": str(tmp_path / "spill.jsonl"),
+                    "retry_initial": 0.25,
+                    "retry_max": 1.0,
+                }
+            ),
             RunContext(run_id="outage-session", mode="paper"),
             db=db,
         )
