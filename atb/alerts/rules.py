@@ -274,7 +274,13 @@ class EventCountRule(Rule):
             where = f" for {key}" if key else ""
             summary = f"{count}× {values['event']}{where} within {self.config.window:g}s"
         else:
-            summary = f"{values['event']}: {last.get('message') or ''}".rstrip(": ")
+            event, message = str(values["event"]), last.get("message")
+            summary = event + (f" for {key}" if key else "")
+            if message and message != event:
+                summary += f": {message}"
+            reason = fields.get("reason") or fields.get("error")
+            if reason and str(reason) not in summary:
+                summary += f" ({reason})"
         details = {
             "count_in_window": count,
             "threshold": self.config.threshold,

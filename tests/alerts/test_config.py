@@ -61,6 +61,7 @@ def test_default_group_validates_in_the_run_graph(monkeypatch: Any) -> None:
     assert spec.needs == ("logging", "journal")
     assert validated.order.index("journal") < validated.order.index("alerts")
     config = spec.config
+    assert isinstance(config, AlertsConfig)
     kinds = {type(r) for r in config.rules}
     assert {EventCountRuleConfig, HeartbeatSilenceRuleConfig, JournalSpillRuleConfig} <= kinds
     names = [r.name for r in config.rules]
