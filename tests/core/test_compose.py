@@ -37,7 +37,10 @@ def hydra_init() -> Iterator[None]:
 
 @pytest.mark.parametrize(("group", "option"), all_options(), ids=lambda v: str(v))
 def test_option_composes_and_validates(group: str, option: str) -> None:
-    cfg = compose("config", overrides=[f"{group}={option}", *NEEDS.get((group, option), [])])
+    # Groups outside the defaults list (experiment) are added with `+`, as users do.
+    prefix = "" if group in defaults(Path(CONFIG_DIR)) else "+"
+    choice = f"{prefix}{group}={option}"
+    cfg = compose("config", overrides=[choice, *NEEDS.get((group, option), [])])
     validated = validate_config(cfg)
     assert validated.order, "an empty run graph"
     assert validated.settings.runner.main in validated.nodes
