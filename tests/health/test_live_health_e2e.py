@@ -201,7 +201,10 @@ def test_seed_command_offline_reports_exchange_unreachable(
     # No network: every HTTP(S) request goes through a proxy that does not exist.
     dead = f"http://127.0.0.1:{free_port()}"
     env = {"HTTPS_PROXY": dead, "HTTP_PROXY": dead, "https_proxy": dead, "http_proxy": dead}
-    run = spawn(tmp_path, port=free_port(), env=env)
+    # The seed command plus fast-failing exchange settings (no retries) to keep this quick.
+    run = spawn(
+        tmp_path, "exchange.retry.attempts=0", "exchange.timeout=2", port=free_port(), env=env
+    )
     live.append(run)
     run.wait_until(lambda: get(run.port, "/health")[0] in (200, 503), 60, "the health server")
     exchange = run.wait_until(
