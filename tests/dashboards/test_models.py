@@ -66,7 +66,7 @@ def test_severity_filter(seeded: tuple[str, sample.Expected]) -> None:
     assert set(snap.events["severity"]) == {"ERROR", "CRITICAL"}
     events = model.set_severities(["WARNING"])
     assert set(events["severity"]) == {"WARNING"}
-    assert snap.kpis.errors_24h == 16 and snap.kpis.warnings_24h == 8
+    assert snap.kpis.errors_recent == 16 and snap.kpis.warnings_recent == 8
 
 
 def test_sharpe_formula() -> None:

@@ -257,7 +257,9 @@ class BacktestingApp:
                 )
             )
         table, curves = m.compare(self.engine, run_ids)
-        table = table.assign(label=[str(i)[:12] for i in table["id"]])
+        # Parameters tell sweep jobs apart; the id tail tells identical parameters apart.
+        labels = {r.id: f"{r.params or r.strategy} · …{str(r.id)[-6:]}" for r in table.itertuples()}
+        table = table.assign(label=[labels[i] for i in table["id"]])
         fig = w.time_figure("Equity (return since start)", height=300, y_label="return")
         for i, (rid, curve) in enumerate(curves.items()):
             if len(curve):
@@ -266,7 +268,7 @@ class BacktestingApp:
                     "time",
                     "return",
                     source=src,
-                    legend_label=str(rid)[:12],
+                    legend_label=labels.get(rid, str(rid)),
                     color=Category10_10[i % 10],
                     line_width=2,
                 )

@@ -78,7 +78,7 @@ def health_items(k: Kpis) -> list[w.Kpi]:
     state = {"running": "good", "finished": "", "failed": "bad", "stale": "bad"}.get(
         k.health, "warn"
     )
-    alerts = "bad" if k.errors_24h else ""
+    alerts = "bad" if k.errors_recent else ""
     return [
         ("health", "Loop", k.health, state),
         (
@@ -88,8 +88,13 @@ def health_items(k: Kpis) -> list[w.Kpi]:
             "",
         ),
         ("last_event", "Last event", w.fmt_age(k.last_event), ""),
-        ("errors", "Errors/critical 24 h", str(k.errors_24h), alerts),
-        ("warnings", "Warnings 24 h", str(k.warnings_24h), "warn" if k.warnings_24h else ""),
+        ("errors", "Errors/critical (last 1000 events)", str(k.errors_recent), alerts),
+        (
+            "warnings",
+            "Warnings (last 1000)",
+            str(k.warnings_recent),
+            "warn" if k.warnings_recent else "",
+        ),
     ]
 
 

@@ -9,10 +9,12 @@ tested on a seeded database without a browser.
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -22,6 +24,14 @@ from atb.dashboards.monitoring import queries as q
 from atb.dashboards.tables import get_run, list_runs, naive_utc, utc
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+COUNT_WINDOW = 1000
+"""Severity counts cover the session's newest this-many events."""
+
+# Whole-session aggregates (win rate, Sharpe sums, max drawdown) keyed by (database, run):
+# computing them reads every row of the session once; afterwards every browser session
+# starts from the cached figures and folds in only rows newer than the cached ids.
+_AGGREGATES: dict[tuple[str, str], _Running] = {}
+_AGG_LOCK = threading.Lock()
 YEAR_S = 365 * 24 * 3600
 
 
@@ -53,8 +63,8 @@ class Kpis:
     status: str | None = None
     health: str = "unknown"
     health_reason: str = ""
-    errors_24h: int = 0
-    warnings_24h: int = 0
+    errors_recent: int = 0
+    warnings_recent: int = 0
 
 
 @dataclass
@@ -130,22 +140,32 @@ class MonitoringModel:
 
     # -- snapshot --------------------------------------------------------------------
     def load(self) -> Snapshot:
-        st = self.state = _Running()
         rid, mode = self.run_id, self.mode
+        key = (str(self.engine.url), rid)
+        with _AGG_LOCK:
+            cached = copy.deepcopy(_AGGREGATES.get(key))
         with self.engine.connect() as conn:
-            ts = q.trade_stats(conn, rid, mode)
-            st.trades, st.wins, st.pnl = ts["count"], ts["wins"], float(ts["pnl"])
-            st.last_trade_id = ts["last_id"] or 0
-            acc = q.account_stats(conn, rid, mode)
-            st.max_drawdown = float(acc["max_drawdown"])
-            st.last_account_id = acc["last_id"] or 0
-            st.n, st.r_sum, st.r_sumsq = acc["n"], float(acc["sum"]), float(acc["sumsq"])
-            first = q.first_account_row(conn, rid, mode)
-            st.initial_balance = None if first is None else float(first.balance)
+            if cached is not None:
+                st = self.state = cached
+                # Catch up from the cached ids with the streaming path.
+                self._fold_trades(q.new_trades(conn, rid, mode, st.last_trade_id, 10**9))
+                self._fold_account(conn, q.new_account(conn, rid, mode, st.last_account_id, 10**9))
+            else:
+                st = self.state = _Running()
+                ts = q.trade_stats(conn, rid, mode)
+                st.trades, st.wins, st.pnl = ts["count"], ts["wins"], float(ts["pnl"])
+                st.last_trade_id = ts["last_id"] or 0
+                acc = q.account_stats(conn, rid, mode)
+                st.max_drawdown = float(acc["max_drawdown"])
+                st.last_account_id = acc["last_id"] or 0
+                st.n, st.r_sum, st.r_sumsq = acc["n"], float(acc["sum"]), float(acc["sumsq"])
+                first = q.first_account_row(conn, rid, mode)
+                st.initial_balance = None if first is None else float(first.balance)
             account = q.recent_account(conn, rid, mode, self.chart_points)
             if len(account):
                 st.last_row = account.iloc[-1].to_dict()
                 st.last_equity = float(st.last_row["equity"])
+                st.day = None
                 self._reset_day(conn, utc(st.last_row["time"]))
             trades = q.recent_trades(conn, rid, mode, self.table_rows)
             st.positions_since = self._positions_floor(conn, None)
@@ -157,6 +177,7 @@ class MonitoringModel:
             events = q.recent_events(conn, rid, self.severities, self.event_rows)
             self._refresh_counts(conn, force=True)
             self._refresh_run(conn)
+        self._remember()
         return Snapshot(
             kpis=self.kpis(positions),
             account=self.account_frame(account),
@@ -164,6 +185,10 @@ class MonitoringModel:
             positions=self.position_frame(positions),
             events=self.event_frame(events),
         )
+
+    def _remember(self) -> None:
+        with _AGG_LOCK:
+            _AGGREGATES[(str(self.engine.url), self.run_id)] = copy.deepcopy(self.state)
 
     def _positions_floor(self, conn: Any, open_now: pd.DataFrame | None) -> datetime | None:
         """The earliest entry time an open position can have from now on."""
@@ -184,11 +209,11 @@ class MonitoringModel:
         self.state.day_start_equity = None if row is None else float(row.equity)
 
     def _refresh_counts(self, conn: Any, force: bool = False) -> None:
-        # Severity counts over 24 h are a range count, not a stream: refresh once a minute.
+        # Severity counts over the newest COUNT_WINDOW events: bounded however many events
+        # the session has; recounted once a minute, new events are added in between.
         if not force and time.monotonic() - self.state.counts_at < 60:
             return
-        since = datetime.now(UTC) - timedelta(hours=24)
-        self.state.counts = q.event_counts(conn, self.run_id, since)
+        self.state.counts = q.event_counts(conn, self.run_id, COUNT_WINDOW)
         self.state.counts_at = time.monotonic()
 
     def _refresh_run(self, conn: Any) -> None:
@@ -219,6 +244,7 @@ class MonitoringModel:
             if st.positions_since is None or len(trades) or len(positions) == 0:
                 # A run that ends changes status without writing rows: re-read it cheaply.
                 self._refresh_run(conn)
+        self._remember()
         update = Update(
             kpis=self.kpis(positions),
             account=self.account_frame(account),
@@ -294,8 +320,8 @@ class MonitoringModel:
             k.exposure = float((positions["qty"].astype(float).abs() * price).sum())
         else:
             k.exposure = 0.0
-        k.errors_24h = st.counts.get("ERROR", 0) + st.counts.get("CRITICAL", 0)
-        k.warnings_24h = st.counts.get("WARNING", 0)
+        k.errors_recent = st.counts.get("ERROR", 0) + st.counts.get("CRITICAL", 0)
+        k.warnings_recent = st.counts.get("WARNING", 0)
         k.health, k.health_reason = self.health(k)
         return k
 

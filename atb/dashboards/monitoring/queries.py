@@ -39,6 +39,17 @@ POSITION_COLUMNS = (
 )
 
 
+def _no_index(column: Any) -> Any:
+    """`column || ''`: the same value, but no index can serve the comparison.
+
+    "Rows after id N" must walk the primary-key range (a handful of new rows). Given an
+    equality on run_id, SQLite's planner (no ANALYZE statistics) picks the (run_id, time)
+    index instead and scans every row of a long session; hiding the column from it leaves
+    the rowid range as the only plan. PostgreSQL picks the primary key either way.
+    """
+    return column.concat("")
+
+
 def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(columns))
 
@@ -111,12 +122,17 @@ def new_account(
     conn: Connection, run_id: str, mode: str, after_id: int, limit: int
 ) -> pd.DataFrame:
     cols = [account.c[c] for c in ACCOUNT_COLUMNS]
-    rows = conn.execute(
+    query = (
         select(*cols)
-        .where(account.c.id > after_id, where_run(account, run_id, mode))
+        .where(
+            account.c.id > after_id,
+            _no_index(account.c.run_id) == run_id,
+            _no_index(account.c.mode) == mode,
+        )
         .order_by(account.c.id)
         .limit(limit)
     )
+    rows = conn.execute(query)
     return _frame(rows, ACCOUNT_COLUMNS)
 
 
@@ -133,12 +149,17 @@ def recent_trades(conn: Connection, run_id: str, mode: str, limit: int) -> pd.Da
 
 def new_trades(conn: Connection, run_id: str, mode: str, after_id: int, limit: int) -> pd.DataFrame:
     cols = [trades.c[c] for c in TRADE_COLUMNS]
-    rows = conn.execute(
+    query = (
         select(*cols)
-        .where(trades.c.id > after_id, where_run(trades, run_id, mode))
+        .where(
+            trades.c.id > after_id,
+            _no_index(trades.c.run_id) == run_id,
+            _no_index(trades.c.mode) == mode,
+        )
         .order_by(trades.c.id)
         .limit(limit)
     )
+    rows = conn.execute(query)
     return _frame(rows, TRADE_COLUMNS)
 
 
@@ -179,7 +200,9 @@ def new_events(
     conn: Connection, session_id: str, after_id: int, severities: list[str] | None, limit: int
 ) -> pd.DataFrame:
     cols = [events.c[c] for c in EVENT_COLUMNS]
-    query = select(*cols).where(events.c.id > after_id, events.c.session_id == session_id)
+    query = select(*cols).where(
+        events.c.id > after_id, _no_index(events.c.session_id) == session_id
+    )
     if severities is not None:
         query = query.where(events.c.severity.in_(severities))
     return _frame(conn.execute(query.order_by(events.c.id).limit(limit)), EVENT_COLUMNS)
@@ -196,11 +219,14 @@ def last_event(conn: Connection, session_id: str) -> tuple[int, Any] | None:
     return None if row is None else (int(row[0]), row[1])
 
 
-def event_counts(conn: Connection, session_id: str, since: datetime) -> dict[str, int]:
-    """Events per severity since `since` (index (session_id, timestamp) range)."""
-    rows = conn.execute(
-        select(events.c.severity, func.count())
-        .where(events.c.session_id == session_id, events.c.timestamp >= since)
-        .group_by(events.c.severity)
+def event_counts(conn: Connection, session_id: str, last_n: int) -> dict[str, int]:
+    """Events per severity among the session's newest `last_n` (a bounded index walk)."""
+    recent = (
+        select(events.c.severity)
+        .where(events.c.session_id == session_id)
+        .order_by(events.c.timestamp.desc())
+        .limit(last_n)
+        .subquery()
     )
+    rows = conn.execute(select(recent.c.severity, func.count()).group_by(recent.c.severity))
     return {str(sev): int(n) for sev, n in rows}
