@@ -1,0 +1,85 @@
+"""`python -m atb -m ...` end to end: the default (joblib) launcher with 2 workers on one
+SQLite file, a failing combination recorded with its reason, the ranking, progress lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import RunSweep
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sma_sweep_records_every_job_and_ranks_them(run_sweep: RunSweep) -> None:
+    result = run_sweep(
+        "mode=backtest", "strategy=sma_crossover", "strategy.fast=5,50", "strategy.slow=20,100",
+        env={"ATB_SWEEP_JOBS": "2"},
+    )  # fmt: skip
+    assert result.proc.returncode == 0, result.output
+    sweep_id = str(result.sweep_dir)
+
+    rows = result.rows(
+        "select id, job_num, status, error, parameters, metrics, overrides from runs"
+        " where sweep_id = ? order by job_num",
+        sweep_id,
+    )
+    assert [r[1] for r in rows] == [0, 1, 2, 3], result.output
+    by_job = {r[1]: r for r in rows}
+    # Jobs are numbered in Hydra's order: fast varies slowest. (50, 20) is the invalid one.
+    failed = by_job[2]
+    assert failed[2] == "failed"
+    assert "strategy.fast" in failed[3] and "must be < strategy.slow" in failed[3]
+    assert json.loads(failed[4])["strategy.fast"] == 50
+    assert "strategy.slow=20" in json.loads(failed[6])
+    for job, (fast, slow) in {0: (5, 20), 1: (5, 100), 3: (50, 100)}.items():
+        run_id, _, status, error, params, _, _ = by_job[job]
+        assert (status, error) == ("finished", None), result.output
+        parameters = json.loads(params)
+        assert (parameters["fast"], parameters["slow"]) == (fast, slow)
+
+    # Two workers wrote full runs into one SQLite file at once: nothing lost or torn.
+    assert result.rows("pragma integrity_check") == [("ok",)]
+    for job in (0, 1, 3):
+        run_id, metrics = by_job[job][0], json.loads(by_job[job][5])
+        trades = result.rows("select count(*) from trades where run_id = ?", run_id)[0][0]
+        assert trades == metrics["num_trades"] > 0
+        history = result.rows("select count(*) from account_history where run_id = ?", run_id)
+        assert history[0][0] > 0
+
+    # The ranking: by Sharpe, highest first, the failed job last without a rank.
+    sharpe = {job: json.loads(by_job[job][5])["sharpe"] for job in (0, 1, 3)}
+    expected = sorted(sharpe, key=lambda j: -sharpe[j])
+    (ranking_json,) = result.rows("select ranking from sweeps where id = ?", sweep_id)[0]
+    ranking = json.loads(ranking_json)
+    assert [r["job_num"] for r in ranking] == [*expected, 2]
+    assert [r["rank"] for r in ranking] == [1, 2, 3, None]
+    assert ranking[-1]["error"] == failed[3]
+    with open(result.sweep_dir / "summary.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [int(r["job_num"]) for r in table] == [*expected, 2]
+    assert float(table[0]["sharpe"]) == pytest.approx(sharpe[expected[0]])
+
+    printed = result.proc.stdout[result.proc.stdout.index("ranked by sharpe") :].splitlines()[2:6]
+    assert [int(line.split()[1]) for line in printed] == [*expected, 2]
+    assert "strategy.fast=50 strategy.slow=20" in printed[-1]
+
+    # Progress while it ran, from the workers.
+    assert "[sweep] 4 jobs" in result.proc.stderr
+    assert "[sweep] 4/4 jobs done, 1 failed" in result.proc.stderr, result.output
+
+
+def test_experiment_sweep_with_an_overridden_axis(run_sweep: RunSweep) -> None:
+    """A `conf/experiment` grid narrowed from the command line, ranked by another metric."""
+    result = run_sweep(
+        "+experiment=sma_grid", "strategy.fast=10", "strategy.slow=50,100", "sweep.metric=calmar",
+        "sweep.descending=false", "hydra/launcher=basic",
+    )  # fmt: skip
+    assert result.proc.returncode == 0, result.output
+    rows = result.rows("select job_num, status, metrics from runs order by job_num")
+    assert [(r[0], r[1]) for r in rows] == [(0, "finished"), (1, "finished")]
+    calmar = {r[0]: json.loads(r[2])["calmar"] for r in rows}
+    ranking = json.loads(result.rows("select ranking from sweeps")[0][0])
+    assert [r["job_num"] for r in ranking] == sorted(calmar, key=lambda j: calmar[j])
+    assert "ranked by calmar (low first)" in result.proc.stdout

@@ -1,0 +1,162 @@
+"""Sweep pieces in-process: parameters, counting, ranking, the table, redaction, the
+one-time migration before jobs start, and every shipped experiment composing and validating."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from atb.__main__ import CONFIG_DIR
+from atb.config.validate import validate_config
+from atb.db.migrate import head_revision
+from atb.runtime.errors import ConfigError
+from atb.runtime.sweep import (
+    TOTAL,
+    SweepCallback,
+    count_jobs,
+    format_ranking,
+    overrides_to_parameters,
+    rank_runs,
+    redact_multirun_yaml,
+    sweep_overrides,
+)
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+def composed(overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def test_parameters_keep_json_scalars_and_the_text_of_anything_else() -> None:
+    params = overrides_to_parameters(
+        ["strategy.fast=5", "+strategy.x=0.5", "~foo=1", "data.start=2024-06-01", "flag=true",
+         "name=abc", "strategy=sma_crossover", "bare"]
+    )  # fmt: skip
+    assert params == {
+        "strategy.fast": 5, "strategy.x": 0.5, "foo": 1, "data.start": "2024-06-01",
+        "flag": True, "name": "abc", "strategy": "sma_crossover",
+    }  # fmt: skip
+
+
+def test_count_jobs_multiplies_sweep_axes() -> None:
+    assert count_jobs(["strategy.fast=5,10,20", "strategy.slow=50,100", "mode=backtest"]) == 6
+    assert count_jobs(["strategy.fast=range(1,5)"]) == 4
+    assert count_jobs(["mode=backtest"]) == 1
+
+
+def test_sweep_overrides_merge_experiment_params_with_the_command_line() -> None:
+    cfg = OmegaConf.create(
+        {"hydra": {"sweeper": {"params": {"strategy.fast": "10,20,50", "strategy.slow": "1,2"}},
+                   "overrides": {"task": ["strategy.slow=100,200,300", "db.url=x"]}}}
+    )  # fmt: skip
+    merged = sweep_overrides(cfg)
+    assert "strategy.slow=100,200,300" in merged and "strategy.slow=1,2" not in merged
+    assert count_jobs(merged) == 9
+
+
+def _run(job: int, status: str = "finished", **metrics: Any) -> dict[str, Any]:
+    params = {"strategy.fast": job, "mode": "backtest"}
+    return {"run_id": f"r{job}", "job_num": job, "status": status, "error": None,
+            "parameters": params, "metrics": metrics}  # fmt: skip
+
+
+def test_ranking_orders_by_metric_then_unscored_then_failed() -> None:
+    runs = [
+        _run(0, sharpe=0.5), _run(1, "failed"), _run(2, sharpe=1.5), _run(3, sharpe=math.nan),
+        _run(4, sharpe=-1.0), _run(5),
+    ]  # fmt: skip
+    ranked = rank_runs(runs, "sharpe")
+    assert [r["job_num"] for r in ranked] == [2, 0, 4, 3, 5, 1]
+    assert [r["rank"] for r in ranked] == [1, 2, 3, 4, 5, None]
+    ascending = rank_runs(runs, "sharpe", descending=False)
+    assert [r["job_num"] for r in ascending][:3] == [4, 0, 2]
+
+
+def test_table_shows_the_varying_parameters_and_failure_reasons() -> None:
+    failed = {**_run(1, "failed"), "error": "config error: strategy.fast: must be < slow"}
+    table = format_ranking(rank_runs([_run(0, sharpe=1.0), failed], "sharpe"), "sharpe")
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["rank", "job", "status", "sharpe"]
+    assert "strategy.fast=0" in lines[1] and "1.0000" in lines[1]
+    assert "mode=backtest" not in table  # the same in every job
+    assert lines[2].startswith("-") and "must be < slow" in lines[2]
+
+
+def test_multirun_yaml_secrets_are_masked(tmp_path: Path) -> None:
+    secret = "exchange.api_secret=s3cr3t-value"
+    doc = {"hydra": {"overrides": {"task": [secret, "a=1"], "hydra": []},
+                     "job": {"override_dirname": f"{secret},a=1"}}}  # fmt: skip
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(doc))
+    redact_multirun_yaml(tmp_path)
+    text = (tmp_path / "multirun.yaml").read_text()
+    assert "s3cr3t-value" not in text and "a=1" in text
+
+
+def _sweep_config(tmp_path: Path, *extra: str) -> DictConfig:
+    cfg = composed([f"db.url=sqlite:///{tmp_path / 'x.db'}", *extra])
+    with open_dict(cfg):
+        cfg.hydra.sweep.dir = str(tmp_path / "sweep")
+        cfg.hydra.overrides.task = ["strategy.fast=5,10", "strategy.slow=50,100,200"]
+    return cfg
+
+
+def test_multirun_start_migrates_an_empty_database_once(tmp_path: Path) -> None:
+    """Workers then only read the revision: none of them races another on an empty DB."""
+    SweepCallback().on_multirun_start(_sweep_config(tmp_path))
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        assert conn.execute("select version_num from alembic_version").fetchone()[0] == (
+            head_revision()
+        )
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "sweep" / TOTAL).read_text() == "6"
+
+
+def test_multirun_start_stops_a_sweep_every_job_would_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        SweepCallback().on_multirun_start(_sweep_config(tmp_path, "db.auto_migrate=false"))
+    assert exc.value.code == 1
+    assert "atb db upgrade" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_every_job_validates(name: str) -> None:
+    cfg = composed([f"+experiment={name}"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert isinstance(params, dict) and params, f"{name} sweeps nothing"
+    axes = [[f"{k}={v}" for v in str(vals).split(",")] for k, vals in params.items()]
+    assert count_jobs(sweep_overrides(cfg)) == math.prod(len(a) for a in axes)
+    base = composed([f"+experiment={name}"])
+    with open_dict(base):
+        del base["hydra"]  # jobs see it resolved per job; validation ignores it
+    invalid = 0
+    for combo in itertools.product(*axes):
+        job = base.copy()
+        for item in combo:
+            key, _, value = item.partition("=")
+            OmegaConf.update(job, key, yaml.safe_load(value), merge=False)
+        try:
+            validate_config(job)
+        except ConfigError as exc:
+            # The only invalid combination an experiment may ship is a fast >= slow SMA pair,
+            # kept on purpose to show a failed job in the summary.
+            assert all("must be < strategy.slow" in p for p in exc.problems), exc.problems
+            invalid += 1
+    assert invalid <= 1
+
+
+def test_experiments_exist() -> None:
+    assert {"sma_grid", "ml_basic_thresholds", "ml_basic_risk"} <= set(EXPERIMENTS)
