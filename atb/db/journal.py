@@ -7,12 +7,14 @@ Callers never wait on the database. The path of one event:
    deque holds `queue_size` records does the caller append the event to the spill file
    itself (one JSON line, write + flush to the OS): the queue is bounded, the caller still
    never blocks on the database.
-2. A background writer thread wakes every `flush_interval` seconds (or as soon as a batch
-   is waiting), turns records into rows and inserts them `batch_size` at a time with one
-   executemany `INSERT ... ON CONFLICT (event_uuid) DO NOTHING` per batch.
-3. When an insert fails because the database is unreachable, the writer appends the batch
+2. A background converter thread wakes every `flush_interval` seconds (or as soon as a
+   batch is waiting) and turns records into row tuples; an inserter thread writes them
+   `batch_size` at a time: SQLite with one executemany `INSERT ... ON CONFLICT
+   (event_uuid) DO NOTHING`, PostgreSQL with COPY into a temp table + one
+   `INSERT ... SELECT ... ON CONFLICT DO NOTHING` per batch.
+3. When an insert fails because the database is unreachable, the journal appends the batch
    and everything queued to the spill file and retries with exponential backoff
-   (`retry_initial` .. `retry_max`). While the database stays down, every writer cycle
+   (`retry_initial` .. `retry_max`). While the database stays down, every converter cycle
    moves the queue to the spill file, so memory stays bounded and events are on disk.
 4. When an insert succeeds again, spill files are replayed (oldest first) before the
    queue. Every event carries a UUID and the table has a UNIQUE constraint on it, so a
@@ -26,7 +28,7 @@ Hard-kill window (SIGKILL, OOM, power loss): what is lost is what was not yet on
 - events still in the deque: at most those enqueued during the last `flush_interval`
   (default 0.1 s) plus the duration of one batch insert, never more than `queue_size`;
 - on power loss / OS crash only: spill lines written within the last `fsync_interval`
-  (default 1 s, the writer fsyncs the spill file at most that often) and, with SQLite's
+  (default 1 s, the converter fsyncs the spill file at most that often) and, with SQLite's
   default `synchronous=NORMAL` in WAL mode, the last committed transactions.
 A process kill alone loses nothing that `write()` reached: the OS keeps the page cache.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import threading
 import time
 import traceback
@@ -422,7 +425,18 @@ def _iso(ts: float | None) -> str | None:
 
 
 class Journal(Node[JournalConfig]):
-    """The `journal` node; see the module docstring for the delivery guarantees."""
+    """The `journal` node; see the module docstring for the delivery guarantees.
+
+    Two background threads form a pipeline so that, on a multi-core machine, turning
+    records into rows (Python, holds the GIL) overlaps with the database's own work
+    (SQLite's B-tree inserts and the PostgreSQL server run without the GIL):
+
+    - `atb-journal` (converter): drains the caller-facing deque, builds row tuples and
+      hands batches to the inserter through a 2-batch pipe; while the database is down it
+      appends the queue to the spill file instead;
+    - `atb-journal-db` (inserter): the only thread that talks to the database: replays
+      spill files first, inserts batches, spills a batch that fails, owns the backoff.
+    """
 
     config_model: ClassVar[type[NodeConfig]] = JournalConfig
 
@@ -438,21 +452,26 @@ class Journal(Node[JournalConfig]):
         self._batch = config.batch_size
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._writer: threading.Thread | None = None
+        self._converter: threading.Thread | None = None
+        self._inserter: threading.Thread | None = None
+        self._pipe: queue.Queue[list[Row] | None] = queue.Queue(maxsize=2)
         self._spill_lock = threading.Lock()
         self._spill_file: Any = None
         self._last_fsync = 0.0
-        self._inflight: list[Row] = []
+        self._inflight: list[Row] = []  # converter: taken from the deque, not yet piped
+        self._db_inflight: list[Row] = []  # inserter: being written
         self._remove_listener: Callable[[], Any] | None = None
         self._dialect = db.engine.dialect.name
         self._sql = insert_sql(self._dialect)
         self._ts_text = self._dialect == "sqlite"
         self._to_row = RowBuilder(ctx.run_id, ts_text=self._ts_text)
-        # State for state(); plain ints/floats written by one thread, read racily by the
-        # health server: a slightly stale figure is fine, a lock on the hot path is not.
+        # State for state(): plain numbers, each written by one thread (spill counters under
+        # the spill lock) and read racily by the health server: a figure a few events stale
+        # is fine, a lock on the callers' path is not.
         self.enqueued = 0
         self.written = 0
         self.spilled = 0
+        self.overflowed = 0
         self.replayed = 0
         self.rejected = 0
         self.dropped = 0
@@ -480,8 +499,11 @@ class Journal(Node[JournalConfig]):
         global _CURRENT
         self.spill_path.parent.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
-        self._writer = threading.Thread(target=self._run, name="atb-journal", daemon=True)
-        self._writer.start()
+        self._inserter = threading.Thread(target=self._insert_loop, name="atb-journal-db")
+        self._converter = threading.Thread(target=self._convert_loop, name="atb-journal")
+        self._inserter.daemon = self._converter.daemon = True
+        self._inserter.start()
+        self._converter.start()
         if self.config.listen:
             try:
                 from atb.logging.hooks import add_record_listener
@@ -507,15 +529,18 @@ class Journal(Node[JournalConfig]):
             self._remove_listener = None
         self._stopping.set()
         self._wake.set()
-        writer = self._writer
-        if writer is not None:
-            writer.join(self.config.stop_timeout + 1.0)
-            if writer.is_alive():
-                # Stuck in a database call: keep its batch and the queue on disk. Replay
-                # deduplicates whatever the stuck insert may still commit.
-                self._spill_rows(list(self._inflight))
-                self._spill_queue()
-        else:
+        deadline = time.monotonic() + self.config.stop_timeout + 1.0
+        for thread in (self._converter, self._inserter):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self._inserter is not None and self._inserter.is_alive():
+            # Stuck in a database call: keep its batch, the pipe and the queue on disk.
+            # Replay deduplicates whatever the stuck insert may still commit.
+            self._spill_rows(list(self._db_inflight))
+            self._drain_pipe_to_spill()
+        if self._converter is None or not self._converter.is_alive():
+            self._spill_rows(list(self._inflight))
+            self._inflight = []
             self._spill_queue()
         self._close_spill(fsync=True)
         if _CURRENT is self:
@@ -551,10 +576,12 @@ class Journal(Node[JournalConfig]):
         return str(record["id"])
 
     def _overflow(self, record: Mapping[str, Any]) -> None:
+        """The queue is full (database slow or down): the caller writes one spill line."""
         try:
             row = RowBuilder(self.ctx.run_id, ts_text=self._ts_text)(record)
             self._spill_rows([row])
             self.enqueued += 1
+            self.overflowed += 1
         except Exception as exc:  # never raise into the caller's logging call
             self.dropped += 1
             self._note_error(f"spill failed: {exc}")
@@ -569,6 +596,7 @@ class Journal(Node[JournalConfig]):
             "enqueued": self.enqueued,
             "written": self.written,
             "spilled": self.spilled,
+            "overflowed": self.overflowed,
             "spill_pending": self.spill_pending,
             "replayed": self.replayed,
             "rejected": self.rejected,
@@ -578,67 +606,73 @@ class Journal(Node[JournalConfig]):
             "last_error_at": _iso(self.last_error_at),
             "last_write_at": _iso(self.last_write_at),
             "spill_path": str(self.spill_path),
-            "running": self._writer is not None and self._writer.is_alive(),
+            "running": self._converter is not None and self._converter.is_alive(),
         }
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until the queue is written (or spilled); True if it emptied in time."""
+        """Wait until every queued event is written (or spilled); True if done in time."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._queue and not self._inflight:
-                return True
+        while True:
+            idle = not self._queue and not self._inflight and not self._pipe.unfinished_tasks
+            if idle or time.monotonic() >= deadline:
+                return idle
             self._wake.set()
             time.sleep(0.005)
-        return not self._queue and not self._inflight
 
-    # -- the writer thread ------------------------------------------------------------
+    # -- converter thread -------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _convert_loop(self) -> None:
         while True:
             self._wake.wait(self.config.flush_interval)
             self._wake.clear()
             stopping = self._stopping.is_set()
             try:
-                self._cycle(final=stopping)
-            except Exception as exc:  # the writer must survive anything
-                self._note_error(f"journal writer: {type(exc).__name__}: {exc}")
+                self._convert(stopping)
+            except Exception as exc:  # the pipeline must survive anything
+                self._note_error(f"journal converter: {type(exc).__name__}: {exc}")
+                self._spill_rows(list(self._inflight))
+                self._inflight = []
                 self._spill_queue()
+            self._maybe_fsync()
             if stopping:
-                deadline = time.monotonic() + self.config.stop_timeout
-                while self._queue and time.monotonic() < deadline and self.db_available:
-                    self._cycle(final=True)
-                self._spill_queue()
+                self._pipe_put(None, time.monotonic() + self.config.stop_timeout)
                 return
 
-    def _cycle(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.db_available and now < self._next_retry:
-            # Still backing off: move the queue to disk so memory stays bounded and a
-            # hard kill during the outage loses only the last flush_interval.
-            self._spill_queue()
-            self._maybe_fsync()
-            if not final:
-                return
-        if self.spill_pending and not self._replay():
-            self._spill_queue()
-            return
+    def _convert(self, stopping: bool) -> None:
+        deadline = time.monotonic() + self.config.stop_timeout if stopping else None
         while self._queue:
+            if not self.db_available:
+                # Backing off: move the queue to disk so memory stays bounded and a hard
+                # kill during the outage loses at most the last flush_interval.
+                self._spill_queue()
+                return
             rows = self._take(self._batch)
-            if not self._write(rows):
+            if not self._pipe_put(rows, deadline):
                 self._spill_rows(rows)
                 self._inflight = []
                 self._spill_queue()
                 return
-        self._maybe_fsync()
+            self._inflight = []
+
+    def _pipe_put(self, rows: list[Row] | None, deadline: float | None) -> bool:
+        """Hand a batch to the inserter; waiting is the database's backpressure."""
+        while True:
+            try:
+                self._pipe.put(rows, timeout=0.05)
+                return True
+            except queue.Full:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                if rows is not None and not self.db_available:
+                    return False
 
     def _take(self, n: int) -> list[Row]:
-        # A new list per batch, published as _inflight so stop() can save it if the writer
-        # hangs in a database call; only the writer thread resets it.
-        queue, to_row = self._queue, self._to_row
+        # A new list per batch, published as _inflight so stop() can save it.
+        dq, to_row = self._queue, self._to_row
         rows: list[Row] = []
         self._inflight = rows
-        pop = queue.popleft
-        for _ in range(min(n, len(queue))):
+        pop = dq.popleft
+        for _ in range(min(n, len(dq))):
             try:
                 rows.append(to_row(pop()))
             except IndexError:
@@ -647,6 +681,48 @@ class Journal(Node[JournalConfig]):
                 self.dropped += 1
                 self._note_error(f"unconvertible record dropped: {exc}")
         return rows
+
+    # -- inserter thread --------------------------------------------------------------
+
+    def _insert_loop(self) -> None:
+        while True:
+            try:
+                rows = self._pipe.get(timeout=self.config.flush_interval)
+            except queue.Empty:
+                self._idle_retry()
+                continue
+            try:
+                if rows is None:  # the converter has stopped
+                    return
+                self._db_inflight = rows
+                self._insert_batch(rows)
+            except Exception as exc:
+                self._note_error(f"journal inserter: {type(exc).__name__}: {exc}")
+                self._spill_rows(self._db_inflight)
+            finally:
+                self._db_inflight = []
+                self._pipe.task_done()
+
+    def _insert_batch(self, rows: list[Row]) -> None:
+        if not self.db_available and time.monotonic() < self._next_retry:
+            self._spill_rows(rows)
+            return
+        if self.spill_pending and not self._replay():
+            self._spill_rows(rows)
+            return
+        if not self._write(rows):
+            self._spill_rows(rows)
+
+    def _idle_retry(self) -> None:
+        """Nothing to insert: use the time to recover from an outage or drain spill files."""
+        if self.db_available and not self.spill_pending:
+            return
+        if not self.db_available and time.monotonic() < self._next_retry:
+            return
+        if self.spill_pending:
+            self._replay()
+        else:
+            self.db_available = True  # nothing to prove it with: the next batch will tell
 
     def _execute(self, rows: list[Row]) -> None:
         with self.db.engine.begin() as conn:
@@ -658,7 +734,6 @@ class Journal(Node[JournalConfig]):
     def _write(self, rows: list[Row], replay: bool = False) -> bool:
         """Insert rows; False (and backoff) if the database is unreachable."""
         if not rows:
-            self._inflight = []
             return True
         written = len(rows)
         try:
@@ -672,7 +747,6 @@ class Journal(Node[JournalConfig]):
             if bad is None:
                 return False
             written -= bad
-        self._inflight = []
         if replay:
             self.replayed += written
         self.written += written
@@ -687,16 +761,18 @@ class Journal(Node[JournalConfig]):
         """Insert rows singly; quarantine rejected ones. None if the DB went away."""
         bad: list[Row] = []
         for row in rows:
+            error: BaseException | None = None
             for attempt in (row, sanitize_row(row)):
                 try:
                     self._execute([attempt])
+                    error = None
                     break
                 except Exception as exc:
                     if _is_unavailable(exc):
                         self._on_unavailable(exc)
                         return None
                     error = exc
-            else:
+            if error is not None:
                 self._note_error(f"row rejected: {type(error).__name__}: {str(error)[:200]}")
                 bad.append(row)
         if bad:
@@ -707,13 +783,13 @@ class Journal(Node[JournalConfig]):
 
     def _on_unavailable(self, exc: BaseException) -> None:
         was_available = self.db_available
-        self.db_available = False
         self._backoff = (
             self.config.retry_initial
             if was_available or not self._backoff
             else min(self.config.retry_max, self._backoff * 2)
         )
         self._next_retry = time.monotonic() + self._backoff
+        self.db_available = False
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         self._note_error(f"database unavailable: {reason[0] if reason else type(exc).__name__}")
         if was_available:
@@ -735,6 +811,16 @@ class Journal(Node[JournalConfig]):
         while self._queue:
             self._spill_rows(self._take(self._batch))
             self._inflight = []
+
+    def _drain_pipe_to_spill(self) -> None:
+        while True:
+            try:
+                rows = self._pipe.get_nowait()
+            except queue.Empty:
+                return
+            if rows:
+                self._spill_rows(rows)
+            self._pipe.task_done()
 
     def _spill_rows(self, rows: Iterable[Row]) -> None:
         lines = [row_to_json(r) + "\n" for r in rows]
@@ -787,7 +873,8 @@ class Journal(Node[JournalConfig]):
 
     def _replay(self) -> bool:
         """Write every spill file to the database; False if it went down meanwhile."""
-        # Rotate the live file so callers' overflow appends go to a fresh one.
+        # Rotate the live file so new spills (converter, callers' overflow) go to a fresh
+        # one while this one is read.
         with self._spill_lock:
             if self.spill_path.exists():
                 fh, self._spill_file = self._spill_file, None
@@ -800,16 +887,17 @@ class Journal(Node[JournalConfig]):
                 os.replace(self.spill_path, rotated)
         for path in self._pending_files():
             if path == self.spill_path:
-                continue  # appended to since the rotation: next cycle
+                continue  # appended to since the rotation: next time
             if not self._replay_file(path):
                 return False
         return True
 
     def _replay_file(self, path: Path) -> bool:
         rows: list[Row] = []
-        ok = True
+        lines = 0
         with path.open("r", encoding="utf-8", errors="replace") as fh:
             for line in fh:
+                lines += 1
                 try:
                     rows.append(row_from_json(line, self._ts_text))
                 except (ValueError, TypeError):
@@ -817,18 +905,17 @@ class Journal(Node[JournalConfig]):
                     self.dropped += 1
                     continue
                 if len(rows) >= self._batch:
-                    ok = self._write(rows, replay=True)
-                    if not ok:
-                        break
+                    if not self._write(rows, replay=True):
+                        return False  # the file stays; replayed from its start next time
                     rows = []
-        if ok:
-            ok = self._write(rows, replay=True)
-        if ok:
-            path.unlink(missing_ok=True)
-        # A partly replayed file is replayed again from its start next time: the UNIQUE
-        # uuid makes that harmless. The pending count is re-read from the files.
-        self.spill_pending = self._count_pending()
-        return ok
+        if not self._write(rows, replay=True):
+            return False
+        path.unlink(missing_ok=True)
+        # A partly replayed file is replayed again from its start: the UNIQUE uuid makes
+        # that harmless. Only a fully replayed (deleted) file leaves the pending count.
+        with self._spill_lock:
+            self.spill_pending = max(0, self.spill_pending - lines)
+        return True
 
 
 def format_exception(exc: BaseException) -> str:

@@ -228,13 +228,14 @@ def test_enqueue_never_blocks_while_the_database_is_down(db: Database, tmp_path:
     outage = Outage(journal)
     journal.start()
     outage.down.set()
-    worst = 0.0
+    lat = []
     for i in range(5000):
         t0 = time.perf_counter()
         journal.enqueue(record(i))
-        worst = max(worst, time.perf_counter() - t0)
+        lat.append(time.perf_counter() - t0)
     journal.stop()
-    assert worst < 0.25  # generous: a busy CI box; the benchmark checks the p99
+    # Generous bounds for a busy CI box; the benchmark checks the real p99 target.
+    assert sorted(lat)[int(len(lat) * 0.99)] < 0.005
     assert journal.state()["spilled"] == 5000, journal.state()
 
 
