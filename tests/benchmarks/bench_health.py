@@ -9,7 +9,8 @@ GIL) opens 200 connections to 127.0.0.1; each sends `GET /health` (HTTP/1.1 keep
 a jittered 1 s period (monitors polling every second), ~200 requests/s from 200 simultaneous
 clients, like a fleet of monitors and probes. A response that closes the connection (the
 stdlib server speaks HTTP/1.0) makes that client reconnect for its next request, and the
-connect time counts in that request's latency. Latency = request sent -> full body read.
+connect time counts in that request's latency. Latency = request sent -> full body read,
+measured after a one-period warm-up (in which all 200 clients connect).
 
 The busy engine keeps one core busy and beats `PROBES.heartbeat` every iteration, in three
 variants (see `busy_engine`): `numpy` (engine-like array work in a thread of this process),
@@ -70,7 +71,7 @@ async def read_response(reader):
         raise RuntimeError(head.split(b"\r\n")[0].decode())
     return close or head.startswith(b"HTTP/1.0")
 
-async def client(stop_at):
+async def client(stop_at, warm_until):
     reader = writer = None
     await asyncio.sleep(random.random() * PERIOD)  # spread the first wave over one period
     next_at = time.perf_counter()
@@ -82,7 +83,8 @@ async def client(stop_at):
                 reconnects[0] += 1
             writer.write(REQUEST)
             close = await asyncio.wait_for(read_response(reader), 10)
-            latencies.append(time.perf_counter() - t0)
+            if t0 >= warm_until:  # steady state: the first period opens 200 connections at once
+                latencies.append(time.perf_counter() - t0)
             if close:
                 writer.close()
                 reader = writer = None
@@ -97,8 +99,8 @@ async def client(stop_at):
         writer.close()
 
 async def main():
-    stop_at = time.perf_counter() + DURATION
-    await asyncio.gather(*(client(stop_at) for _ in range(CONNS)))
+    now = time.perf_counter()
+    await asyncio.gather(*(client(now + PERIOD + DURATION, now + PERIOD) for _ in range(CONNS)))
 
 asyncio.run(main())
 print(json.dumps({"latencies": latencies, "errors": errors, "connects": reconnects[0]}))
