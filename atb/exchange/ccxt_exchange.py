@@ -208,6 +208,24 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
         elif cfg.sandbox:
             fold_binance_spot_errors(client)
         self.client = client
+        try:
+            self._load_markets()
+        except ExchangeUnavailable as exc:
+            if cfg.trading:
+                raise
+            # Paper trading can wait for the network: the loop retries each poll, the
+            # health server reports the exchange unreachable, instead of a dead process.
+            log_engine_event(
+                "exchange_unreachable",
+                level="WARNING",
+                exchange=cfg.id,
+                url=self.api_url,
+                error=str(exc)[:300],
+                note="starting anyway; markets load on the first successful poll",
+            )
+
+    def _load_markets(self) -> None:
+        cfg, client = self.config, self.client
         markets = self.call("load_markets", client.load_markets)
         self.market = self._resolve_market(markets, self.ctx.symbol)
         self.symbol = self.market["symbol"]
@@ -338,6 +356,9 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
     # -- market data --------------------------------------------------------------------
     def fetch_candles(self, limit: int) -> pd.DataFrame:
         from atb.data.loader import timeframe_delta
+
+        if not self.market:
+            self._load_markets()
 
         delta = timeframe_delta(self.timeframe)
         tf_ms = int(delta.total_seconds() * 1000) if delta is not None else 0

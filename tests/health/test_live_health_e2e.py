@@ -189,12 +189,6 @@ def test_test_exchange_reachable_then_faulty(tmp_path: Path, live: list[LiveHeal
         run.wait_until(lambda: run.component("exchange")["status"] == "healthy", 30, "recovery")
 
 
-@pytest.mark.xfail(
-    reason="the exchange node fails start() offline (load_markets retries, then "
-    "ExchangeUnavailable) before the health server starts; needs the exchange node to start "
-    "degraded in paper mode",
-    strict=False,
-)
 def test_seed_command_offline_reports_exchange_unreachable(
     tmp_path: Path, live: list[LiveHealth]
 ) -> None:
