@@ -13,8 +13,8 @@ SOURCES = ["atb", "panels", "tests", "noxfile.py"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The default test run: unit + end-to-end, excluding benchmarks and browser tests."""
-    session.run("pytest", "-m", "not browser", "-p", "no:cacheprovider", *session.posargs)
+    """The default test run: unit, end-to-end and browser tests; benchmarks excluded."""
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
