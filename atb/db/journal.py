@@ -69,7 +69,7 @@ _CURRENT: Journal | None = None
 
 
 def current_journal() -> Journal | None:
-    """The running journal (for the health server's /status), or None."""
+    """The running journal, or None. It also publishes `state()` as PROBES "journal"."""
     return _CURRENT
 
 
@@ -461,6 +461,7 @@ class Journal(Node[JournalConfig]):
         self._inflight: list[Row] = []  # converter: taken from the deque, not yet piped
         self._db_inflight: list[Row] = []  # inserter: being written
         self._remove_listener: Callable[[], Any] | None = None
+        self._unregister_probe: Callable[[], None] | None = None
         self._dialect = db.engine.dialect.name
         self._sql = insert_sql(self._dialect)
         self._ts_text = self._dialect == "sqlite"
@@ -475,6 +476,7 @@ class Journal(Node[JournalConfig]):
         self.replayed = 0
         self.rejected = 0
         self.dropped = 0
+        self.errors = 0
         self.spill_pending = self._count_pending()
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -482,6 +484,8 @@ class Journal(Node[JournalConfig]):
         self.db_available = True
         self._backoff = 0.0
         self._next_retry = 0.0
+        # CPU time of each pipeline thread (benchmarks: which stage is the bottleneck).
+        self.cpu_seconds = {"convert": 0.0, "insert": 0.0}
 
     # -- node lifecycle -------------------------------------------------------------
 
@@ -514,6 +518,9 @@ class Journal(Node[JournalConfig]):
                 ) from exc
             self._remove_listener = add_record_listener(self.enqueue)
         _CURRENT = self
+        from atb.runtime.probes import PROBES
+
+        self._unregister_probe = PROBES.register("journal", self.state)
         if self.spill_pending:
             logger.info(
                 "journal: {} spilled events from an earlier run will be replayed from {}",
@@ -543,6 +550,9 @@ class Journal(Node[JournalConfig]):
             self._inflight = []
             self._spill_queue()
         self._close_spill(fsync=True)
+        if self._unregister_probe is not None:
+            self._unregister_probe()
+            self._unregister_probe = None
         if _CURRENT is self:
             _CURRENT = None
 
@@ -589,7 +599,15 @@ class Journal(Node[JournalConfig]):
     # -- health ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Journal health for /status: depth, totals, last error, last successful write."""
+        """Journal health for /status (also published as PROBES "journal").
+
+        queue_depth/queue_size: events in memory; enqueued/written/spilled/replayed/
+        rejected/dropped: totals since start (overflowed: spilled by callers because the
+        queue was full); spill_pending: lines in spill files not yet in the database;
+        db_available: false while backing off; last_error: the current problem (None once
+        a write succeeds again), errors/last_error_at: the history; last_write_at: the
+        last successful insert (ISO 8601 UTC).
+        """
         return {
             "queue_depth": len(self._queue),
             "queue_size": self._maxsize,
@@ -603,6 +621,7 @@ class Journal(Node[JournalConfig]):
             "dropped": self.dropped,
             "db_available": self.db_available,
             "last_error": self.last_error,
+            "errors": self.errors,
             "last_error_at": _iso(self.last_error_at),
             "last_write_at": _iso(self.last_write_at),
             "spill_path": str(self.spill_path),
@@ -626,6 +645,7 @@ class Journal(Node[JournalConfig]):
             self._wake.wait(self.config.flush_interval)
             self._wake.clear()
             stopping = self._stopping.is_set()
+            t0 = time.thread_time()
             try:
                 self._convert(stopping)
             except Exception as exc:  # the pipeline must survive anything
@@ -634,6 +654,7 @@ class Journal(Node[JournalConfig]):
                 self._inflight = []
                 self._spill_queue()
             self._maybe_fsync()
+            self.cpu_seconds["convert"] += time.thread_time() - t0
             if stopping:
                 self._pipe_put(None, time.monotonic() + self.config.stop_timeout)
                 return
@@ -695,7 +716,9 @@ class Journal(Node[JournalConfig]):
                 if rows is None:  # the converter has stopped
                     return
                 self._db_inflight = rows
+                t0 = time.thread_time()
                 self._insert_batch(rows)
+                self.cpu_seconds["insert"] += time.thread_time() - t0
             except Exception as exc:
                 self._note_error(f"journal inserter: {type(exc).__name__}: {exc}")
                 self._spill_rows(self._db_inflight)
@@ -755,6 +778,9 @@ class Journal(Node[JournalConfig]):
             logger.info("journal: database reachable again; replaying spilled events")
         self.db_available = True
         self._backoff = 0.0
+        # last_error is the *current* problem (health checks degrade on it); the history
+        # stays in errors / last_error_at / rejected.
+        self.last_error = None
         return True
 
     def _write_one_by_one(self, rows: list[Row]) -> int | None:
@@ -804,6 +830,7 @@ class Journal(Node[JournalConfig]):
     def _note_error(self, message: str) -> None:
         self.last_error = message
         self.last_error_at = time.time()
+        self.errors += 1
 
     # -- the spill file ---------------------------------------------------------------
 

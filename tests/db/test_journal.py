@@ -17,6 +17,7 @@ from atb.db.journal import Journal, JournalConfig, current_journal, row_from_jso
 from atb.db.models import SystemEvent
 from atb.db.node import Database
 from atb.runtime.context import RunContext
+from atb.runtime.probes import PROBES
 
 
 def make_journal(db: Database, tmp_path: Path, **settings: Any) -> Journal:
@@ -59,6 +60,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
     journal = make_journal(db, tmp_path)
     journal.start()
     assert current_journal() is journal
+    assert PROBES.read("journal") == journal.state()  # what the health server reads
     records = [record(i) for i in range(500)]
     for r in records:
         journal.enqueue(r)
@@ -76,7 +78,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
         )
     )
     journal.stop()
-    assert current_journal() is None
+    assert current_journal() is None and PROBES.read("journal") is None
     assert event_counts(db) == (503, 503)
     assert {r["id"] for r in records} <= uuids(db)
     with db.session() as s:
@@ -169,6 +171,7 @@ def test_outage_spills_then_replays_exactly_once(db: Database, tmp_path: Path) -
     assert event_counts(db) == (100, 100)
     state = journal.state()
     assert state["db_available"] is True and state["replayed"] == 80
+    assert state["last_error"] is None and state["errors"] >= 1 and state["last_error_at"]
 
 
 def test_stop_during_outage_keeps_everything_on_disk(db: Database, tmp_path: Path) -> None:
