@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from joblib import delayed
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from atb.__main__ import CONFIG_DIR
@@ -23,11 +24,13 @@ from atb.runtime.sweep import (
     TOTAL,
     SweepCallback,
     count_jobs,
+    covering_jobs,
     format_ranking,
     overrides_to_parameters,
     rank_runs,
     redact_multirun_yaml,
     sweep_overrides,
+    tune_local_sweep,
 )
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
@@ -160,3 +163,26 @@ def test_experiment_composes_and_every_job_validates(name: str) -> None:
 
 def test_experiments_exist() -> None:
     assert {"sma_grid", "ml_basic_thresholds", "ml_basic_risk"} <= set(EXPERIMENTS)
+
+
+def test_covering_jobs_compose_every_override_value_once() -> None:
+    batch = [[f"fast={f}", f"slow={s}", "mode=backtest"] for f in (5, 10, 20) for s in (50, 100)]
+    chosen = covering_jobs(batch)
+    assert len(chosen) == 3
+    assert {item for job in chosen for item in job} == {item for job in batch for item in job}
+
+
+def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Path) -> None:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra_plugins.hydra_joblib_launcher import _core
+
+    cfg = _sweep_config(tmp_path)
+    tune_local_sweep(cfg)
+    tune_local_sweep(cfg)
+    assert getattr(BasicSweeper.validate_batch_is_legal, "atb_covering", False)
+    parallel = _core.Parallel(n_jobs=2, backend="loky")
+    assert getattr(_core.Parallel, "atb_fork", False)
+    assert type(parallel._backend).__name__ == "MultiprocessingBackend"
+    # The wrapped tasks cross the process boundary with cloudpickle: closures included.
+    offset = 10
+    assert parallel(delayed(lambda x: x + offset)(i) for i in range(3)) == [10, 11, 12]
