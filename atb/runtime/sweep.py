@@ -304,11 +304,13 @@ class SweepCallback(Callback):
         ranked = rank_runs(runs, metric, descending)
         if ranked and not any(r["score"] is not None for r in ranked):
             known = sorted({k for r in runs for k in (r.get("metrics") or {})})
-            print(
-                f"[sweep] no job reported metric {metric!r}; sweep.metric can be one of: "
-                + ", ".join(known),
-                file=sys.stderr,
+            why = (
+                f"no job has a value for {metric!r} (no trades, or no drawdown to divide by?)"
+                if metric in known
+                else f"no job reported metric {metric!r}; sweep.metric can be one of: "
+                + ", ".join(known)
             )
+            print(f"[sweep] {why}", file=sys.stderr)
         failed = sum(1 for r in ranked if r["rank"] is None)
         print(
             f"\n[sweep] {len(ranked)} jobs, {failed} failed, ranked by {metric}"
