@@ -54,6 +54,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from loguru import logger
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: one journal per spill path
+    fcntl = None  # type: ignore[assignment]
 from pydantic import Field
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -400,6 +405,17 @@ def _copy_postgres(conn: Connection, rows: list[Row]) -> None:
 
 
 _CONTENT_ERRORS = {"DataError", "IntegrityError", "ProgrammingError", "NotSupportedError"}
+
+
+def _lock(fh: Any) -> None:
+    if fcntl is not None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+
+
+def _unlock(fh: Any) -> None:
+    if fcntl is not None:
+        with contextlib.suppress(OSError, ValueError):
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -855,17 +871,44 @@ class Journal(Node[JournalConfig]):
             return
         with self._spill_lock:
             try:
-                if self._spill_file is None:
-                    self._spill_file = self.spill_path.open("a", encoding="utf-8")
-                self._spill_file.writelines(lines)
-                # flush() hands the lines to the OS: they survive a kill of this process.
-                self._spill_file.flush()
+                fh = self._locked_spill_file()
+                try:
+                    fh.writelines(lines)
+                    # flush() hands the lines to the OS: they survive a kill of this process.
+                    fh.flush()
+                finally:
+                    _unlock(fh)
             except OSError as exc:
                 self.dropped += len(lines)
                 self._note_error(f"spill file {self.spill_path}: {exc}")
                 return
             self.spilled += len(lines)
             self.spill_pending += len(lines)
+
+    def _locked_spill_file(self) -> Any:
+        """The live spill file, flock-ed, reopened if another journal rotated it away.
+
+        Several processes may share one spill path (a multirun's jobs on one SQLite file).
+        Appends and rotations both take the file's lock, and an append first checks that
+        its descriptor is still the file at `spill_path`: nothing is ever appended to a file
+        that a replay has already rotated away (and may be reading or deleting).
+        """
+        for _ in range(10):
+            if self._spill_file is None:
+                self._spill_file = self.spill_path.open("a", encoding="utf-8")
+            fh = self._spill_file
+            _lock(fh)
+            try:
+                current = os.stat(self.spill_path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                return fh
+            _unlock(fh)
+            self._spill_file = None
+            with contextlib.suppress(OSError):
+                fh.close()
+        raise OSError(f"spill file {self.spill_path} keeps being rotated away")
 
     def _maybe_fsync(self) -> None:
         if self._spill_file is None:
@@ -904,14 +947,17 @@ class Journal(Node[JournalConfig]):
         # one while this one is read.
         with self._spill_lock:
             if self.spill_path.exists():
-                fh, self._spill_file = self._spill_file, None
-                if fh is not None:
-                    with contextlib.suppress(OSError, ValueError):
-                        fh.close()
-                rotated = self.spill_path.with_name(
-                    f"{self.spill_path.name}.replay-{time.time_ns():020d}"
-                )
-                os.replace(self.spill_path, rotated)
+                try:
+                    fh = self._locked_spill_file()
+                    rotated = self.spill_path.with_name(
+                        f"{self.spill_path.name}.replay-{time.time_ns():020d}-{os.getpid()}"
+                    )
+                    os.replace(self.spill_path, rotated)
+                    _unlock(fh)
+                    fh.close()
+                except OSError as exc:
+                    self._note_error(f"spill file {self.spill_path}: {exc}")
+                self._spill_file = None
         for path in self._pending_files():
             if path == self.spill_path:
                 continue  # appended to since the rotation: next time
@@ -922,7 +968,12 @@ class Journal(Node[JournalConfig]):
     def _replay_file(self, path: Path) -> bool:
         rows: list[Row] = []
         lines = 0
-        with path.open("r", encoding="utf-8", errors="replace") as fh:
+        try:
+            fh = path.open("r", encoding="utf-8", errors="replace")
+        except FileNotFoundError:  # replayed and deleted by another journal on this path
+            self.spill_pending = self._count_pending()
+            return True
+        with fh:
             for line in fh:
                 lines += 1
                 try:

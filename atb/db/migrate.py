@@ -93,7 +93,14 @@ def check_schema(engine: Engine, auto_migrate: bool) -> SchemaState:
             raise SchemaMismatch(
                 f"database {where} is empty and db.auto_migrate is false: run `atb db upgrade`"
             )
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except Exception:
+            # Another process (a multirun's parallel jobs) may have migrated it meanwhile.
+            state = schema_state(engine)
+            if state.status == "current":
+                return state
+            raise
         return schema_state(engine)
     if status == "behind":
         raise SchemaMismatch(

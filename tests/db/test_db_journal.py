@@ -195,6 +195,30 @@ def test_stop_during_outage_keeps_everything_on_disk(db: Database, tmp_path: Pat
     assert uuids(db) == {r["id"] for r in sent}
 
 
+def test_two_journals_sharing_a_spill_path(db: Database, tmp_path: Path) -> None:
+    """A multirun's parallel jobs on one database share its spill file: nothing is lost
+    when one rotates the file for replay while the other still appends to it."""
+    journals = [make_journal(db, tmp_path), make_journal(db, tmp_path)]
+    outages = [Outage(j) for j in journals]
+    for j, o in zip(journals, outages, strict=True):
+        j.start()
+        o.down.set()
+    sent = [record(i) for i in range(2000)]
+    for i, r in enumerate(sent):
+        journals[i % 2].enqueue(r)
+        if i == 1000:
+            outages[0].down.clear()  # journal 0 recovers and replays while 1 still spills
+    _wait(lambda: all(not j._queue for j in journals))
+    outages[1].down.clear()
+    for j in journals:
+        assert j.flush()
+    _wait(lambda: not journals[0]._pending_files() and not journals[1]._pending_files())
+    for j in journals:
+        j.stop()
+    assert uuids(db) == {r["id"] for r in sent}
+    assert event_counts(db) == (2000, 2000)
+
+
 def test_torn_spill_line_from_a_hard_kill_is_skipped(db: Database, tmp_path: Path) -> None:
     journal = make_journal(db, tmp_path)
     outage = Outage(journal)
