@@ -1,4 +1,4 @@
-"""Sweep fixtures: `run_sweep` runs `python -m atb -m ...` in a subprocess on tmp dirs.
+"""Sweep test helpers: the `run_sweep` fixture runs `python -m atb -m ...` in a subprocess.
 
 Jobs use a 3-month slice of the bundled data so each backtest takes well under a second;
 what a sweep test waits for is process and worker start-up.

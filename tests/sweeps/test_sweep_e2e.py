@@ -7,7 +7,9 @@ import csv
 import json
 
 import pytest
-from conftest import RunSweep
+from sweep_helpers import RunSweep, run_sweep
+
+__all__ = ["run_sweep"]  # the fixture, used by name below
 
 pytestmark = pytest.mark.e2e
 

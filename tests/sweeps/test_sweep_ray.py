@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import RunSweep
+from sweep_helpers import RunSweep, run_sweep
 
 pytest.importorskip("ray", reason="the `ray` extra is not installed (pip install -e '.[ray]')")
 pytest.importorskip(
     "hydra_plugins.hydra_ray_launcher.ray_launcher",
     reason="hydra-ray-launcher is not installed (pip install -e '.[ray]')",
 )
+
+__all__ = ["run_sweep"]  # the fixture, used by name below
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
