@@ -81,6 +81,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(connection=conn), revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(connection=conn), revision)
+
+
 def check_schema(engine: Engine, auto_migrate: bool) -> SchemaState:
     """Migrate a fresh database or raise SchemaMismatch; returns the final state."""
     state = schema_state(engine)
