@@ -231,6 +231,8 @@ class RowBuilder:
         self._ctx_json: str | None = None
         self._ctx_cols: tuple[Any, Any, Any, Any] = (None, None, None, None)
         self._types: dict[tuple[Any, Any, Any], str] = {}
+        self._ts_second = -1
+        self._ts_prefix = ""
 
     def __call__(self, record: Mapping[str, Any]) -> Row:
         get = record.get
@@ -241,12 +243,13 @@ class RowBuilder:
                 context = {"value": context}
             self._ctx_json = _encode(context) if context else None
             cget = context.get
+            # Cut to their column widths once per context, not once per event.
             self._ctx_cols = (
-                cget("component"),
-                cget("strategy"),
-                cget("symbol"),
+                _text(cget("component"), "component"),
+                _text(cget("strategy"), "strategy"),
+                _text(cget("symbol"), "symbol"),
                 # atb.logging's context calls the run `run_id`; the seed calls it session_id.
-                cget("session_id") or cget("run_id"),
+                _text(cget("session_id") or cget("run_id") or self.session_id, "session_id"),
             )
         component, strategy, symbol, session = self._ctx_cols
         details = get("details")
@@ -256,9 +259,12 @@ class RowBuilder:
             if not isinstance(details, Mapping):
                 details = {"value": details}
             fget = details.get
-            component = component or fget("component")
-            strategy = strategy or fget("strategy")
-            symbol = symbol or fget("symbol")
+            if component is None:
+                component = _text(fget("component"), "component")
+            if strategy is None:
+                strategy = _text(fget("strategy"), "strategy")
+            if symbol is None:
+                symbol = _text(fget("symbol"), "symbol")
             error_code = get("error_code") or fget("error_code")
             details_json: str | None = _encode(details)
         else:
@@ -283,17 +289,28 @@ class RowBuilder:
         if type(ts) is not datetime or ts.tzinfo is None:
             ts = _timestamp(ts)
         if self.ts_text:
-            ts = sqlite_timestamp(ts)
+            # Formatting a datetime costs more than the rest of the row: reuse the text of
+            # the second, which a burst of events shares, and add the microseconds.
+            if ts.tzinfo is not UTC and ts.utcoffset():
+                ts = ts.astimezone(UTC)
+            second = int(ts.timestamp())
+            if second != self._ts_second:
+                self._ts_second = second
+                self._ts_prefix = ts.isoformat(" ", "seconds")[:19]
+            ts = f"{self._ts_prefix}.{ts.microsecond:06d}"
         message = get("message") or ""
         name = get("name")
         logger_name = get("logger")
         exc = get("exception")
         stack = get("stack_trace") or (_stack_trace(record) if exc else None)
         alert_method = get("alert_method")
-        component = get("component") or component
-        session = get("session_id") or session or self.session_id
+        if get("component"):
+            component = _text(get("component"), "component")
+        if get("session_id"):
+            session = _text(get("session_id"), "session_id")
+        event_id = get("id") or get("event_uuid") or uuid.uuid4()
         return (
-            str(get("id") or get("event_uuid") or uuid.uuid4()),
+            event_id if type(event_id) is str else str(event_id),
             ts,
             event_type,
             severity,
@@ -306,14 +323,14 @@ class RowBuilder:
             else _text(logger_name, "logger"),
             details_json,
             self._ctx_json,
-            _text(component, "component") if component is not None else None,
-            _text(strategy, "strategy") if strategy is not None else None,
-            _text(symbol, "symbol") if symbol is not None else None,
+            component,
+            strategy,
+            symbol,
             _text(error_code, "error_code") if error_code is not None else None,
             None if stack is None else str(stack),
             bool(get("alert_sent", False)),
             _text(alert_method, "alert_method") if alert_method is not None else None,
-            _text(session, "session_id") if session is not None else None,
+            session,
         )
 
 
