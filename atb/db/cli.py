@@ -115,7 +115,8 @@ def db_command(argv: list[str]) -> int:
             upgrade(db.engine)
             print(f"{where}: upgraded {state.current or 'empty database'} -> {state.head}")
             return 0
-        return _replay(db, journal_settings, args.spill_file)
+        auto_migrate = bool(db_settings.get("auto_migrate", True))
+        return _replay(db, journal_settings, args.spill_file, auto_migrate)
     except DatabaseError as exc:
         print(f"atb db: error: {exc}", file=sys.stderr)
         return 1
@@ -129,13 +130,15 @@ def db_command(argv: list[str]) -> int:
             db.stop()
 
 
-def _replay(db: Any, journal_settings: dict[str, Any], spill_file: str | None) -> int:
+def _replay(
+    db: Any, journal_settings: dict[str, Any], spill_file: str | None, auto_migrate: bool
+) -> int:
     """Load a spill file left by a run that could not replay it (e.g. a PostgreSQL run's
     file in its own output dir) into the database; idempotent."""
     from atb.db.journal import Journal, JournalConfig
     from atb.db.migrate import check_schema
 
-    check_schema(db.engine, auto_migrate=db.config.auto_migrate)
+    check_schema(db.engine, auto_migrate=auto_migrate)
     settings = {**journal_settings, "listen": False, "needs": []}
     if spill_file:
         settings["spill_path"] = spill_file

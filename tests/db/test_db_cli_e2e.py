@@ -116,3 +116,27 @@ def test_run_against_an_unreachable_server_masks_the_password(tmp_path: Path) ->
     )
     assert "hunter2" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_db_replay_loads_a_left_over_spill_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PostgreSQL run's spill file sits in its own output dir: `atb db replay` loads it."""
+    from db_helpers import event_counts, record
+
+    from atb.db.cli import command
+    from atb.db.journal import RowBuilder, row_to_json
+
+    url = f"sqlite:///{tmp_path / 'replay.db'}"
+    spill = tmp_path / "outputs" / "journal-spill.jsonl"
+    spill.parent.mkdir()
+    build = RowBuilder("old-run", ts_text=True)
+    spill.write_text("".join(row_to_json(build(record(i))) + "\n" for i in range(50)))
+    args = ["replay", "--db-url", url, "--spill-file", str(spill)]
+    assert command("db", args) == 0
+    assert "replayed 50 of 50" in capsys.readouterr().out
+    assert command("db", args) == 0  # nothing left: idempotent
+    db = make_db(url)
+    assert event_counts(db) == (50, 50)
+    db.stop()
+    assert not spill.exists()
