@@ -596,13 +596,13 @@ class Journal(Node[JournalConfig]):
 
         This is the atb.logging record listener. The record must not be mutated after.
         """
-        queue = self._queue
-        if len(queue) >= self._maxsize:
+        dq = self._queue
+        if len(dq) >= self._maxsize:
             self._overflow(record)
             return
-        queue.append(record)
+        dq.append(record)  # deque.append is atomic: no lock on the callers' path
         self.enqueued += 1
-        if len(queue) >= self._batch and not self._wake.is_set():
+        if len(dq) >= self._batch and not self._wake.is_set():
             self._wake.set()
 
     def emit(self, event: Mapping[str, Any]) -> str:
