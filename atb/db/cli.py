@@ -77,7 +77,9 @@ def db_command(argv: list[str]) -> int:
     from atb.db.migrate import check_schema, schema_state, upgrade
     from atb.db.node import connect_check
 
-    actions = ("upgrade", "current", "replay")
+    actions = ("upgrade", "current", "replay", "revision")
+    if argv[0] == "revision":
+        return _revision(argv[1:])
     if argv[0] not in actions:
         print(
             f"atb db: unknown action '{argv[0]}' (choose from {', '.join(actions)})",
@@ -128,6 +130,48 @@ def db_command(argv: list[str]) -> int:
     finally:
         if db is not None:
             db.stop()
+
+
+def _revision(argv: list[str]) -> int:
+    """For developers: autogenerate a migration for model changes (`-m "what changed"`).
+
+    Compares the models with a scratch SQLite database migrated to head, so no server
+    is needed; review the generated file (SQLite/PostgreSQL differences) before committing.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from alembic import command as alembic_command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from atb.db.migrate import alembic_config, upgrade
+    from atb.db.models import Base
+
+    parser = argparse.ArgumentParser(prog="atb db revision")
+    parser.add_argument("-m", "--message", required=True)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/scratch.db"
+        engine = create_engine(url)
+        upgrade(engine)
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            changes = compare_metadata(ctx, Base.metadata)
+        engine.dispose()
+        if not changes:
+            print("the models match the migrations: no revision needed")
+            return 0
+        script = alembic_command.revision(
+            alembic_config(url=url), message=args.message, autogenerate=True
+        )
+    path = Path(str(getattr(script, "path", "")))
+    if path.is_file():
+        # Alembic renders JSONB's astext_type without the `sa.` its imports need.
+        path.write_text(path.read_text().replace("astext_type=Text()", "astext_type=sa.Text()"))
+    print(f"wrote {path} ({len(changes)} changes): review it, then commit")
+    return 0
 
 
 def _replay(
@@ -236,10 +280,12 @@ def command(name: str, argv: list[str]) -> int:
     if name == "db":
         if not argv or argv[0] in ("-h", "--help"):
             print(
-                "usage: atb db {upgrade,current,replay} [--db-url URL] [overrides ...]\n\n"
-                "  upgrade  migrate the database to the schema this atb expects\n"
-                "  current  show the database's revision and whether it is up to date\n"
-                "  replay   load a journal spill file into the database (--spill-file PATH)"
+                "usage: atb db {upgrade,current,replay} [--db-url URL] [overrides ...]\n"
+                "       atb db revision -m MESSAGE\n\n"
+                "  upgrade   migrate the database to the schema this atb expects\n"
+                "  current   show the database's revision and whether it is up to date\n"
+                "  replay    load a journal spill file into the database (--spill-file PATH)\n"
+                "  revision  (developers) autogenerate a migration for model changes"
             )
             return 0 if argv else 2
         return db_command(argv)
