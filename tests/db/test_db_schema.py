@@ -36,7 +36,8 @@ def test_migrations_match_the_models(database: object) -> None:
     engine = database.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(ctx, Base.metadata) == []
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == [], f"models changed without a migration: run `atb db revision -m ...` ({diff})"
 
 
 def test_migrations_downgrade_to_empty_and_back(db_url: str) -> None:
