@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+NOISE = re.compile(r"^\s+(full_key|object_type|reference_type|parent_node|child_node)\b")
 
 
 def run_job(cfg: Any) -> Any:
@@ -181,8 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(cause, OmegaConfBaseException):
             message += f"\n{str(cause).strip()}"
         for line in message.splitlines():
-            if line.strip():
-                print(f"config error: {line}", file=sys.stderr)
+            # OmegaConf appends its internal node description; it says nothing to a user.
+            if line.strip() and not NOISE.match(line):
+                print(f"config error: {line.strip()}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         if not full_error:
