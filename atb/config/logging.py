@@ -77,7 +77,7 @@ class ConsoleSinkConfig(SinkConfig):
 
 
 class JsonSinkConfig(SinkConfig):
-    """One JSON object per line (schema in atb/logging/README.md)."""
+    """One JSON object per line (schema in README.md, "JSON schema")."""
 
     target: str = Field("atb.logging.sinks.JsonSink", alias="_target_", min_length=1)
     stream: Literal["stdout", "stderr"] = "stdout"

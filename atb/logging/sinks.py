@@ -288,7 +288,7 @@ def _note(levelno: int, message: str) -> dict[str, Any]:
 
 
 def json_object(record: dict[str, Any]) -> dict[str, Any]:
-    """The documented JSON schema (atb/logging/README.md)."""
+    """The documented JSON schema (README.md, "JSON schema")."""
     out: dict[str, Any] = {
         "timestamp": record["timestamp"],
         "level": record["level"],
