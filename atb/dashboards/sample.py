@@ -97,6 +97,8 @@ def account_rows(
             "equity": float(equity[i]),
             "drawdown": float(dd[i]),
             "position_qty": 0.0,
+            "open_positions": 0,
+            "exposure": 0.0,
         }
         for i in range(len(equity))
     ]

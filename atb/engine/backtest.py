@@ -365,6 +365,7 @@ class Backtest(Node[BacktestConfig]):
                 "equity": result.equity,
                 "drawdown": result.drawdown,
                 "qty": result.qty,
+                "close": self.data.bars["close"].to_numpy(dtype=float),  # marks exposure
             }
             if rec.account_history
             else None,

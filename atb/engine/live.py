@@ -51,6 +51,7 @@ from atb.engine.live_records import (
 )
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position
+from atb.engine.records import exposure_ratio
 from atb.engine.risk import RiskSettings
 from atb.exchange.base import (
     ExchangeUnavailable,
@@ -242,9 +243,9 @@ class LiveEngine(Node[LiveEngineConfig]):
             # Never trade more than the exchange holds, nor more than the user allotted.
             self._set_cash(min(cfg.initial_balance, quote_free))
         if self.recorder is not None:
-            self.recorder.exchange_ids = (
-                self.path.exchange_ids if isinstance(self.path, LiveDecisionPath) else {}
-            )
+            live_path = self.path if isinstance(self.path, LiveDecisionPath) else None
+            self.recorder.exchange_ids = live_path.exchange_ids if live_path else {}
+            self.recorder.error_codes = live_path.error_codes if live_path else {}
             self.recorder.begin(
                 strategy=self.strategy.name,
                 parameters=self.strategy.parameters(),
@@ -541,6 +542,8 @@ class LiveEngine(Node[LiveEngineConfig]):
                 "equity": equity,
                 "drawdown": drawdown,
                 "position_qty": p.signed_qty,
+                "open_positions": int(p.position is not None),
+                "exposure": exposure_ratio(p.signed_qty, bar.close, equity),
             }
             if rec.account_history
             else None,

@@ -100,6 +100,8 @@ class LiveDecisionPath(DecisionPath):
         self.on_settle = on_settle
         self.client_ids: dict[int, str] = {}
         self.exchange_ids: dict[int, str] = {}
+        self.error_codes: dict[int, str] = {}
+        """The exchange's error code of each rejected order (orders.error_code)."""
         self.unconfirmed: list[tuple[Order, int]] = []
         """Orders sent whose outcome the exchange could not confirm, with their bar index."""
 
@@ -176,6 +178,8 @@ class LiveDecisionPath(DecisionPath):
             result = self.executor.market_order(order.side, qty, cid)
         except OrderRejected as exc:
             order.status = "rejected"
+            if exc.code:
+                self.error_codes[order.id] = str(exc.code)
             order.note = (
                 f"{exc.kind} code={exc.code}: {exc.reason}"
                 if exc.code

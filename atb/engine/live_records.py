@@ -113,6 +113,8 @@ class LiveRecorder(RunRecorder):
         self._orders: set[int] = set()
         self._positions: set[int] = set()
         self.exchange_ids: dict[int, str] = exchange_ids if exchange_ids is not None else {}
+        # Shared with LiveDecisionPath.error_codes (set by the engine), like exchange_ids.
+        self.error_codes: dict[int, str] = {}
 
     # -- resume -------------------------------------------------------------------------
     def find_previous(self, strategy: str | None, session: str) -> PreviousSession | None:
@@ -237,6 +239,7 @@ class LiveRecorder(RunRecorder):
     def _upsert_orders(self, s: Any, orders: list[Order]) -> None:
         for row, order in zip(self.order_rows(orders), orders, strict=True):
             row["exchange_order_id"] = self.exchange_ids.get(order.id)
+            row["error_code"] = self.error_codes.get(order.id)
             if order.status == "pending":
                 row["qty"] = order.qty or None
             if order.id in self._orders:
@@ -249,6 +252,7 @@ class LiveRecorder(RunRecorder):
                     "position_no",
                     "exchange_order_id",
                     "note",
+                    "error_code",
                 )
                 table = _table(OrderRecord)
                 s.execute(

@@ -232,6 +232,19 @@ def prediction_columns(predictions: pd.DataFrame) -> dict[str, Any]:
     return {k: ([None] * n if v is None else v) for k, v in columns.items()}
 
 
+def exposure_ratio(qty: Any, price: Any, equity: Any) -> Any:
+    """Gross position notional / equity (|qty| × price / equity): 0 flat, 1.0 fully
+    invested, > 1 leveraged. Where equity <= 0 the ratio means nothing: NaN in an array
+    (a whole backtest; NULL once inserted), None for scalars (one live bar)."""
+    q, p, e = np.asarray(qty, float), np.asarray(price, float), np.asarray(equity, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e > 0, np.abs(q) * p / e, np.nan)
+    if ratio.ndim:
+        return ratio
+    value = float(ratio)
+    return None if value != value else value
+
+
 def _side(side: int) -> str:
     return "long" if side > 0 else "short"
 
@@ -320,13 +333,23 @@ class RunRecorder:
             self._insert(session, DecisionRecordRow, self.decision_rows(decisions))
             # The two per-bar tables go column-wise: ~10k rows each, no per-row dicts.
             if account is not None:
+                qty = np.asarray(account["qty"], dtype=float)
+                equity = np.asarray(account["equity"], dtype=float)
+                close = account.get("close")
                 insert_columns(session, AccountSnapshot.__table__, {
                     **self._common(),
                     "time": pd.DatetimeIndex(account["times"]),
                     "balance": np.asarray(account["balance"], dtype=float),
-                    "equity": np.asarray(account["equity"], dtype=float),
+                    "equity": equity,
                     "drawdown": np.asarray(account["drawdown"], dtype=float),
-                    "position_qty": np.asarray(account["qty"], dtype=float),
+                    "position_qty": qty,
+                    # One net position per symbol: open or not.
+                    "open_positions": (qty != 0).astype(np.int64),
+                    "exposure": (
+                        exposure_ratio(qty, np.asarray(close, dtype=float), equity)
+                        if close is not None
+                        else None
+                    ),
                 })  # fmt: skip
             if predictions is not None and len(predictions):
                 insert_columns(
@@ -384,6 +407,7 @@ class RunRecorder:
                 "position_no": o.position_id,
                 "exchange_order_id": None,
                 "note": o.note,
+                "error_code": None,  # only exchange rejections have one (LiveRecorder)
             }
             for o in orders
         ]
@@ -434,35 +458,6 @@ class RunRecorder:
                 "price": d.price,
             }
             for d in decisions
-        ]
-
-    def account_rows(
-        self,
-        times: Sequence[datetime],
-        balance: np.ndarray,
-        equity: np.ndarray,
-        drawdown: np.ndarray,
-        qty: np.ndarray,
-    ) -> list[dict[str, Any]]:
-        run_id, mode = self.run_id, self.mode
-        return [
-            {
-                "run_id": run_id,
-                "mode": mode,
-                "time": t,
-                "balance": b,
-                "equity": e,
-                "drawdown": d,
-                "position_qty": q,
-            }
-            for t, b, e, d, q in zip(
-                times,
-                balance.tolist(),
-                equity.tolist(),
-                drawdown.tolist(),
-                qty.tolist(),
-                strict=True,
-            )
         ]
 
     def prediction_rows(self, predictions: pd.DataFrame) -> list[dict[str, Any]]:

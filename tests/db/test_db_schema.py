@@ -92,6 +92,39 @@ def test_older_revision_asks_for_upgrade(db_url: str) -> None:
         db.stop()
 
 
+def test_0004_backfills_open_positions(db_url: str) -> None:
+    """Account rows written before 0004 get open_positions from position_qty; no exposure."""
+    db = make_db(db_url, auto_migrate=False)
+    try:
+        upgrade(db.engine, "0003_lean_event_indexes")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, mode, symbol, timeframe, status, started_at, config,"
+                    " overrides) VALUES ('r1', 'paper', 'BTCUSDT', '1h', 'finished',"
+                    " CURRENT_TIMESTAMP, '{}', '[]')"
+                )
+            )
+            for qty in (0.0, 0.5, -0.25):
+                conn.execute(
+                    text(
+                        "INSERT INTO account_history (run_id, mode, time, balance, equity,"
+                        " drawdown, position_qty) VALUES ('r1', 'paper', CURRENT_TIMESTAMP,"
+                        " 1, 1, 0, :qty)"
+                    ),
+                    {"qty": qty},
+                )
+        upgrade(db.engine)
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT open_positions, exposure FROM account_history ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in rows] == [(0, None), (1, None), (1, None)]
+        db.start()  # current
+    finally:
+        db.stop()
+
+
 def test_empty_database_without_auto_migrate(sqlite_url: str) -> None:
     db = make_db(sqlite_url, auto_migrate=False)
     with pytest.raises(SchemaMismatch, match="atb db upgrade"):

@@ -198,6 +198,16 @@ def test_open_position_recorded_as_open_when_not_closed_at_end() -> None:
         (pos,) = s.execute(select(PositionRecord)).scalars().all()
     assert pos.status == "open" and pos.unrealized_pnl is not None
     assert result["metrics"]["num_trades"] == 0
+    # Account rows say how much of the equity the position is: |qty| × close / equity.
+    bars = runner.nodes["data"].bars
+    with runner.nodes["db"].session() as s:
+        account = s.execute(select(AccountSnapshot).order_by(AccountSnapshot.id)).scalars().all()
+    flat, held = account[60], account[-1]
+    assert (flat.open_positions, flat.exposure) == (0, 0.0)
+    assert held.open_positions == 1 and held.position_qty == pytest.approx(pos.qty)
+    close = float(bars["close"].iloc[-1])
+    assert held.exposure == pytest.approx(pos.qty * close / held.equity, rel=1e-12)
+    assert 0.9 < held.exposure < 1.01  # sized near the whole balance
 
 
 def test_predictions_and_account_history_round_trip() -> None:
@@ -216,3 +226,4 @@ def test_predictions_and_account_history_round_trip() -> None:
     last = account[-1]
     assert last.time.replace(tzinfo=None) == bars.index[-1].to_pydatetime().replace(tzinfo=None)
     assert last.equity == last.balance == 10_000.0 and last.drawdown == 0.0
+    assert (last.open_positions, last.exposure) == (0, 0.0)

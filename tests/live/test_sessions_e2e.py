@@ -42,6 +42,11 @@ def test_paper_session_fills_simulated_orders_and_never_calls_order_endpoints(
     assert all(o[1].startswith("paper_") and o[2] == "paper" for o in orders)
     assert session.query("select count(*) from trades where mode='paper'")[0][0] >= 1
     assert session.query("select count(*) from account_history where run_id=?", run_id)[0][0] == 30
+    account = session.query(
+        "select position_qty, open_positions, exposure, equity from account_history"
+    )
+    assert all(e is not None and n == (q != 0) for q, n, e, _ in account)
+    assert any(n == 1 and 0.5 < e <= 1.01 for _, n, e, _ in account), account
     assert session.query("select count(*) from decisions where run_id=?", run_id)[0][0] >= 2
     assert session.query("select count(*) from positions where run_id=?", run_id)[0][0] >= 1
     names = {r[0] for r in session.query("select name from system_events")}
@@ -71,6 +76,9 @@ def test_live_session_places_real_orders_and_records_a_rejection(
     )
     assert rows[0][0] == "rejected"
     assert "-2010" in rows[0][5] and "insufficient balance" in rows[0][5]
+    codes = session.query("select status, error_code from orders order by order_no")
+    assert codes[0] == ("rejected", "-2010")
+    assert all(code is None for status, code in codes if status == "filled")
     filled = [r for r in rows if r[0] == "filled"]
     assert len(filled) == len(fake.orders) >= 2
     by_id = {str(o.order_id): o for o in fake.orders}

@@ -123,6 +123,11 @@ class OrderRecord(Base):
     position_no: Mapped[int | None] = mapped_column(Integer)
     exchange_order_id: Mapped[str | None] = mapped_column(String(64))  # live only
     note: Mapped[str | None] = mapped_column(Text)
+    """Why: the fill's client order id, or for a rejection the exchange's message (or the
+    local risk check that refused it)."""
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    """A rejection's exchange error code as ccxt reports it (Binance: "-2010"); NULL for
+    fills and for orders refused locally before reaching the exchange."""
 
     __table_args__ = (Index("ix_orders_run_id_created_at", "run_id", "created_at"),)
 
@@ -154,7 +159,7 @@ class PositionRecord(Base):
 
 
 class AccountSnapshot(Base):
-    """Balance (realized), equity (marked to close) and drawdown, one row per bar."""
+    """Balance (realized), equity (marked to close), drawdown and exposure, one row per bar."""
 
     __tablename__ = "account_history"
 
@@ -166,6 +171,13 @@ class AccountSnapshot(Base):
     equity: Mapped[float] = mapped_column(Float)
     drawdown: Mapped[float] = mapped_column(Float)
     position_qty: Mapped[float] = mapped_column(Float)  # signed: > 0 long, < 0 short
+    # Rows written before migration 0004 get the count from position_qty (one net
+    # position per symbol), hence the server default for the backfill.
+    open_positions: Mapped[int] = mapped_column(Integer, server_default="0")
+    exposure: Mapped[float | None] = mapped_column(Float)
+    """Gross position notional / equity, both marked to the bar's close: 0 flat, 1.0 fully
+    invested, > 1 leveraged (notional = exposure × equity). NULL when equity <= 0, and on
+    rows written before migration 0004 (no price was stored to compute it from)."""
 
     __table_args__ = (Index("ix_account_history_run_id_time", "run_id", "time"),)
 
