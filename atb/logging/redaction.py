@@ -27,49 +27,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 from uuid import UUID
 
-from atb.config.redaction import PatternRule, RedactionConfig
+from atb.config.redaction import (
+    DEFAULT_KEYS,
+    DEFAULT_SECRET_ENV,
+    PatternRule,
+    RedactionConfig,
+)
 
 if TYPE_CHECKING:
     from atb.runtime.context import RunContext
 
-# Kept in sync with atb.config.redaction.DEFAULT_KEYS (a test checks it); duplicated so
-# that importing the redactor does not import pydantic.
-BUILTIN_KEYS: tuple[str, ...] = (
-    "api_key",
-    "apiKey",
-    "api_secret",
-    "secret",
-    "secret_key",
-    "client_secret",
-    "token",
-    "access_token",
-    "refresh_token",
-    "auth_token",
-    "password",
-    "passwd",
-    "passphrase",
-    "private_key",
-    "authorization",
-    "signature",
-    "X-MBX-APIKEY",
-    "cookie",
-    "set-cookie",
-    "credentials",
-    "webhook_url",
-)
-BUILTIN_SECRET_ENV: tuple[str, ...] = (
-    "BINANCE_API_KEY",
-    "BINANCE_API_SECRET",
-    "BINANCE_SECRET",
-    "EXCHANGE_API_KEY",
-    "EXCHANGE_API_SECRET",
-    "EXCHANGE_PASSPHRASE",
-    "DATABASE_URL",
-    "ATB_DB_URL",
-    "SLACK_WEBHOOK_URL",
-    "TELEGRAM_BOT_TOKEN",
-    "DISCORD_WEBHOOK_URL",
-)
+# The built-in rules are the config defaults (`redaction.keys` / `redaction.secret_env`).
+BUILTIN_KEYS: tuple[str, ...] = DEFAULT_KEYS
+BUILTIN_SECRET_ENV: tuple[str, ...] = DEFAULT_SECRET_ENV
 DEFAULT_REPLACEMENT = "[REDACTED]"
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
