@@ -6,9 +6,10 @@ error that names the key, never a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 
 class StrictModel(BaseModel):
@@ -25,6 +26,14 @@ class NodeConfig(StrictModel):
     target: str = Field(alias="_target_", min_length=1)
     needs: list[str] = Field(default_factory=list)
     enabled: bool = True
+
+
+def _assume_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# A config time: naive values mean UTC, like the candle files' timestamps.
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
 
 
 class FieldProblem(ValueError):

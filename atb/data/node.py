@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from atb.config.base import NodeConfig, field_error
+from atb.config.base import NodeConfig, UtcDatetime, field_error
 from atb.data.loader import (
     BUNDLED_PATH,
     BUNDLED_SYMBOL,
@@ -29,18 +29,10 @@ from atb.runtime.node import Node
 
 class MarketDataConfig(NodeConfig):
     path: Path | None = Field(None, description="CSV(.gz) candle file; null = bundled BTCUSDT 1h")
-    start: datetime | None = Field(None, description="first bar time, inclusive (UTC)")
-    end: datetime | None = Field(None, description="end time, exclusive (UTC)")
+    start: UtcDatetime | None = Field(None, description="first bar time, inclusive (UTC)")
+    end: UtcDatetime | None = Field(None, description="end time, exclusive (UTC)")
     symbol: str = Field(BUNDLED_SYMBOL, min_length=1, description="what the file holds")
     timeframe: str = Field(BUNDLED_TIMEFRAME, pattern=r"^[1-9][0-9]*[mhdwM]$")
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # Naive times in config mean UTC, like the candle file's timestamps.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> MarketDataConfig:

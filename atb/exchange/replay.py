@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from atb.config.base import NodeConfig, field_error
+from atb.config.base import NodeConfig, UtcDatetime, field_error
 from atb.engine.events import log_data_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
@@ -29,20 +29,13 @@ from atb.runtime.node import Node
 
 class ReplayExchangeConfig(NodeConfig):
     path: Path | None = Field(None, description="candle CSV(.gz); null = bundled BTCUSDT 1h")
-    start: datetime | None = Field(
+    start: UtcDatetime | None = Field(
         datetime(2024, 1, 1, tzinfo=UTC), description="replay clock start (UTC); null = warmup"
     )
     warmup: int = Field(500, ge=1, description="candles already closed when the replay starts")
     speed: float = Field(3600.0, gt=0, description="simulated seconds per real second")
     step: bool = Field(False, description="one new candle per poll, whatever the time")
     trading: bool = Field(False, description="must stay false: a replay cannot take real orders")
-
-    @field_validator("start")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
 
     @model_validator(mode="after")
     def _offline(self) -> ReplayExchangeConfig:

@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from atb.config.base import NodeConfig, field_error
+from atb.config.base import NodeConfig, UtcDatetime, field_error
 from atb.ml.features import CLOSE, FEATURES, next_close_target, normalised_windows
 from atb.ml.model import model_id_of
 from atb.runtime.context import RunContext
@@ -36,8 +36,8 @@ DEFAULT_TRAIN_END = datetime(2024, 1, 1, tzinfo=UTC)
 class TrainConfig(NodeConfig):
     data_path: Path | None = Field(None, description="candle CSV(.gz); null = bundled BTCUSDT 1h")
     timeframe: str = Field("1h", pattern=r"^[1-9][0-9]*[mhdwM]$")
-    train_start: datetime | None = Field(None, description="first bar used, inclusive (UTC)")
-    train_end: datetime = Field(DEFAULT_TRAIN_END, description="end, exclusive (UTC)")
+    train_start: UtcDatetime | None = Field(None, description="first bar used, inclusive (UTC)")
+    train_end: UtcDatetime = Field(DEFAULT_TRAIN_END, description="end, exclusive (UTC)")
     sequence_length: int = Field(120, ge=2, le=10_000)
     model: Literal["ridge", "mlp"] = "ridge"
     alphas: list[float] = Field(
@@ -55,14 +55,6 @@ class TrainConfig(NodeConfig):
     min_confidence: float = Field(
         0.3, ge=0, le=1, description="only for the metadata: share of bars that would trade"
     )
-
-    @field_validator("train_start", "train_end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # Naive config times mean UTC, like the candle file's timestamps.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
