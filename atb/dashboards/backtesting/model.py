@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
+from atb.engine.report import TRADE_COLUMNS
 
 MODE = "backtest"
 METRICS = (
@@ -42,20 +43,8 @@ RUN_COLUMNS = (
     "sweep_id",
     "job_num",
 )
-TRADE_CSV_COLUMNS = (
-    "trade_no",
-    "side",
-    "qty",
-    "entry_time",
-    "entry_price",
-    "exit_time",
-    "exit_price",
-    "fees",
-    "pnl",
-    "return_pct",
-    "exit_reason",
-    "bars_held",
-)
+# the columns of a backtest's `export_csv` file, also read from the trades table
+TRADE_CSV_COLUMNS = tuple(TRADE_COLUMNS)
 MAX_POINTS = 5000
 
 
