@@ -1,7 +1,7 @@
 """Emit ML events (model_loaded, model_trained, look-ahead warnings) as structured logs.
 
-Uses `atb.logging.events.log_engine_event` when that package is present; otherwise the
-same event name and fields go through loguru, so call sites never change.
+They are engine events (`atb.logging.events.log_engine_event`); the import is deferred
+so that importing the ML code does not set up logging.
 """
 
 from __future__ import annotations
@@ -10,15 +10,6 @@ from typing import Any
 
 
 def log_ml_event(name: str, level: str = "INFO", **fields: Any) -> None:
-    try:
-        from atb.logging.events import (  # type: ignore[import-not-found,unused-ignore]
-            log_engine_event,
-        )
-    except ImportError:
-        from loguru import logger
+    from atb.logging.events import log_engine_event
 
-        logger.bind(event_type="engine", event=name, **fields).log(
-            level, "{} {}", name, " ".join(f"{k}={v}" for k, v in fields.items())
-        )
-        return
-    log_engine_event(name, **fields)
+    log_engine_event(name, level=level, **fields)

@@ -165,3 +165,18 @@ def test_no_lookahead_warning_from_2024(
     monkeypatch.setattr("atb.ml.events.log_ml_event", lambda name, **kw: events.append(name))
     strategy().signals(bundled.loc["2023-12-27 01:00":"2024-01-10"])  # 1st signal 2024-01-01
     assert events == ["model_loaded"]
+
+
+def test_ml_events_keep_their_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    from atb.ml.events import log_ml_event
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        "atb.logging.events.log_engine_event", lambda name, **kw: seen.append((name, kw))
+    )
+    log_ml_event("model_lookahead", level="WARNING", model_id="m")
+    log_ml_event("model_loaded", model_id="m")
+    assert seen == [
+        ("model_lookahead", {"level": "WARNING", "model_id": "m"}),
+        ("model_loaded", {"level": "INFO", "model_id": "m"}),
+    ]
