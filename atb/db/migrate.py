@@ -3,26 +3,34 @@
 `check_schema` is what `Database.start()` runs: a fresh database is migrated (when
 auto_migrate is on), a database at the head revision passes, anything else stops the run
 with a message that says what to do instead of a stack trace.
+
+Alembic is imported only when it is needed (a migration, a revision that is not the head,
+an inconclusive check): a database already at `HEAD_REVISION` is recognised with one plain
+query, which keeps the default run's start-up free of Alembic, Mako and Pygments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.exc import DBAPIError
 
 from atb.db.errors import SchemaMismatch
+from atb.db.migrations import HEAD_REVISION
 from atb.db.url import redact_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -34,16 +42,23 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 
 def head_revision() -> str:
+    """The head as Alembic computes it from versions/ (HEAD_REVISION must equal it)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "atb ships at least one migration"
     return head
 
 
 def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -77,17 +92,37 @@ def schema_state(engine: Engine) -> SchemaState:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     with engine.begin() as conn:
         command.upgrade(alembic_config(connection=conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     with engine.begin() as conn:
         command.downgrade(alembic_config(connection=conn), revision)
 
 
+def is_current(engine: Engine) -> bool:
+    """True when the database is certainly at HEAD_REVISION: one plain query, no Alembic.
+
+    False means "not known": no alembic_version table (fresh or unversioned), another
+    revision, several rows (branches), or any error; the caller then asks Alembic.
+    """
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:
+        return False
+    return len(rows) == 1 and rows[0][0] == HEAD_REVISION
+
+
 def check_schema(engine: Engine, auto_migrate: bool) -> SchemaState:
     """Migrate a fresh database or raise SchemaMismatch; returns the final state."""
+    if is_current(engine):
+        return SchemaState(current=HEAD_REVISION, head=HEAD_REVISION, has_tables=True)
     state = schema_state(engine)
     where = redact_url(engine.url)
     status = state.status

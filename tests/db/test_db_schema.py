@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from db_helpers import make_db
 from sqlalchemy import inspect, text
 
 from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable, SchemaMismatch
-from atb.db.migrate import downgrade, head_revision, schema_state, upgrade
+from atb.db.migrate import downgrade, head_revision, is_current, schema_state, upgrade
+from atb.db.migrations import HEAD_REVISION
 from atb.db.models import Base
 from atb.db.pgtemp import free_port
 
@@ -27,6 +30,43 @@ def test_fresh_database_is_created_and_migrated(db_url: str) -> None:
         assert state.status == "current" and state.current == head_revision()
         tables = set(inspect(db.engine).get_table_names())
         assert {"system_events", "alembic_version"} | RUN_TABLES <= tables
+    finally:
+        db.stop()
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    """A new migration must bump atb.db.migrations.HEAD_REVISION: start() trusts it to
+    recognise a current database without importing Alembic."""
+    assert head_revision() == HEAD_REVISION, (
+        f"set HEAD_REVISION = {head_revision()!r} in atb/db/migrations/__init__.py"
+    )
+
+
+def test_current_database_starts_without_importing_alembic(db_url: str) -> None:
+    db = make_db(db_url)
+    db.start()  # migrates the empty database (Alembic)
+    db.stop()
+    code = (
+        "import sys; from atb.db.node import Database, DatabaseConfig; "
+        "from atb.runtime.context import RunContext; "
+        "cfg = DatabaseConfig.model_validate({'_target_': 'x', 'url': sys.argv[1]}); "
+        "db = Database(cfg, RunContext()); db.start(); db.stop(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_fast_check_is_inconclusive_unless_at_head(db_url: str) -> None:
+    db = make_db(db_url, auto_migrate=False)
+    try:
+        assert not is_current(db.engine)  # no alembic_version table at all
+        upgrade(db.engine, "0001_system_events")
+        assert not is_current(db.engine)
+        upgrade(db.engine)
+        assert is_current(db.engine)
     finally:
         db.stop()
 
