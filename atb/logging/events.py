@@ -17,7 +17,7 @@ data_gap, decision.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from atb.logging import core
 
@@ -68,8 +68,17 @@ def _levelno(level: str | int) -> int:
         return _LEVELS.get(str(level).upper(), 20)
 
 
-# Each emitter gates on the level itself, before anything else: a filtered-out DEBUG
-# event then costs one call and two comparisons (no frame lookup, no dict copies).
+class EventEmitter(Protocol):
+    def __call__(
+        self,
+        name: str,
+        /,
+        *,
+        level: str | int = ...,
+        message: str | None = None,
+        exc_info: BaseException | bool | None = None,
+        **fields: Any,
+    ) -> None: ...
 
 
 def log_event(
@@ -89,116 +98,54 @@ def log_event(
     _emit(event_type, name, levelno, message, exc_info, fields, 2)
 
 
-def log_engine_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "INFO",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """engine_start, backtest_start, heartbeat (every N loop steps), engine_stop, …"""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("engine_event", name, levelno, message, exc_info, fields, 2)
+def _emitter(function: str, event_type: str, doc: str, default: str = "INFO") -> EventEmitter:
+    # Each emitter gates on the level itself, before anything else: a filtered-out DEBUG
+    # event then costs one call and two comparisons (no frame lookup, no dict copies).
+    def emit(
+        name: str,
+        /,
+        *,
+        level: str | int = default,
+        message: str | None = None,
+        exc_info: BaseException | bool | None = None,
+        **fields: Any,
+    ) -> None:
+        levelno = _GATE.get(level) or _levelno(level)
+        if levelno < core._min_level and not core._listeners:
+            return
+        _emit(event_type, name, levelno, message, exc_info, fields, 2)
+
+    emit.__name__ = emit.__qualname__ = function
+    emit.__doc__ = doc
+    return emit
 
 
-def log_order_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "INFO",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """open_position, close_position, order_filled, order_rejected (reason=…), …"""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("order_event", name, levelno, message, exc_info, fields, 2)
-
-
-def log_risk_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "INFO",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """dynamic_risk_adjustment, max_drawdown_breach, …"""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("risk_event", name, levelno, message, exc_info, fields, 2)
-
-
-def log_data_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "INFO",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """no_data, stale_data, data_gap, …"""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("data_event", name, levelno, message, exc_info, fields, 2)
-
-
-def log_db_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "INFO",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """db_connected, db_connection_failed, journal_backlog, …"""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("db_event", name, levelno, message, exc_info, fields, 2)
-
-
-def log_decision_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "INFO",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """Strategy decisions: signal, confidence, chosen action."""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("decision_event", name, levelno, message, exc_info, fields, 2)
-
-
-def log_alert_event(
-    name: str,
-    /,
-    *,
-    level: str | int = "WARNING",
-    message: str | None = None,
-    exc_info: BaseException | bool | None = None,
-    **fields: Any,
-) -> None:
-    """Alerts raised by the alert router (never rate-limited)."""
-    levelno = _GATE.get(level) or _levelno(level)
-    if levelno < core._min_level and not core._listeners:
-        return
-    _emit("alert_event", name, levelno, message, exc_info, fields, 2)
+log_engine_event = _emitter(
+    "log_engine_event",
+    "engine_event",
+    "engine_start, backtest_start, heartbeat (every N loop steps), engine_stop, …",
+)
+log_order_event = _emitter(
+    "log_order_event",
+    "order_event",
+    "open_position, close_position, order_filled, order_rejected (reason=…), …",
+)
+log_risk_event = _emitter(
+    "log_risk_event", "risk_event", "dynamic_risk_adjustment, max_drawdown_breach, …"
+)
+log_data_event = _emitter("log_data_event", "data_event", "no_data, stale_data, data_gap, …")
+log_db_event = _emitter(
+    "log_db_event", "db_event", "db_connected, db_connection_failed, journal_backlog, …"
+)
+log_decision_event = _emitter(
+    "log_decision_event", "decision_event", "Strategy decisions: signal, confidence, chosen action."
+)
+log_alert_event = _emitter(
+    "log_alert_event",
+    "alert_event",
+    "Alerts raised by the alert router (never rate-limited).",
+    default="WARNING",
+)
 
 
 __all__ = [
