@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import Engine, create_engine, insert
 
 from atb.dashboards import tables as t
-from atb.db.models import Base
+from atb.db.migrate import upgrade
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -186,7 +186,9 @@ def seed(
 ) -> Expected:
     engine = create_engine(url)
     try:
-        Base.metadata.create_all(engine)
+        # Migrated like a run's database (not create_all), so `Database.start()` accepts
+        # it: a dashboard or an atb run can be pointed at the demo database.
+        upgrade(engine)
         return _seed(engine, scale_trades, scale_events, predictions)
     finally:
         engine.dispose()

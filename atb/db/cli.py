@@ -170,7 +170,11 @@ def _revision(argv: list[str]) -> int:
     if path.is_file():
         # Alembic renders JSONB's astext_type without the `sa.` its imports need.
         path.write_text(path.read_text().replace("astext_type=Text()", "astext_type=sa.Text()"))
-    print(f"wrote {path} ({len(changes)} changes): review it, then commit")
+    revision = getattr(script, "revision", "?")
+    print(
+        f"wrote {path} ({len(changes)} changes): review it, set HEAD_REVISION = "
+        f"{revision!r} in atb/db/migrations/__init__.py (start-up trusts it), then commit"
+    )
     return 0
 
 

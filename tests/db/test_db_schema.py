@@ -205,3 +205,16 @@ def test_bare_postgres_scheme_means_psycopg3() -> None:
     db = make_db("postgres://u:p@localhost/db")
     assert db.engine.dialect.driver == "psycopg"
     db.stop()
+
+
+def test_dashboards_sample_database_is_accepted_by_start(sqlite_url: str) -> None:
+    """The demo database is migrated, not create_all'ed: a run or `atb db` accepts it."""
+    from atb.dashboards import sample
+
+    sample.seed(sqlite_url, scale_trades=4, scale_events=4, predictions=4)
+    db = make_db(sqlite_url, auto_migrate=False)
+    try:
+        db.start()
+        assert schema_state(db.engine).status == "current"
+    finally:
+        db.stop()
