@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from atb.logging.core import LEVEL_NOS
+
 Severity = Literal["info", "warning", "error", "critical"]
 Status = Literal["firing", "resolved", "test"]
 
@@ -25,17 +27,8 @@ SEVERITY_LEVEL: dict[str, str] = {
     "error": "ERROR",
     "critical": "CRITICAL",
 }
-LEVEL_NO: dict[str, int] = {
-    "TRACE": 5,
-    "DEBUG": 10,
-    "INFO": 20,
-    "SUCCESS": 25,
-    "WARNING": 30,
-    "WARN": 30,
-    "ERROR": 40,
-    "CRITICAL": 50,
-    "FATAL": 50,
-}
+# Level names of log records (as the logging core writes them) → numbers.
+LEVEL_NO: dict[str, int] = LEVEL_NOS
 _ICONS = {"info": "🔵", "warning": "🟠", "error": "🔴", "critical": "🚨"}
 
 
