@@ -130,6 +130,19 @@ def html_pane(content: str = "", **kwargs: Any) -> pn.pane.HTML:
     return pn.pane.HTML(content, sizing_mode="stretch_width", stylesheets=[CSS], **kwargs)
 
 
+def empty_page(
+    header: pn.viewable.Viewable,
+    title: str,
+    hint: str,
+    command: str | None = None,
+    *extra: pn.viewable.Viewable,
+) -> pn.Column:
+    """A whole page that only says why there is nothing to show (and what to run)."""
+    return pn.Column(
+        header, html_pane(empty_state(title, hint, command)), *extra, sizing_mode="stretch_width"
+    )
+
+
 def section(title: str) -> pn.pane.HTML:
     return html_pane(f'<div class="atb-section">{html.escape(title)}</div>', margin=(0, 5))
 

@@ -105,26 +105,20 @@ class BacktestingApp:
         try:
             self.engine = readonly_engine(self.settings.db_url)
         except DatabaseMissing as exc:
-            body: list[Any] = [
-                w.html_pane(
-                    w.empty_state(
-                        str(exc),
-                        "Run a backtest first; results are recorded in the run database.",
-                        RUN_CMD,
-                    )
-                )
-            ]
-            return pn.Column(header, *body, *self._csv_only(), sizing_mode="stretch_width")
-        if "runs" not in table_names(self.engine):
-            return pn.Column(
+            return w.empty_page(
                 header,
-                w.html_pane(
-                    w.empty_state(
-                        "The database has no run records yet.", "Run a backtest:", RUN_CMD
-                    )
-                ),
+                str(exc),
+                "Run a backtest first; results are recorded in the run database.",
+                RUN_CMD,
                 *self._csv_only(),
-                sizing_mode="stretch_width",
+            )
+        if "runs" not in table_names(self.engine):
+            return w.empty_page(
+                header,
+                "The database has no run records yet.",
+                "Run a backtest:",
+                RUN_CMD,
+                *self._csv_only(),
             )
         with self.engine.connect() as conn:
             opts = m.registry_options(conn)

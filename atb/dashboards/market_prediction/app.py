@@ -59,40 +59,24 @@ class PredictionApp:
         try:
             self.engine = readonly_engine(self.settings.db_url)
         except DatabaseMissing as exc:
-            return pn.Column(
+            return w.empty_page(
                 header,
-                w.html_pane(
-                    w.empty_state(
-                        str(exc),
-                        "Run the ml_basic strategy; its predictions are recorded per bar.",
-                        RUN_CMD,
-                    )
-                ),
-                sizing_mode="stretch_width",
+                str(exc),
+                "Run the ml_basic strategy; its predictions are recorded per bar.",
+                RUN_CMD,
             )
         if "predictions" not in table_names(self.engine):
-            return pn.Column(
-                header,
-                w.html_pane(
-                    w.empty_state(
-                        "The database has no prediction table yet.", "Run the ml strategy:", RUN_CMD
-                    )
-                ),
-                sizing_mode="stretch_width",
+            return w.empty_page(
+                header, "The database has no prediction table yet.", "Run the ml strategy:", RUN_CMD
             )
         with self.engine.connect() as conn:
             found = m.runs_with_predictions(conn)
         if not found:
-            return pn.Column(
+            return w.empty_page(
                 header,
-                w.html_pane(
-                    w.empty_state(
-                        "No recorded predictions.",
-                        "Run the ml strategy (backtest or paper):",
-                        RUN_CMD,
-                    )
-                ),
-                sizing_mode="stretch_width",
+                "No recorded predictions.",
+                "Run the ml strategy (backtest or paper):",
+                RUN_CMD,
             )
         self.run.options = {run_label(r): r["id"] for r in found}
         self.run.value = found[0]["id"]

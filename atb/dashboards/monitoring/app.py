@@ -135,26 +135,15 @@ class MonitoringApp:
         try:
             self.engine = readonly_engine(self.settings.db_url)
         except DatabaseMissing as exc:
-            return pn.Column(
+            return w.empty_page(
                 header,
-                w.html_pane(
-                    w.empty_state(
-                        str(exc),
-                        "Record a paper session first; this page reads the run database.",
-                        RECORD_CMD,
-                    )
-                ),
-                sizing_mode="stretch_width",
+                str(exc),
+                "Record a paper session first; this page reads the run database.",
+                RECORD_CMD,
             )
         if "runs" not in table_names(self.engine):
-            return pn.Column(
-                header,
-                w.html_pane(
-                    w.empty_state(
-                        "The database has no run records yet.", "Start a paper session:", RECORD_CMD
-                    )
-                ),
-                sizing_mode="stretch_width",
+            return w.empty_page(
+                header, "The database has no run records yet.", "Start a paper session:", RECORD_CMD
             )
         all_runs = sessions(self.engine, None, limit=50)
         first = default_session(all_runs)
