@@ -1,8 +1,10 @@
-"""Keep secrets out of the run's own outputs (.hydra copies, run records).
+"""Keep secrets out of the run's own outputs (.hydra copies, run records, health payloads).
 
-The logging package's Redactor does the full job for log records; this module only
-covers what the runner writes before logging is configured, and defers to the
-installed Redactor when there is one.
+The logging package's Redactor (`atb.logging.redaction`) does the full job for log
+records. This module is smaller and independent of it: values are masked as `***` (not
+`[REDACTED]`), any non-empty secret value is masked (no minimum length), a key is
+secret when its name merely contains one of the words below, and there are no
+key=value / Bearer text patterns. Callers that want both apply both (alerts.channels).
 """
 
 from __future__ import annotations
