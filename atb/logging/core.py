@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from atb.logging import context as _context
+from atb.logging.ids import event_id
 from atb.logging.redaction import Redactor, get_redactor
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ _failed_listeners: set[int] = set()
 
 def _notify(listeners: tuple[Listener, ...], record: Record) -> None:
     item = {
-        "id": str(uuid.uuid4()),
+        "id": event_id(),  # time-ordered (UUIDv7 layout): cheap for the journal's index
         "timestamp": record["timestamp"],
         "level": record["level"],
         "logger": record["logger"],

@@ -6,9 +6,12 @@
 (`event_type` set, whatever the sink levels) and every WARNING-or-worse record, with an
 already-redacted dict::
 
-    {"id": uuid4 str, "timestamp": datetime (UTC), "level": "INFO", "logger": "atb.engine",
+    {"id": UUID str, "timestamp": datetime (UTC), "level": "INFO", "logger": "atb.engine",
      "message": "...", "event_type": "order_event" | None, "name": "order_rejected" | None,
      "fields": {...}, "context": {...}, "exception": {type, module, message, traceback} | None}
+
+`id` is a time-ordered UUID string (UUIDv7 layout, atb.logging.ids.event_id): unique per
+record, and cheap to insert into a unique index (the journal's `event_uuid`).
 
 It must be cheap (enqueue, do not write) and must not mutate the dict (it is shared with
 the other listeners). A listener that raises is reported once and kept.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from atb.db.journal import Journal, JournalConfig, RowBuilder, row_as_dict
 from atb.db.models import SystemEvent
 from atb.db.node import Database, DatabaseConfig
 from atb.db.pgtemp import TempPostgres, find_pg_bin
+from atb.logging.ids import event_id
 from atb.runtime.context import RunContext
 
 N_JOURNAL = 100_000
@@ -50,7 +50,7 @@ def make_records(n: int) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     return [
         {
-            "id": str(uuid.uuid4()),
+            "id": event_id(),  # as atb.logging makes them
             "timestamp": now,
             "level": "INFO",
             "logger": "atb.engine.live",
