@@ -9,9 +9,11 @@ Callers never wait on the database. The path of one event:
    never blocks on the database.
 2. A background converter thread wakes every `flush_interval` seconds (or as soon as a
    batch is waiting) and turns records into row tuples; an inserter thread writes them
-   `batch_size` at a time: SQLite with one executemany `INSERT ... ON CONFLICT
-   (event_uuid) DO NOTHING`, PostgreSQL with COPY into a temp table + one
-   `INSERT ... SELECT ... ON CONFLICT DO NOTHING` per batch.
+   `batch_size` at a time, one transaction per batch: SQLite with multi-row `INSERT ...
+   VALUES (..), (..) ON CONFLICT (event_uuid) DO NOTHING` statements (256 rows each),
+   PostgreSQL with COPY into a temp table + one `INSERT ... SELECT ... ON CONFLICT DO
+   NOTHING`. Event ids are time-ordered (atb.logging.ids), so the unique index on
+   `event_uuid` grows at its right edge instead of taking random inserts.
 3. When an insert fails because the database is unreachable, the journal appends the batch
    and everything queued to the spill file and retries with exponential backoff
    (`retry_initial` .. `retry_max`). While the database stays down, every converter cycle
@@ -162,34 +164,34 @@ def insert_sql(dialect: str, rows: int = 1) -> str:
     )
 
 
-# SQLite: rows per multi-row INSERT (256 x 17 = 4352 parameters; SQLite >= 3.32 allows
-# 32766, older ones 999).
-_SQLITE_CHUNK = 256 if sqlite3.sqlite_version_info >= (3, 32) else 999 // len(COLUMNS)
-_SQLITE_ONE = insert_sql("sqlite")
-_SQLITE_MANY = insert_sql("sqlite", _SQLITE_CHUNK)
+# SQLite: multi-row INSERTs of 256, 128, ..., 1 rows (256 x 17 = 4352 parameters;
+# SQLite >= 3.32 allows 32766, older ones 999). A batch is cut into these sizes, so a
+# handful of statements stay prepared in sqlite3's statement cache whatever the batch size.
+_SQLITE_CHUNKS = tuple(
+    (n, insert_sql("sqlite", n))
+    for n in (256, 128, 64, 32, 16, 8, 4, 2, 1)
+    if n * len(COLUMNS) <= (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999)
+)
 _chain = chain.from_iterable
 
 
 def _insert_sqlite(conn: Connection, rows: list[Row]) -> None:
-    """The batch as multi-row INSERTs of `_SQLITE_CHUNK` rows on the raw sqlite3 cursor.
+    """The batch as multi-row INSERTs on the raw sqlite3 cursor.
 
     Why not one executemany: it binds and steps one row at a time, releasing and
     re-taking the GIL around every row's sqlite3_step. While the converter thread runs
     Python, each re-take waits for the interpreter's switch interval (5 ms), so inserts
     crawl whenever conversion runs (a GIL convoy). One statement per 256 rows re-takes
     the GIL once per chunk, so SQLite's B-tree work overlaps with the converter, and it
-    also saves SQLite's per-statement reset and the module's per-row overhead (~15 %).
-    A fixed chunk size keeps one prepared statement in sqlite3's statement cache; the
-    remainder goes through executemany.
+    also saves SQLite's per-statement reset and the module's per-row overhead.
     """
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        n = _SQLITE_CHUNK
-        full = len(rows) - len(rows) % n
-        for i in range(0, full, n):
-            cur.execute(_SQLITE_MANY, tuple(_chain(rows[i : i + n])))
-        if full < len(rows):
-            cur.executemany(_SQLITE_ONE, rows[full:])
+        i, total = 0, len(rows)
+        for n, sql in _SQLITE_CHUNKS:
+            while total - i >= n:
+                cur.execute(sql, tuple(_chain(rows[i : i + n])))
+                i += n
     finally:
         cur.close()
 
