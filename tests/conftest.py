@@ -33,6 +33,20 @@ def make_cluster() -> TempPostgres:
     return pg
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _spill_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Server databases spill under ~/.cache/atb/spill by default; keep tests out of it."""
+    import os
+
+    previous = os.environ.get("ATB_SPILL_DIR")
+    os.environ["ATB_SPILL_DIR"] = str(tmp_path_factory.mktemp("spill"))
+    yield
+    if previous is None:
+        os.environ.pop("ATB_SPILL_DIR", None)
+    else:
+        os.environ["ATB_SPILL_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[TempPostgres]:
     pg = make_cluster()

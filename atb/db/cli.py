@@ -87,7 +87,10 @@ def db_command(argv: list[str]) -> int:
         )
         return 2
     parser = _parser(f"atb db {argv[0]}", "Database migrations.")
-    parser.add_argument("--spill-file", help="replay: the journal spill file to load")
+    parser.add_argument(
+        "--spill-file",
+        help="replay: the journal spill file to load (default: this database's own spill file)",
+    )
     args, rest = parser.parse_known_args(argv[1:])
     args.action = argv[0]
     overrides = [*args.overrides, *rest]

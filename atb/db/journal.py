@@ -70,7 +70,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from atb.config.base import NodeConfig
 from atb.db.models.system_events import EventType, Severity, SystemEvent
 from atb.db.node import Database, json_dumps
-from atb.db.url import sqlite_path
+from atb.db.url import default_spill_path
 from atb.logging.ids import event_id
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
@@ -580,11 +580,8 @@ class Journal(Node[JournalConfig]):
     def _default_spill_path(config: JournalConfig, ctx: RunContext, db: Database) -> Path:
         if config.spill_path:
             return Path(config.spill_path).expanduser()
-        db_file = sqlite_path(db.url)
-        if db_file is not None:
-            return Path(db_file).expanduser().with_name(Path(db_file).name + ".journal.jsonl")
-        base = ctx.output_dir or Path.cwd()
-        return Path(base) / "journal-spill.jsonl"
+        # Stable per database, so the next run on it replays what this one spilled.
+        return default_spill_path(db.url, ctx.output_dir)
 
     def start(self) -> None:
         global _CURRENT
