@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,4 +385,19 @@ class Backtest(Node[BacktestConfig]):
         }
         if self.config.export_csv is not None:
             header["Trades CSV"] = str(self.config.export_csv)
-        return summary_table(result.metrics, header)
+        return summary_table(result.metrics, header) + no_trade_note(result)
+
+
+def no_trade_note(result: BacktestResult) -> str:
+    """Say why a run with signals made no trades, instead of leaving a row of zeros."""
+    if result.trades or not result.decisions:
+        return ""
+    reasons = Counter(d.reason for d in result.decisions if d.size == 0 and d.reason)
+    if not reasons:
+        return ""
+    reason, count = reasons.most_common(1)[0]
+    return (
+        f"\nNo trades: {len(result.decisions):,} signals, {sum(reasons.values()):,} sized to zero;"
+        f" most often ({count:,}x): {reason}.\nEvery decision and its reason is in the"
+        " `decisions` table of this run."
+    )
