@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from conftest import RunAtb
+from core_helpers import RunAtb
 
 pytestmark = pytest.mark.e2e
 

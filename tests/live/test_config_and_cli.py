@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Session
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from live_helpers import Session
 
 from atb.__main__ import CONFIG_DIR
 from atb.config.validate import validate_config

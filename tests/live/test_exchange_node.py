@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import zigzag_candles
+from live_helpers import zigzag_candles
 
 from atb.exchange.base import (
     ExchangeUnavailable,

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import (
+from live_helpers import (
     QUICK,
     SLOW,
     SMA,
