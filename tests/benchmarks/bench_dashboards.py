@@ -60,9 +60,9 @@ def test_first_meaningful_paint(big_db: str) -> None:
     for name in READY:
         factory = app_factory(find(name))
         apps[name] = lambda factory=factory: factory(settings)
-    # The floor on this host: a Panel page holding nothing but one KPI card, same server,
-    # same browser. On an idle 2-core machine it paints in ~1.4 s; under load it alone can
-    # exceed the budget, so the target is max(2 s, floor + 0.5 s) and both are printed.
+    # The floor on this host, printed for context: a Panel page holding nothing but one KPI
+    # card, same server, same browser (~1.5 s on an idle 2-core machine: JS parse and the
+    # websocket round trip). The target itself is the flat 2 s.
     apps["baseline"] = lambda: pn.pane.HTML('<div id="kpi-balance" data-filled>1</div>')
     server = DashboardServer(apps, port=0)
     server.start()  # warm=True: one session per app is built at start, as in production
@@ -85,10 +85,9 @@ def test_first_meaningful_paint(big_db: str) -> None:
             f"{statistics.median(times):.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)})"
         )
     floor = statistics.median(results.pop("baseline"))
-    budget = max(FMP_BUDGET_S, floor + 0.5)
-    print(f"\n[dashboards] bare Panel page (floor): {floor:.2f} s; budget {budget:.2f} s")
+    print(f"\n[dashboards] bare Panel page (floor): {floor:.2f} s; budget {FMP_BUDGET_S:.2f} s")
     for name, times in results.items():
-        assert statistics.median(times) <= budget, f"{name}: {times} (floor {floor:.2f} s)"
+        assert statistics.median(times) <= FMP_BUDGET_S, f"{name}: {times} (floor {floor:.2f} s)"
 
 
 def test_periodic_update_server_time(big_db: str, tmp_path: Path) -> None:

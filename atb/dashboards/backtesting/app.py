@@ -1,7 +1,9 @@
 """The backtesting page: filterable run registry; a run's equity, drawdown, price with trade
 markers and trade list; a side-by-side comparison; a sweep's jobs by parameter; CSV exports.
 
-Tabs render lazily (`dynamic=True`): the first paint is the registry and the KPIs only.
+First paint is the header and the newest run's KPIs only; the filters, registry table, run
+detail and tabs are built once that is on screen, and the Compare/Sweeps tabs only when
+first opened (`dynamic=True`, lazy).
 """
 
 from __future__ import annotations
@@ -120,6 +122,20 @@ class BacktestingApp:
                 RUN_CMD,
                 *self._csv_only(),
             )
+        # First paint is the header and the KPIs of the newest run: one indexed query,
+        # three small Bokeh models. Filters, the registry table, the run detail and the
+        # tabs (most of the models, and the only DataTable) are built once it is on screen.
+        with self.engine.connect() as conn:
+            self.registry = self._query(conn)
+        first = self.registry["id"].iloc[0] if len(self.registry) else None
+        self.kpis.object = w.kpi_html(
+            run_kpis(m.run_summary(self.registry, first), len(self.registry))
+        )
+        self.body = pn.Column(sizing_mode="stretch_width")
+        w.after_first_paint(self._build_rest)
+        return pn.Column(header, self.kpis, self.body, sizing_mode="stretch_width")
+
+    def _build_rest(self) -> None:
         with self.engine.connect() as conn:
             opts = m.registry_options(conn)
         self.strategy.options = ["", *opts["strategy"]]
@@ -129,8 +145,6 @@ class BacktestingApp:
             widget.param.watch(lambda _e: self.refresh(), "value")
         self.run.param.watch(lambda _e: self.show_run(), "value")
         self.run_src.selected.on_change("indices", self._on_pick)
-        self.ready = False
-        self.refresh()
         runs_tab = pn.Column(
             pn.Row(self.strategy, self.symbol, self.status, self.text),
             pn.pane.Bokeh(
@@ -141,32 +155,34 @@ class BacktestingApp:
             sizing_mode="stretch_width",
             name="Runs",
         )
-        self.tabs = pn.Tabs(runs_tab, dynamic=True, sizing_mode="stretch_width")
-        w.after_first_paint(self._build_rest)
-        return pn.Column(header, self.kpis, self.tabs, sizing_mode="stretch_width")
-
-    def _build_rest(self) -> None:
-        self.ready = True
-        self.show_run()
         # Lazy: a tab's models are built the first time it is opened.
-        self.tabs.extend(
-            [
-                ("Compare", pn.param.ParamFunction(pn.bind(self.compare_view), lazy=True)),
-                ("Sweeps", pn.param.ParamFunction(pn.bind(self.sweep_view), lazy=True)),
-                ("CSV exports", pn.Column(*self._csv_only())),
-            ]
+        self.tabs = pn.Tabs(
+            runs_tab,
+            ("Compare", pn.param.ParamFunction(pn.bind(self.compare_view), lazy=True)),
+            ("Sweeps", pn.param.ParamFunction(pn.bind(self.sweep_view), lazy=True)),
+            ("CSV exports", pn.Column(*self._csv_only())),
+            dynamic=True,
+            sizing_mode="stretch_width",
         )
+        self._apply_registry()  # the registry read for the first paint, no second query
+        self.body.objects = [self.tabs]
 
     # -- registry / run detail ---------------------------------------------------------
+    def _query(self, conn: Any) -> pd.DataFrame:
+        return m.run_registry(
+            conn,
+            strategy=self.strategy.value or None,
+            symbol=self.symbol.value or None,
+            status=self.status.value or None,
+            text=self.text.value or "",
+        )
+
     def refresh(self) -> None:
         with self.engine.connect() as conn:
-            self.registry = m.run_registry(
-                conn,
-                strategy=self.strategy.value or None,
-                symbol=self.symbol.value or None,
-                status=self.status.value or None,
-                text=self.text.value or "",
-            )
+            self.registry = self._query(conn)
+        self._apply_registry()
+
+    def _apply_registry(self) -> None:
         self.run_src.data = w.frame_data(self.registry, RUN_COLS)
         options = {
             f"{r.started_at:%Y-%m-%d %H:%M} · {r.strategy} · {r.params} · {str(r.id)[:12]}": r.id
@@ -199,8 +215,6 @@ class BacktestingApp:
             return
         row = m.run_summary(self.registry, run_id)
         self.kpis.object = w.kpi_html(run_kpis(row, len(self.registry)))
-        if not self.ready:
-            return
         with self.engine.connect() as conn:
             curve = m.equity_curve(conn, run_id)
             trades = m.run_trades(conn, run_id)
