@@ -132,7 +132,7 @@ def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
         .where(where_run(account, run_id, MODE))
         .order_by(account.c.time)
     ).all()
-    df = pd.DataFrame(rows, columns=["time", "equity", "balance", "drawdown"])
+    df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "equity", "balance", "drawdown"])
     if len(df):
         df["time"] = naive_utc(df["time"])
         df["return"] = df["equity"] / df["equity"].iloc[0] - 1.0

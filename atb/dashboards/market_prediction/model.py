@@ -47,7 +47,11 @@ def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.D
         .order_by(predictions.c.time.desc())
         .limit(limit)
     ).all()
-    df = pd.DataFrame(rows, columns=[c.name for c in cols]).iloc[::-1].reset_index(drop=True)
+    df = (
+        pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in cols])
+        .iloc[::-1]
+        .reset_index(drop=True)
+    )
     if len(df):
         df["time"] = naive_utc(df["time"])
     return df

@@ -51,7 +51,9 @@ def _no_index(column: Any) -> Any:
 
 
 def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
-    return pd.DataFrame(list(rows), columns=list(columns))
+    # Plain tuples: given SQLAlchemy Rows, pandas probes every row for dataclass/namedtuple
+    # attributes (thousands of failed attribute lookups, ~40 ms on a first paint).
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
 
 
 def trade_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
