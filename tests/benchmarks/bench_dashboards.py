@@ -32,6 +32,7 @@ READY = {
     "market_prediction": "#kpi-accuracy[data-filled]",
 }
 FMP_BUDGET_S = 2.0
+RUNS = 5  # median of 5 fresh-context loads: one stalled run on a busy host does not decide
 UPDATE_BUDGET_S = 0.100
 
 
@@ -71,7 +72,7 @@ def test_first_meaningful_paint(big_db: str) -> None:
         with chromium() as browser:
             for name, selector in {"baseline": READY["monitoring"], **READY}.items():
                 times = []
-                for _ in range(3):
+                for _ in range(RUNS):
                     page, log = new_page(browser)
                     times.append(first_meaningful_paint(page, server.app_url(name), selector))
                     assert log.errors() == []
