@@ -10,7 +10,7 @@ Callers never wait on the database. The path of one event:
 2. A background converter thread wakes every `flush_interval` seconds (or as soon as a
    batch is waiting) and turns records into row tuples; an inserter thread writes them
    `batch_size` at a time, one transaction per batch: SQLite with multi-row `INSERT ...
-   VALUES (..), (..) ON CONFLICT (event_uuid) DO NOTHING` statements (256 rows each),
+   VALUES (..), (..) ON CONFLICT (event_uuid) DO NOTHING` statements (<= 1000 rows each),
    PostgreSQL with COPY into a temp table + one `INSERT ... SELECT ... ON CONFLICT DO
    NOTHING`. Event ids are time-ordered (atb.logging.ids), so the unique index on
    `event_uuid` grows at its right edge instead of taking random inserts.
@@ -51,7 +51,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
@@ -85,7 +85,7 @@ def current_journal() -> Journal | None:
 
 class JournalConfig(NodeConfig):
     queue_size: int = Field(100_000, ge=1, description="events held in memory before spilling")
-    batch_size: int = Field(2_000, ge=1, description="rows per INSERT executemany")
+    batch_size: int = Field(2_000, ge=1, description="rows per insert transaction")
     flush_interval: float = Field(0.1, gt=0, description="writer wakes at least this often (s)")
     spill_path: str | None = Field(
         None,
@@ -164,15 +164,40 @@ def insert_sql(dialect: str, rows: int = 1) -> str:
     )
 
 
-# SQLite: multi-row INSERTs of 256, 128, ..., 1 rows (256 x 17 = 4352 parameters;
-# SQLite >= 3.32 allows 32766, older ones 999). A batch is cut into these sizes, so a
-# handful of statements stay prepared in sqlite3's statement cache whatever the batch size.
+# SQLite: multi-row INSERTs of 1000, 500, 250, 125, 64, ..., 1 rows (1000 x 17 = 17000
+# parameters; SQLite >= 3.32 allows 32766, older ones 999). A batch is cut into these
+# sizes (a default 2000-row batch is two statements), so a handful of statements stay
+# prepared in sqlite3's statement cache whatever the batch size.
 _SQLITE_CHUNKS = tuple(
     (n, insert_sql("sqlite", n))
-    for n in (256, 128, 64, 32, 16, 8, 4, 2, 1)
+    for n in (1000, 500, 250, 125, 64, 32, 16, 8, 4, 2, 1)
     if n * len(COLUMNS) <= (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999)
 )
 _chain = chain.from_iterable
+
+
+def _fast_sqlite_binding() -> None:
+    """Let the sqlite3 module bind None and bool without its adaptation slow path.
+
+    sqlite3 binds int/float/str directly; any other value goes through the adaptation
+    protocol first, and a value with no registered adapter fails two attribute lookups
+    (`PrepareProtocol.__adapt__`, `value.__conform__`), each raising and clearing an
+    AttributeError: ~0.6 us per None, with the GIL held. A journal row has 4-6 of them
+    (nullable columns, alert_sent), which made binding most of the inserter's GIL time.
+    These adapters return what sqlite3 would bind anyway (None -> NULL, bool -> its int),
+    so the stored values are unchanged for every sqlite3 user in the process; an adapter
+    someone else registered for these types is left alone.
+    """
+    registered = getattr(sqlite3, "adapters", {})
+    protocol = sqlite3.PrepareProtocol
+    if (type(None), protocol) not in registered:
+        nothing: dict[None, None] = {}
+        sqlite3.register_adapter(type(None), nothing.get)  # a C callable returning None
+    if (bool, protocol) not in registered:
+        sqlite3.register_adapter(bool, int)
+
+
+_fast_sqlite_binding()
 
 
 def _insert_sqlite(conn: Connection, rows: list[Row]) -> None:
@@ -181,9 +206,10 @@ def _insert_sqlite(conn: Connection, rows: list[Row]) -> None:
     Why not one executemany: it binds and steps one row at a time, releasing and
     re-taking the GIL around every row's sqlite3_step. While the converter thread runs
     Python, each re-take waits for the interpreter's switch interval (5 ms), so inserts
-    crawl whenever conversion runs (a GIL convoy). One statement per 256 rows re-takes
-    the GIL once per chunk, so SQLite's B-tree work overlaps with the converter, and it
-    also saves SQLite's per-statement reset and the module's per-row overhead.
+    crawl whenever conversion runs (a GIL convoy). One statement per 1000 rows re-takes
+    the GIL once per chunk, so SQLite's B-tree work (most of the insert) overlaps with
+    the converter, and it also saves SQLite's per-statement reset and the module's
+    per-row overhead. Binding the parameters is the part that holds the GIL.
     """
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -285,7 +311,8 @@ class RowBuilder:
         self._ctx_json: str | None = None
         self._ctx_cols: tuple[Any, Any, Any, Any] = (None, None, None, None)
         self._types: dict[tuple[Any, Any, Any], str] = {}
-        self._ts_second = -1
+        # The second [_ts_lo, _ts_hi) whose text is _ts_prefix.
+        self._ts_lo = self._ts_hi = datetime.min.replace(tzinfo=UTC)
         self._ts_prefix = ""
 
     def __call__(self, record: Mapping[str, Any]) -> Row:
@@ -310,7 +337,7 @@ class RowBuilder:
         if details is None:
             details = get("fields")
         if details:
-            if not isinstance(details, Mapping):
+            if type(details) is not dict and not isinstance(details, Mapping):
                 details = {"value": details}
             fget = details.get
             if component is None:
@@ -344,14 +371,16 @@ class RowBuilder:
             ts = _timestamp(ts)
         if self.ts_text:
             # Formatting a datetime costs more than the rest of the row: reuse the text of
-            # the second, which a burst of events shares, and add the microseconds.
+            # the second, which a burst of events shares, and add the microseconds. Two
+            # datetime comparisons (field-wise in C for the same tzinfo) find that second.
             if ts.tzinfo is not UTC and ts.utcoffset():
                 ts = ts.astimezone(UTC)
-            second = int(ts.timestamp())
-            if second != self._ts_second:
-                self._ts_second = second
-                self._ts_prefix = ts.isoformat(" ", "seconds")[:19]
-            ts = f"{self._ts_prefix}.{ts.microsecond:06d}"
+            if not self._ts_lo <= ts < self._ts_hi:
+                lo = ts.replace(microsecond=0)
+                self._ts_lo, self._ts_hi = lo, lo + _SECOND
+                self._ts_prefix = lo.isoformat(" ", "seconds")[:19] + "."
+            micro = ts.microsecond
+            ts = self._ts_prefix + _MICROS[micro // 1000] + _MICROS[micro % 1000]
         message = get("message") or ""
         name = get("name")
         logger_name = get("logger")
@@ -402,6 +431,8 @@ def sanitize_row(row: Row) -> Row:
 
 
 _EMPTY: Mapping[str, Any] = {}
+_SECOND = timedelta(seconds=1)
+_MICROS = [f"{i:03d}" for i in range(1000)]  # a timestamp's microseconds, 3 digits at a time
 
 
 def record_to_row(record: Mapping[str, Any], session_id: str | None = None) -> Row:

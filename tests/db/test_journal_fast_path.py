@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,14 @@ import pytest
 from db_helpers import event_counts, make_db, record, uuids
 from sqlalchemy import select
 
-from atb.db.journal import Journal, JournalConfig, RowBuilder, _insert_sqlite
+from atb.db.journal import (
+    Journal,
+    JournalConfig,
+    RowBuilder,
+    _insert_sqlite,
+    _timestamp,
+    sqlite_timestamp,
+)
 from atb.db.models import SystemEvent
 from atb.db.node import Database
 from atb.logging.ids import event_id
@@ -73,7 +82,7 @@ def test_forked_children_draw_other_ids() -> None:
     assert os.read(read, 64).decode() != mine
 
 
-@pytest.mark.parametrize("n", [1, 7, 255, 256, 257, 600, 2_000])
+@pytest.mark.parametrize("n", [1, 7, 255, 256, 257, 999, 1000, 1001, 2_000, 2_345])
 def test_sqlite_batches_of_any_size_land_exactly_once(n: int, tmp_path: Path) -> None:
     db = make_db(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.start()
@@ -128,3 +137,50 @@ def test_numpy_scalars_stay_numbers() -> None:
     np = pytest.importorskip("numpy")
     row = RowBuilder("run-1")(record(1, fields={"qty": np.float64(0.25), "n": np.int64(3)}))
     assert json.loads(row[7]) == {"qty": 0.25, "n": 3}
+
+
+def test_sqlite_timestamp_text_matches_sqlalchemy_format() -> None:
+    """The per-second text cache gives SQLAlchemy's DateTime text for any timestamp order."""
+    eastern = timezone(timedelta(hours=-5))
+    base = datetime(2026, 3, 1, 23, 59, 59, 999_999, tzinfo=UTC)
+    stamps: list[Any] = [
+        base,
+        base + timedelta(microseconds=1),  # next second, day and month
+        base,  # back again
+        base.replace(microsecond=0),
+        base.replace(microsecond=5),
+        base - timedelta(days=400),
+        base.astimezone(eastern),  # other zone: stored as UTC
+        base.replace(tzinfo=None),  # naive: taken as UTC
+        (base + timedelta(hours=1)).timestamp(),  # epoch seconds
+        "2026-03-02T00:00:00.000123+00:00",
+        base + timedelta(hours=1),  # same minute and second, another hour
+        base + timedelta(days=1),  # same time of day, another day
+    ]
+    build = RowBuilder("run-1", ts_text=True)
+    for ts in stamps:
+        got = build(record(1, timestamp=ts))[1]
+        assert got == sqlite_timestamp(_timestamp(ts)), ts
+        assert len(got) == 26
+
+
+def test_none_and_bool_bind_as_before(db: Database, tmp_path: Path) -> None:
+    """The sqlite3 adapters for None/bool (the binding fast path) store NULL and 0/1."""
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+    assert sqlite3.adapters[(bool, sqlite3.PrepareProtocol)](True) == 1
+    journal = make_journal(db, tmp_path)
+    journal.start()
+    journal.emit({"event_type": "ALERT", "message": "sent", "alert_sent": True})
+    journal.emit({"event_type": "ALERT", "message": "held", "alert_sent": False})
+    journal.stop()
+    with db.engine.connect() as conn:
+        columns = (SystemEvent.message, SystemEvent.alert_sent, SystemEvent.stack_trace)
+        rows = conn.execute(select(*columns, SystemEvent.alert_method, SystemEvent.details)).all()
+    assert sorted(rows) == [("held", False, None, None, None), ("sent", True, None, None, None)]
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as conn:
+            raw = conn.exec_driver_sql(
+                "SELECT alert_sent, typeof(alert_sent), typeof(stack_trace) FROM system_events"
+                " ORDER BY message"
+            ).all()
+        assert raw == [(0, "integer", "null"), (1, "integer", "null")]
