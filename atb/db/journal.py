@@ -340,14 +340,20 @@ class RowBuilder:
             if type(details) is not dict and not isinstance(details, Mapping):
                 details = {"value": details}
             fget = details.get
-            if component is None:
+            # (_text(None) is None: only call it for a value.)
+            if component is None and fget("component") is not None:
                 component = _text(fget("component"), "component")
-            if strategy is None:
+            if strategy is None and fget("strategy") is not None:
                 strategy = _text(fget("strategy"), "strategy")
-            if symbol is None:
+            if symbol is None and fget("symbol") is not None:
                 symbol = _text(fget("symbol"), "symbol")
             error_code = get("error_code") or fget("error_code")
-            details_json: str | None = _encode(details)
+            try:  # _encode, inlined: one call per event
+                details_json: str | None = _dumps(
+                    details, default=str, option=_ORJSON_OPTS
+                ).decode()
+            except (TypeError, orjson.JSONEncodeError):
+                details_json = _json_encode(details)
         else:
             error_code = get("error_code")
             details_json = None
