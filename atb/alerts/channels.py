@@ -18,6 +18,7 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -55,7 +56,7 @@ class ChannelConfig(EntryConfig):
     queue_size: int = Field(1000, ge=1, description="notifications waiting for this channel")
 
 
-class Channel:
+class Channel(ABC):
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
     default_name: ClassVar[str] = "channel"
     #: True when it reaches someone outside the process (what `alert_sent` means).
@@ -71,8 +72,9 @@ class Channel:
         """False when the entry is present but has nothing to send to (no URL set)."""
         return True
 
+    @abstractmethod
     def send(self, notification: Notification, timeout: float) -> None:
-        raise NotImplementedError
+        """Each subclass implements this."""
 
     def describe(self) -> dict[str, Any]:
         """For /status and `atb alerts test`: nothing secret."""

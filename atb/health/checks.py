@@ -21,6 +21,7 @@ import contextlib
 import math
 import os
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -75,7 +76,7 @@ class CheckConfig(StrictModel):
     readiness: bool = Field(True, description="an unhealthy result makes /readyz fail")
 
 
-class Check:
+class Check(ABC):
     """Base class: subclasses set `default_name`, `config_model` and implement `run()`."""
 
     config_model: ClassVar[type[CheckConfig]] = CheckConfig
@@ -94,14 +95,15 @@ class Check:
     def failure_status(self) -> FailureStatus:
         return self.config.failure_status or self.default_failure
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Called once at server start, on the runner's thread: pay imports and client
         construction up front so the first /status is not timed out by them."""
 
+    @abstractmethod
     def run(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Each subclass implements this."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what run() opened (engines, clients)."""
 
 

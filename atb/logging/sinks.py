@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ class SinkSettings:
     output_dir: str = "."
 
 
-class Sink:
+class Sink(ABC):
     """The sink contract: `put` must be cheap and must not raise."""
 
     config_model: ClassVar[type[SinkConfig]] = SinkConfig
@@ -78,10 +79,11 @@ class Sink:
         self.error: str | None = None
         self.dropped = 0
 
+    @abstractmethod
     def put(self, record: dict[str, Any], critical: bool) -> None:
-        raise NotImplementedError
+        """Each subclass implements this."""
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Write out everything accepted so far."""
 
     def stop_background(self) -> None:
@@ -219,11 +221,13 @@ class QueuedSink(Sink):
                 parts.append(fmt(_note(40, f"unformattable log record: {exc!r}")))
         return b"".join(parts)
 
+    @abstractmethod
     def format(self, record: dict[str, Any]) -> bytes:
-        raise NotImplementedError
+        """Each subclass implements this."""
 
+    @abstractmethod
     def write_batch(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Each subclass implements this."""
 
     def reset(self) -> None:
         """Drop a broken handle so the next write reopens it."""
