@@ -205,6 +205,20 @@ def _py_values(value: Any) -> list[Any]:
     return list(value)
 
 
+def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
+    """The decisions table's columns, in the layout `insert_columns` takes."""
+    _bar, times, direction, confidence, action, size, reason, price = zip(*decisions, strict=True)
+    return {
+        "time": pd.DatetimeIndex(times),
+        "signal": list(direction),
+        "confidence": list(confidence),
+        "action": list(action),
+        "size": list(size),
+        "reason": list(reason),
+        "price": list(price),
+    }
+
+
 def prediction_columns(predictions: pd.DataFrame) -> dict[str, Any]:
     """The predictions table's columns from a strategy's predictions frame."""
     frame = predictions.reset_index() if "time" not in predictions.columns else predictions
@@ -330,7 +344,13 @@ class RunRecorder:
             self._insert(
                 session, PositionRecord, self.position_rows(positions, trades, open_position_mark)
             )
-            self._insert(session, DecisionRecordRow, self.decision_rows(decisions))
+            if decisions:
+                # Column-wise like the per-bar tables: thousands of rows, no per-row dicts.
+                insert_columns(
+                    session,
+                    DecisionRecordRow.__table__,
+                    {**self._common(), **decision_columns(decisions)},
+                )
             # The two per-bar tables go column-wise: ~10k rows each, no per-row dicts.
             if account is not None:
                 qty = np.asarray(account["qty"], dtype=float)
