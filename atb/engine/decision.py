@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from atb.engine.events import log_decision_event, log_order_event
 from atb.engine.fills import FillModel
@@ -231,7 +231,8 @@ class DecisionPath:
         if self.log_orders:
             log_order_event(
                 f"order_{order.status}",
-                order_id=order.id,
+                level=self._order_level(order),
+                **self._order_ids(order),
                 side=order.side_name,
                 kind=order.kind,
                 reason=order.reason,
@@ -241,3 +242,10 @@ class DecisionPath:
                 time=(order.filled_at or order.created).isoformat(),
                 note=order.note,
             )
+
+    def _order_ids(self, order: Order) -> dict[str, Any]:
+        """How an order is named in its events; paper/live paths add their own ids."""
+        return {"order_id": order.id}
+
+    def _order_level(self, order: Order) -> str:
+        return "INFO"

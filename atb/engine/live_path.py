@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from atb.engine.decision import DecisionPath, Step
 from atb.engine.events import log_order_event
@@ -59,23 +60,11 @@ class PaperDecisionPath(DecisionPath):
         super().__init__(portfolio, fills, risk, log_orders=log_orders)
         self.run_id = run_id
 
-    def _log(self, order: Order) -> None:
-        if not self.log_orders:
-            return
-        log_order_event(
-            f"order_{order.status}",
-            level="WARNING" if order.status == "rejected" else "INFO",
-            order_id=paper_order_id(self.run_id, order.id),
-            order_no=order.id,
-            side=order.side_name,
-            kind=order.kind,
-            reason=order.reason,
-            qty=order.qty,
-            price=order.price,
-            fee=order.fee,
-            time=(order.filled_at or order.created).isoformat(),
-            note=order.note,
-        )
+    def _order_ids(self, order: Order) -> dict[str, Any]:
+        return {"order_id": paper_order_id(self.run_id, order.id), "order_no": order.id}
+
+    def _order_level(self, order: Order) -> str:
+        return "WARNING" if order.status == "rejected" else "INFO"
 
 
 class LiveDecisionPath(DecisionPath):
