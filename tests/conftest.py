@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from atb.db.pgtemp import TempPostgres, find_pg_bin
+from atb_testkit.pgtemp import TempPostgres, find_pg_bin
 
 NO_PG_REASON = (
     "PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin: "

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from alert_helpers import MakeRouter, Receiver, count_rule, wait_until, webhook
+from atb_testkit.pgtemp import TempPostgres, find_pg_bin
 from sqlalchemy import text
 
 from atb.db.journal import Journal, JournalConfig
 from atb.db.node import Database, DatabaseConfig
-from atb.db.pgtemp import TempPostgres, find_pg_bin
 from atb.logging.events import log_order_event
 from atb.runtime.context import RunContext
 

@@ -43,7 +43,7 @@ QUICK = [
 
 
 def zigzag(n: int = 400, leg: int = 12) -> list[Any]:
-    from atb.testing import Candle
+    from atb_testkit import Candle
 
     out, close = [], 30_000.0
     for i in range(n):
@@ -128,7 +128,7 @@ def test_live_session_rejections_and_frozen_candles_alert_and_resolve(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     """One session (the process start is most of the cost): both rules, end to end."""
-    from atb.testing import FakeBinance
+    from atb_testkit import FakeBinance
 
     with FakeBinance(candles=zigzag(), warmup=SLOW + 30,
                      balances={"USDT": 10_000.0, "BTC": 0.0}) as fake:  # fmt: skip

@@ -17,8 +17,8 @@ from typing import Any
 
 import panel as pn
 import pytest
+from atb_testkit import sample
 
-from atb.dashboards import sample
 from atb.dashboards.browser import chromium, chromium_path, first_meaningful_paint, new_page
 from atb.dashboards.discovery import app_factory, find
 from atb.dashboards.server import DashboardServer

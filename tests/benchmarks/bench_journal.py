@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from atb_testkit.pgtemp import TempPostgres, find_pg_bin
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
 from atb.db.journal import Journal, JournalConfig, RowBuilder, row_as_dict
 from atb.db.models import SystemEvent
 from atb.db.node import Database, DatabaseConfig
-from atb.db.pgtemp import TempPostgres, find_pg_bin
 from atb.logging.ids import event_id
 from atb.runtime.context import RunContext
 

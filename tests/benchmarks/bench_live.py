@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from atb_testkit import FakeBinance
 
 from atb.db.node import Database, DatabaseConfig
 from atb.engine.live import LiveEngine, LiveEngineConfig
@@ -23,7 +24,6 @@ from atb.exchange.ccxt_exchange import CcxtExchange, CcxtExchangeConfig
 from atb.exchange.replay import ReplayExchange, ReplayExchangeConfig
 from atb.runtime.context import RunContext
 from atb.strategies.base import Strategy
-from atb.testing import FakeBinance
 
 ITERATIONS = 400
 

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from atb_testkit import sample
 
-from atb.dashboards import sample
 from atb.dashboards.readonly import dispose_all
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from atb_testkit import sample
 
-from atb.dashboards import sample
 from atb.dashboards.browser import chromium, chromium_path, new_page
 from atb.dashboards.discovery import app_factory, find
 from atb.dashboards.server import DashboardServer

@@ -8,12 +8,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from atb_testkit import sample
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from atb.__main__ import CONFIG_DIR
 from atb.config.validate import validate_config
-from atb.dashboards import cli, sample
+from atb.dashboards import cli
 from atb.dashboards.discovery import (
     DashboardBroken,
     discover,

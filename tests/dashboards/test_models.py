@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from atb_testkit import sample
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from atb.dashboards import sample
 from atb.dashboards.backtesting import model as bt
 from atb.dashboards.market_prediction import model as mp
 from atb.dashboards.monitoring.model import MonitoringModel, default_session, sessions, sharpe

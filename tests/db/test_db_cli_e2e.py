@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from atb_testkit.pgtemp import free_port
 from db_helpers import make_db
 from sqlalchemy import text
 
 from atb.db.migrate import head_revision, upgrade
-from atb.db.pgtemp import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from atb_testkit.pgtemp import TempPostgres, find_pg_bin
 from db_helpers import event_counts, make_db, uuids
 from sqlalchemy import text
-
-from atb.db.pgtemp import TempPostgres, find_pg_bin
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

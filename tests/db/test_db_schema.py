@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from atb_testkit.pgtemp import free_port
 from db_helpers import make_db
 from sqlalchemy import inspect, text
 
@@ -16,7 +17,6 @@ from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable, SchemaMismatch
 from atb.db.migrate import downgrade, head_revision, is_current, schema_state, upgrade
 from atb.db.migrations import HEAD_REVISION
 from atb.db.models import Base
-from atb.db.pgtemp import free_port
 
 RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions",
               "decisions"}  # fmt: skip
@@ -209,7 +209,7 @@ def test_bare_postgres_scheme_means_psycopg3() -> None:
 
 def test_dashboards_sample_database_is_accepted_by_start(sqlite_url: str) -> None:
     """The demo database is migrated, not create_all'ed: a run or `atb db` accepts it."""
-    from atb.dashboards import sample
+    from atb_testkit import sample
 
     sample.seed(sqlite_url, scale_trades=4, scale_events=4, predictions=4)
     db = make_db(sqlite_url, auto_migrate=False)

@@ -11,8 +11,7 @@ import ccxt
 import pandas as pd
 import pytest
 import requests
-
-from atb.testing import (
+from atb_testkit import (
     INSUFFICIENT_BALANCE_MSG,
     Balance,
     Candle,

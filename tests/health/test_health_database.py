@@ -69,7 +69,7 @@ def test_hung_database_is_reported_within_the_timeout() -> None:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Any]:
-    pgtemp = pytest.importorskip("atb.db.pgtemp", reason="atb.db.pgtemp not available")
+    pgtemp = pytest.importorskip("atb_testkit.pgtemp", reason="atb_testkit.pgtemp not available")
     if pgtemp.find_pg_bin() is None:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
     pg = pgtemp.TempPostgres()

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from atb_testkit.fake_binance import FakeBinance
 from health_helpers import make_config, make_ctx, request, running
 
 from atb.runtime.probes import PROBES
-from atb.testing.fake_binance import FakeBinance
 
 BINANCE = {"_target_": "atb.exchange.ccxt_exchange.CcxtExchange", "id": "binance", "sandbox": False}
 

@@ -165,7 +165,7 @@ def test_replay_every_endpoint(tmp_path: Path, live: list[LiveHealth]) -> None:
 
 
 def test_test_exchange_reachable_then_faulty(tmp_path: Path, live: list[LiveHealth]) -> None:
-    from atb.testing.fake_binance import FakeBinance
+    from atb_testkit.fake_binance import FakeBinance
 
     with FakeBinance() as fake:
         run = spawn(
@@ -228,7 +228,7 @@ def test_port_clash_fails_clearly(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_database_stopped_and_restarted(tmp_path: Path, live: list[LiveHealth]) -> None:
-    pgtemp = pytest.importorskip("atb.db.pgtemp")
+    pgtemp = pytest.importorskip("atb_testkit.pgtemp")
     if pgtemp.find_pg_bin() is None:
         pytest.skip("PostgreSQL binaries not found")
     with pgtemp.TempPostgres() as pg:

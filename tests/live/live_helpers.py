@@ -20,8 +20,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from atb.testing import Candle, FakeBinance
+from atb_testkit import Candle, FakeBinance
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from atb_testkit import FakeBinance
 from live_helpers import zigzag_candles
 
 from atb.exchange.base import (
@@ -17,7 +18,6 @@ from atb.exchange.base import (
 from atb.exchange.ccxt_exchange import CcxtExchange, CcxtExchangeConfig
 from atb.exchange.replay import ReplayExchange, ReplayExchangeConfig
 from atb.runtime.context import RunContext
-from atb.testing import FakeBinance
 
 
 @pytest.fixture

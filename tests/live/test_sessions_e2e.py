@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from atb_testkit import FakeBinance
 from live_helpers import (
     QUICK,
     SLOW,
@@ -17,8 +18,6 @@ from live_helpers import (
     first_buy_bar,
     zigzag_candles,
 )
-
-from atb.testing import FakeBinance
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """Test doubles that speak real protocols, so tests exercise production client code."""
 
-from atb.testing.fake_binance import (
+from atb_testkit.fake_binance import (
     Balance,
     BinanceError,
     Candle,
@@ -12,7 +12,7 @@ from atb.testing.fake_binance import (
     ccxt_binance_for,
     synthetic_candles,
 )
-from atb.testing.faults import INSUFFICIENT_BALANCE_MSG, Fault, FaultScript
+from atb_testkit.faults import INSUFFICIENT_BALANCE_MSG, Fault, FaultScript
 
 __all__ = [
     "INSUFFICIENT_BALANCE_MSG",

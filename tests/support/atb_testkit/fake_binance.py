@@ -47,7 +47,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from atb.testing.faults import FaultScript
+from atb_testkit.faults import FaultScript
 
 if TYPE_CHECKING:
     import ccxt

@@ -1,4 +1,4 @@
-"""Scriptable faults for :class:`atb.testing.fake_binance.FakeBinance`.
+"""Scriptable faults for :class:`atb_testkit.fake_binance.FakeBinance`.
 
 Tests drive the fault script from their own thread while the server's IOLoop thread consumes
 faults, so every mutation happens under one lock and callers only ever see copies.
