@@ -17,6 +17,17 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
+# What `unit` leaves out: anything needing a PostgreSQL cluster, Chromium, Ray or a
+# subprocess run of the CLI. What stays covers every module and runs in under a minute here.
+UNIT_MARKERS = "not postgres and not browser and not e2e and not slow"
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The fast inner loop: no PostgreSQL, browser or Ray; two workers."""
+    session.run("pytest", "-p", "no:cacheprovider", "-m", UNIT_MARKERS, "-n", "2", *session.posargs)
+
+
 @nox.session
 def e2e(session: nox.Session) -> None:
     """Browser tests: the dashboards in Debian's Chromium driven by Playwright."""

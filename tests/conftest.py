@@ -22,6 +22,14 @@ NO_PG_REASON = (
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that reaches a PostgreSQL cluster is marked `postgres` however it gets there, so
+    `nox -s unit` (which deselects the marker) never starts a cluster."""
+    for item in items:
+        if {"pg_cluster", "pg_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 def make_cluster() -> TempPostgres:
     """A started cluster (callers destroy it); skips the test if PostgreSQL is absent."""
     if find_pg_bin() is None:
