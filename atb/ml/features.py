@@ -8,6 +8,7 @@ training share these functions, which is what keeps the two from drifting apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,20 +46,51 @@ class Windows:
 def normalised_windows(data: np.ndarray, sequence_length: int) -> Windows:
     """All complete windows of `data` (n, F), each min-max normalised per feature.
 
+    Materialises every window (m × L × F float32): fine for a year of hourly bars and for
+    training; long histories go through `iter_normalised_windows` instead.
+    """
+    m = _window_count(data, sequence_length)
+    return _normalise_range(data, sequence_length, 0, max(m, 0))
+
+
+def iter_normalised_windows(
+    data: np.ndarray, sequence_length: int, batch_size: int
+) -> Iterator[tuple[int, Windows]]:
+    """(first window index, Windows) for consecutive batches of at most `batch_size` windows.
+
+    Each window is normalised on its own, so a batch holds exactly the values the
+    all-at-once call gives for those windows; peak memory is one batch, not the history
+    (1M one-minute bars × 120 × 5 float32 would be 2.4 GB at once).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    m = _window_count(data, sequence_length)
+    for start in range(0, m, batch_size):
+        yield start, _normalise_range(data, sequence_length, start, min(m, start + batch_size))
+
+
+def _window_count(data: np.ndarray, sequence_length: int) -> int:
+    if data.ndim != 2:
+        raise ValueError(f"expected a 2-D (bars, features) array, got shape {data.shape}")
+    if sequence_length < 1:
+        raise ValueError("sequence_length must be >= 1")
+    return int(data.shape[0] - sequence_length + 1)
+
+
+def _normalise_range(data: np.ndarray, sequence_length: int, start: int, stop: int) -> Windows:
+    """Windows start..stop-1 (window k covers bars k..k+L-1), normalised.
+
     Works feature by feature on a transposed contiguous copy so every window min/max and
     subtraction runs over contiguous memory: several times faster than reducing over the
     strided window axis of the row-major array, which matters for the 1 s backtest budget.
     """
-    if data.ndim != 2:
-        raise ValueError(f"expected a 2-D (bars, features) array, got shape {data.shape}")
-    n, n_features = data.shape
-    if sequence_length < 1:
-        raise ValueError("sequence_length must be >= 1")
-    m = n - sequence_length + 1
+    n_features = data.shape[1]
+    m = stop - start
     if m <= 0:
         empty = np.empty((0, n_features))
         return Windows(np.empty((0, sequence_length, n_features), np.float32), empty, empty)
-    columns = np.ascontiguousarray(data.T, dtype=np.float64)
+    rows = data[start : stop + sequence_length - 1]
+    columns = np.ascontiguousarray(rows.T, dtype=np.float64)
     windows = sliding_window_view(columns, sequence_length, axis=1)  # (F, m, L) view
     minimum = windows.min(axis=-1)  # (F, m)
     maximum = windows.max(axis=-1)
