@@ -158,6 +158,7 @@ class MlBasic(Strategy):
         super().__init__(config, ctx)
         self.model: OnnxModel | None = None
         self.scales: Scales | None = None
+        self.lookahead: bool | None = None  # None: not known (no training period on file)
         self._lookahead_checked = False
 
     @property
@@ -211,6 +212,62 @@ class MlBasic(Strategy):
             scales=self.scales.source,
         )
         return model
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The model, its scale, and its holdout scores next to the naive baselines."""
+        if self.model is None:
+            return []
+        meta = self.model.metadata
+        period = meta.get("training_period") or {}
+        kind = (meta.get("model") or {}).get("kind", "user model")
+        fit = (
+            f", fit {str(period['start'])[:10]}..{str(period['last_bar'])[:10]}"
+            if period.get("start") and period.get("last_bar")
+            else ""
+        )
+        rows = [("Model", f"{self.model.model_id} ({kind}{fit})")]
+        if self.scales is not None:
+            source = (
+                "config"
+                if self.scales.source == "config"
+                else (f"auto: 1 / {quantile_key(self.config.auto_quantile)} of training |r|")
+            )
+            rows.append(("Confidence scale", f"{self.scales.confidence:,.0f} ({source})"))
+        if self.lookahead is not None:
+            rows.append(
+                (
+                    "Look-ahead",
+                    "YES: trained on bars this run trades on, results optimistic"
+                    if self.lookahead
+                    else "none: this run starts after the training period",
+                )
+            )
+        hold = meta.get("holdout") or {}
+        if hold:
+            rows.append(
+                (
+                    "Model holdout",
+                    f"{str(hold.get('start'))[:10]} -> {str(hold.get('last_bar'))[:10]}, "
+                    "never fitted on",
+                )
+            )
+            rows.append(
+                (
+                    "Holdout hit rate",
+                    f"{_pct(hold.get('directional_accuracy'))} (coin flip 50.00 %, "
+                    f"always up {_pct(hold.get('always_up_accuracy'))})",
+                )
+            )
+            mse, none = hold.get("mse"), hold.get("mse_no_change")
+            if isinstance(mse, int | float) and isinstance(none, int | float):
+                rows.append(
+                    (
+                        "Holdout return MSE",
+                        f"{mse:.3e} (no change {none:.3e}, skill "
+                        f"{_pct(hold.get('skill_vs_no_change'), signed=True)})",
+                    )
+                )
+        return rows
 
     def parameters(self) -> dict[str, Any]:
         params = super().parameters()
@@ -295,7 +352,8 @@ class MlBasic(Strategy):
             return
         if first_ts.tzinfo is None:
             first_ts = first_ts.tz_localize("UTC")
-        if first_ts < train_end:
+        self.lookahead = bool(first_ts < train_end)
+        if self.lookahead:
             from atb.ml.events import log_ml_event
 
             log_ml_event(
@@ -306,3 +364,9 @@ class MlBasic(Strategy):
                 first_signal=first_ts.isoformat(),
                 note="the model was trained on bars this run trades on: results are optimistic",
             )
+
+
+def _pct(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, int | float) or not np.isfinite(value):
+        return "n/a"
+    return f"{value * 100:+.2f} %" if signed else f"{value * 100:.2f} %"
