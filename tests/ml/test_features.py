@@ -97,3 +97,16 @@ def test_batches_of_too_little_data() -> None:
     assert list(iter_normalised_windows(np.ones((50, 5)), 120, 16)) == []
     with pytest.raises(ValueError, match="batch_size"):
         list(iter_normalised_windows(np.ones((200, 5)), 120, 0))
+
+
+@pytest.mark.parametrize(("n", "length"), [(10, 3), (7, 7), (500, 120), (121, 120), (5, 1)])
+def test_sliding_extreme_matches_a_direct_reduce(n: int, length: int) -> None:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from atb.ml.features import sliding_extreme
+
+    a = np.random.default_rng(n).normal(size=(5, n))
+    a[1, min(3, n - 1)] = np.nan  # NaN reaches only the windows that hold it
+    view = sliding_window_view(a, length, axis=1)
+    np.testing.assert_array_equal(sliding_extreme(a, length, np.minimum), view.min(axis=-1))
+    np.testing.assert_array_equal(sliding_extreme(a, length, np.maximum), view.max(axis=-1))
