@@ -192,8 +192,12 @@ def test_prediction_page_shows_holdout_next_to_baselines(
         rows["This run: strategy return"][1]
         == f"buy & hold {(close[-1] / close[0] - 1) * 100:+.2f} %"
     )
-    kpis = {k[0]: k[2] for k in summary_kpis(summary, meta, metrics)}
+    bh = mp.buy_and_hold(metrics, scored)
+    kpis = {k[0]: k[2] for k in summary_kpis(summary, meta, metrics, bh)}
     assert kpis["holdout"] == f"{hold['directional_accuracy'] * 100:.2f}%"
+    assert kpis["vs_buy_hold"] == (
+        f"{metrics['total_return'] * 100:+.2f}% / {(close[-1] / close[0] - 1) * 100:+.2f}%"
+    )
     assert "Naive baseline" in baseline_table(
         mp.baseline_rows(meta, metrics, summary, scored), meta
     )

@@ -240,6 +240,17 @@ def run_metrics(conn: Connection, run_id: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def buy_and_hold(metrics: dict[str, Any], scored: pd.DataFrame) -> float | None:
+    """The run's recorded buy & hold return, else the one implied by its predicted bars."""
+    bh = metrics.get("buy_and_hold_return")
+    if isinstance(bh, int | float):
+        return float(bh)
+    if len(scored) > 1:
+        close = scored["close"].to_numpy(dtype=float)
+        return float(close[-1] / close[0] - 1.0)
+    return None
+
+
 def _pct(value: Any, signed: bool = False) -> str:
     if not isinstance(value, int | float) or not np.isfinite(value):
         return "–"
@@ -275,10 +286,7 @@ def baseline_rows(
             )
         )
     rows.append(("This run: direction hit rate", _pct(summary.accuracy), "coin flip 50.00 %"))
-    bh = metrics.get("buy_and_hold_return")
-    if bh is None and len(scored) > 1:
-        close = scored["close"].to_numpy(dtype=float)
-        bh = float(close[-1] / close[0] - 1.0)
+    bh = buy_and_hold(metrics, scored)
     total = metrics.get("total_return")
     rows.append(
         (
