@@ -385,7 +385,8 @@ class Backtest(Node[BacktestConfig]):
         }
         if self.config.export_csv is not None:
             header["Trades CSV"] = str(self.config.export_csv)
-        return summary_table(result.metrics, header) + no_trade_note(result)
+        footer = self.strategy.summary_rows()
+        return summary_table(result.metrics, header, footer) + no_trade_note(result)
 
 
 def no_trade_note(result: BacktestResult) -> str:

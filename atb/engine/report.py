@@ -45,16 +45,23 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.3f}"
 
 
-def summary_table(metrics: dict[str, Any], header: dict[str, str]) -> str:
-    """Plain aligned text: a few identifying lines, then one metric per line."""
+def summary_table(
+    metrics: dict[str, Any],
+    header: dict[str, str],
+    footer: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Plain aligned text: a few identifying lines, then one metric per line, then the
+    strategy's own lines (`footer`, e.g. the model's holdout scores)."""
     rows = [(k, v) for k, v in header.items()]
     rows += [(label, _fmt(metrics.get(key), kind)) for key, label, kind in _ROWS]
+    footer_at = len(rows)
+    rows += list(footer)
     width = max(len(label) for label, _ in rows)
     value_width = max(len(value) for _, value in rows)
     rule = "-" * (width + value_width + 3)
     lines = [rule]
     for i, (label, value) in enumerate(rows):
-        if i == len(header):
+        if i == len(header) or (footer and i == footer_at):
             lines.append(rule)
         lines.append(f"{label.ljust(width)}   {value.rjust(value_width)}")
     lines.append(rule)

@@ -8,6 +8,7 @@ training share these functions, which is what keeps the two from drifting apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,36 +46,86 @@ class Windows:
 def normalised_windows(data: np.ndarray, sequence_length: int) -> Windows:
     """All complete windows of `data` (n, F), each min-max normalised per feature.
 
-    Works feature by feature on a transposed contiguous copy so every window min/max and
-    subtraction runs over contiguous memory: several times faster than reducing over the
-    strided window axis of the row-major array, which matters for the 1 s backtest budget.
+    Materialises every window (m × L × F float32): fine for a year of hourly bars and for
+    training; long histories go through `iter_normalised_windows` instead.
     """
+    m = _window_count(data, sequence_length)
+    return _normalise_range(data, sequence_length, 0, max(m, 0))
+
+
+def iter_normalised_windows(
+    data: np.ndarray, sequence_length: int, batch_size: int
+) -> Iterator[tuple[int, Windows]]:
+    """(first window index, Windows) for consecutive batches of at most `batch_size` windows.
+
+    Each window is normalised on its own, so a batch holds exactly the values the
+    all-at-once call gives for those windows; peak memory is one batch, not the history
+    (1M one-minute bars × 120 × 5 float32 would be 2.4 GB at once).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    m = _window_count(data, sequence_length)
+    for start in range(0, m, batch_size):
+        yield start, _normalise_range(data, sequence_length, start, min(m, start + batch_size))
+
+
+def _window_count(data: np.ndarray, sequence_length: int) -> int:
     if data.ndim != 2:
         raise ValueError(f"expected a 2-D (bars, features) array, got shape {data.shape}")
-    n, n_features = data.shape
     if sequence_length < 1:
         raise ValueError("sequence_length must be >= 1")
-    m = n - sequence_length + 1
+    return int(data.shape[0] - sequence_length + 1)
+
+
+def _normalise_range(data: np.ndarray, sequence_length: int, start: int, stop: int) -> Windows:
+    """Windows start..stop-1 (window k covers bars k..k+L-1), normalised.
+
+    Cost is what a batch must cost: window min/max in O(bars) (`sliding_extreme`), then
+    per feature one float64 subtraction into a small scratch buffer and one scaled,
+    rounding write into the [m, L, F] float32 output; no full-size temporaries, no
+    transpose pass.
+    """
+    n_features = data.shape[1]
+    length = sequence_length
+    m = stop - start
     if m <= 0:
         empty = np.empty((0, n_features))
-        return Windows(np.empty((0, sequence_length, n_features), np.float32), empty, empty)
-    columns = np.ascontiguousarray(data.T, dtype=np.float64)
-    windows = sliding_window_view(columns, sequence_length, axis=1)  # (F, m, L) view
-    minimum = windows.min(axis=-1)  # (F, m)
-    maximum = windows.max(axis=-1)
+        return Windows(np.empty((0, length, n_features), np.float32), empty, empty)
+    columns = np.ascontiguousarray(data[start : stop + length - 1].T, dtype=np.float64)
+    minimum = sliding_extreme(columns, length, np.minimum)  # (F, m)
+    maximum = sliding_extreme(columns, length, np.maximum)
     span = maximum - minimum
     flat = ~(span > 0)  # NaN spans count as flat too: no inf scale from a bad candle
     scale = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, span))
-    offset = np.where(flat, FLAT_VALUE, 0.0)
-    # Normalise into a feature-major float32 buffer (contiguous writes, in-place ops, no
-    # float64 temporaries), then transpose once into the [m, L, F] layout the model takes.
-    staged = np.empty((n_features, m, sequence_length), dtype=np.float32)
+    out = np.empty((m, length, n_features), dtype=np.float32)
+    scratch = np.empty((m, length), dtype=np.float64)
     for f in range(n_features):
-        np.subtract(windows[f], minimum[f][:, None], out=staged[f], casting="unsafe")
-        staged[f] *= scale[f][:, None].astype(np.float32)
-        staged[f] += offset[f][:, None].astype(np.float32)
-    out = np.ascontiguousarray(staged.transpose(1, 2, 0))
+        windows = sliding_window_view(columns[f], length)  # (m, L) view, rows contiguous
+        np.subtract(windows, minimum[f][:, None], out=scratch)
+        np.multiply(scratch, scale[f][:, None], out=out[:, :, f], casting="unsafe")
+        if flat[f].any():
+            out[flat[f], :, f] = FLAT_VALUE
     return Windows(out, minimum.T.copy(), maximum.T.copy())
+
+
+def sliding_extreme(columns: np.ndarray, length: int, op: np.ufunc) -> np.ndarray:
+    """Min (op=np.minimum) or max of every `length`-long window along axis 1, in O(n).
+
+    van Herk / Gil-Werman: cut each row into blocks of `length`; a window spans at most
+    two blocks, so its extreme is op(suffix-extreme of its start in the first block,
+    prefix-extreme of its end in the second). Exact (no arithmetic), and NaN propagates
+    only to the windows that contain it, like a direct reduce.
+    """
+    rows, n = columns.shape
+    m = n - length + 1
+    blocks = -(-n // length)
+    fill = np.inf if op is np.minimum else -np.inf
+    padded = np.full((rows, blocks * length), fill)
+    padded[:, :n] = columns
+    shaped = padded.reshape(rows, blocks, length)
+    prefix = op.accumulate(shaped, axis=2).reshape(rows, -1)
+    suffix = op.accumulate(shaped[:, :, ::-1], axis=2)[:, :, ::-1].reshape(rows, -1)
+    return np.asarray(op(suffix[:, :m], prefix[:, length - 1 : length - 1 + m]))
 
 
 def denormalise_close(pred: np.ndarray, windows: Windows) -> np.ndarray:

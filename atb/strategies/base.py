@@ -85,6 +85,10 @@ class Strategy(Node[StrategyConfig], ABC):
         """Signals for every row of `bars` (columns open, high, low, close, volume;
         a UTC DatetimeIndex). Rows inside the warm-up get HOLD."""
 
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """(label, value) lines the strategy adds to a run's printed summary."""
+        return []
+
     def parameters(self) -> dict[str, Any]:
         """What identifies this strategy's settings in run records and sweeps."""
         return self.config.model_dump(exclude={"target", "needs", "enabled"})

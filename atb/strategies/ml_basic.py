@@ -7,31 +7,43 @@ The rule, as the system atb descends from defines it:
   r        (predicted − close) / close
   signal   BUY if r > buy_threshold; SELL (exit, or short when shorts are on) if
            r < sell_threshold; HOLD otherwise
-  sizing   confidence = min(1, |r|·12), strength = min(1, |r|·10);
+  sizing   confidence = min(1, |r|·confidence_scale), strength = min(1, |r|·strength_scale);
            size = base_fraction · confidence · max(0.3, strength), capped at max_position,
            0 (with a reason) when confidence < min_confidence
+  scales   `auto` (default): 1 / the 90th percentile of the model's |r| on its training
+           windows, read from the model's metadata (atb/ml/calibration.py); numbers are used
+           as given — confidence_scale=12 strength_scale=10 is the original rule exactly
   exits    stop-loss 2 %, take-profit 4 % of entry
 
-All windows are built with stride tricks and run through onnxruntime in batches, so a
-year of hourly bars is one vectorised pass; the live loop calls the same `signals()` on
-its trailing window and acts on the last row.
+Windows are built with stride tricks, normalised and run through onnxruntime in bounded
+batches (`batch_size` windows at a time), so a year of hourly bars is a few vectorised
+passes and a million one-minute bars never sit in memory as windows at once; the live
+loop calls the same `signals()` on its trailing window and acts on the last row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from atb.config.base import NodeConfig, field_error
-from atb.ml.features import FEATURES, denormalise_close, normalised_windows
+from atb.ml.calibration import (
+    CALIBRATION_QUANTILES,
+    DEFAULT_QUANTILE,
+    quantile_key,
+    training_abs_r_quantile,
+)
+from atb.ml.features import FEATURES, denormalise_close, iter_normalised_windows
 from atb.ml.model import KEY, ModelError, OnnxModel
 from atb.runtime.context import RunContext
 from atb.strategies.base import BUY, HOLD, SELL, SignalFrame, Strategy, StrategyConfig
+
+Scale = Annotated[float, Field(gt=0)] | Literal["auto"]
 
 
 class MlBasicConfig(StrategyConfig):
@@ -43,8 +55,15 @@ class MlBasicConfig(StrategyConfig):
     base_fraction: float = Field(0.2, gt=0, le=1, description="fraction of balance at full size")
     min_confidence: float = Field(0.3, ge=0, le=1, description="size 0 below this confidence")
     max_position: float = Field(0.1, gt=0, le=1, description="cap on size (fraction of balance)")
-    confidence_scale: float = Field(12.0, gt=0, description="confidence = min(1, |r|·scale)")
-    strength_scale: float = Field(10.0, gt=0, description="strength = min(1, |r|·scale)")
+    confidence_scale: Scale = Field(
+        "auto", description="confidence = min(1, |r|·scale); auto = 1 / training |r| quantile"
+    )
+    strength_scale: Scale = Field(
+        "auto", description="strength = min(1, |r|·scale); auto = 1 / training |r| quantile"
+    )
+    auto_quantile: float = Field(
+        DEFAULT_QUANTILE, description="quantile of training |r| that `auto` maps to 1"
+    )
     min_strength: float = Field(0.3, ge=0, le=1, description="floor of the strength factor")
     stop_loss: float | None = Field(0.02, gt=0, lt=1, description="fraction beyond entry")
     take_profit: float | None = Field(0.04, gt=0, description="fraction beyond entry")
@@ -64,7 +83,33 @@ class MlBasicConfig(StrategyConfig):
     def _thresholds(self) -> MlBasicConfig:
         if self.sell_threshold > self.buy_threshold:
             raise field_error("sell_threshold", "must be <= strategy.buy_threshold")
+        if self.auto_quantile not in CALIBRATION_QUANTILES:
+            stored = ", ".join(f"{q:g}" for q in CALIBRATION_QUANTILES)
+            raise field_error("auto_quantile", f"must be one of the stored quantiles: {stored}")
         return self
+
+
+@dataclass(frozen=True)
+class Scales:
+    """The confidence and strength scales in force, and where they came from."""
+
+    confidence: float
+    strength: float
+    source: str
+
+    @classmethod
+    def of(cls, cfg: MlBasicConfig, metadata: dict[str, Any] | None, path: Path) -> Scales:
+        """Numbers from the config as given; `auto` from the model's training |r|."""
+        conf, strength = cfg.confidence_scale, cfg.strength_scale
+        if conf != "auto" and strength != "auto":
+            return cls(float(conf), float(strength), "config")
+        q = training_abs_r_quantile(metadata or {}, cfg.auto_quantile, path)
+        source = f"auto: 1 / {quantile_key(cfg.auto_quantile)} of training |r| ({q:.6f})"
+        return cls(
+            1.0 / q if conf == "auto" else float(conf),
+            1.0 / q if strength == "auto" else float(strength),
+            source,
+        )
 
 
 @dataclass(frozen=True)
@@ -75,26 +120,45 @@ class Decisions:
     reason: list[str | None]
 
 
-def decide(r: np.ndarray, cfg: MlBasicConfig) -> Decisions:
-    """The signal and sizing rule applied to expected returns r (vectorised)."""
+def decide(r: np.ndarray, cfg: MlBasicConfig, scales: Scales | None = None) -> Decisions:
+    """The signal and sizing rule applied to expected returns r (vectorised).
+
+    `scales` is required when the config says `auto` (the strategy resolves it from the
+    model when it loads); numeric config scales are used as they are.
+    """
+    if scales is None:
+        if cfg.confidence_scale == "auto" or cfg.strength_scale == "auto":
+            raise ValueError("decide(): `auto` scales need the model's Scales")
+        scales = Scales(float(cfg.confidence_scale), float(cfg.strength_scale), "config")
     r = np.asarray(r, dtype=np.float64)
     finite = np.isfinite(r)
     abs_r = np.where(finite, np.abs(r), 0.0)
     direction = np.zeros(r.shape, dtype=np.int8)
     direction[finite & (r > cfg.buy_threshold)] = BUY
     direction[finite & (r < cfg.sell_threshold)] = SELL
-    confidence = np.minimum(1.0, abs_r * cfg.confidence_scale)
-    strength = np.minimum(1.0, abs_r * cfg.strength_scale)
+    confidence = np.minimum(1.0, abs_r * scales.confidence)
+    strength = np.minimum(1.0, abs_r * scales.strength)
     size = cfg.base_fraction * confidence * np.maximum(cfg.min_strength, strength)
     size = np.minimum(size, cfg.max_position)
     unsure = confidence < cfg.min_confidence
     size[unsure | (direction == HOLD)] = 0.0
-    reason: list[str | None] = [None] * len(r)
-    for i in np.flatnonzero((direction != HOLD) & unsure):
-        reason[i] = f"confidence {confidence[i]:.2f} < min_confidence {cfg.min_confidence:g}"
-    for i in np.flatnonzero(~finite):
-        reason[i] = "model returned a non-finite prediction"
-    return Decisions(direction, confidence, size, reason)
+    # Vectorised: a million one-minute bars give ~a million unsized signals, and one
+    # f-string each would cost more than the model. Confidence is shown to the cent, so
+    # there are at most 101 distinct texts; one object array indexes into them.
+    reasons = np.full(len(r), None, dtype=object)
+    unsized = np.flatnonzero((direction != HOLD) & unsure)
+    if unsized.size:
+        cents = np.rint(confidence[unsized] * 100).astype(np.int64)
+        texts = np.array(
+            [
+                f"confidence {c / 100:.2f} < min_confidence {cfg.min_confidence:g}"
+                for c in range(101)
+            ],
+            dtype=object,
+        )
+        reasons[unsized] = texts[cents]
+    reasons[~finite] = "model returned a non-finite prediction"
+    return Decisions(direction, confidence, size, reasons.tolist())
 
 
 class MlBasic(Strategy):
@@ -104,6 +168,8 @@ class MlBasic(Strategy):
     def __init__(self, config: MlBasicConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
         self.model: OnnxModel | None = None
+        self.scales: Scales | None = None
+        self.lookahead: bool | None = None  # None: not known (no training period on file)
         self._lookahead_checked = False
 
     @property
@@ -139,6 +205,7 @@ class MlBasic(Strategy):
                 f"{KEY}: '{model.path}' was trained on features {meta_features}; ml_basic "
                 f"feeds {list(FEATURES)}"
             )
+        self.scales = Scales.of(cfg, meta, model.path)
         self.model = model
         from atb.ml.events import log_ml_event
 
@@ -151,26 +218,90 @@ class MlBasic(Strategy):
             input_shape=str(model.input_shape),
             train_start=period.get("start"),
             train_end=period.get("end_exclusive"),
+            confidence_scale=round(self.scales.confidence, 3),
+            strength_scale=round(self.scales.strength, 3),
+            scales=self.scales.source,
         )
         return model
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The model, its scale, and its holdout scores next to the naive baselines."""
+        if self.model is None:
+            return []
+        meta = self.model.metadata
+        period = meta.get("training_period") or {}
+        kind = (meta.get("model") or {}).get("kind", "user model")
+        fit = (
+            f", fit {str(period['start'])[:10]}..{str(period['last_bar'])[:10]}"
+            if period.get("start") and period.get("last_bar")
+            else ""
+        )
+        rows = [("Model", f"{self.model.model_id} ({kind}{fit})")]
+        if self.scales is not None:
+            source = (
+                "config"
+                if self.scales.source == "config"
+                else (f"auto: 1 / {quantile_key(self.config.auto_quantile)} of training |r|")
+            )
+            rows.append(("Confidence scale", f"{self.scales.confidence:,.0f} ({source})"))
+        if self.lookahead is not None:
+            rows.append(
+                (
+                    "Look-ahead",
+                    "YES: trained on bars this run trades on, results optimistic"
+                    if self.lookahead
+                    else "none: this run starts after the training period",
+                )
+            )
+        hold = meta.get("holdout") or {}
+        if hold:
+            rows.append(
+                (
+                    "Model holdout",
+                    f"{str(hold.get('start'))[:10]} -> {str(hold.get('last_bar'))[:10]}, "
+                    "never fitted on",
+                )
+            )
+            rows.append(
+                (
+                    "Holdout hit rate",
+                    f"{_pct(hold.get('directional_accuracy'))} (coin flip 50.00 %, "
+                    f"always up {_pct(hold.get('always_up_accuracy'))})",
+                )
+            )
+            mse, none = hold.get("mse"), hold.get("mse_no_change")
+            if isinstance(mse, int | float) and isinstance(none, int | float):
+                rows.append(
+                    (
+                        "Holdout return MSE",
+                        f"{mse:.3e} (no change {none:.3e}, skill "
+                        f"{_pct(hold.get('skill_vs_no_change'), signed=True)})",
+                    )
+                )
+        return rows
 
     def parameters(self) -> dict[str, Any]:
         params = super().parameters()
         params["model_path"] = str(params["model_path"]) if params["model_path"] else None
         if self.model is not None:
             params["model_id"] = self.model.model_id
+        if self.scales is not None:  # what `auto` resolved to, so a run record is complete
+            params["confidence_scale_used"] = self.scales.confidence
+            params["strength_scale_used"] = self.scales.strength
         return params
 
     def predict(self, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Predicted next close and r for every bar from the warm-up on (len(bars) − L + 1)."""
         model = self.load_model()
+        length = self.config.sequence_length
         # column by column: a multi-column selection makes pandas build an indexer and a frame
         data = np.column_stack([bars[c].to_numpy(dtype=np.float64) for c in FEATURES])
-        windows = normalised_windows(data, self.config.sequence_length)
-        if len(windows) == 0:
-            return np.empty(0), np.empty(0)
-        price = denormalise_close(model.predict(windows.values), windows)
-        close = data[self.config.sequence_length - 1 :, FEATURES.index("close")]
+        price = np.empty(max(0, len(data) - length + 1))
+        # Bounded batches: normalised windows are L·F float32 each (2.4 GB for 1M bars).
+        for start, windows in iter_normalised_windows(data, length, self.config.batch_size):
+            stop = start + len(windows)
+            price[start:stop] = denormalise_close(model.predict(windows.values), windows)
+        close = data[length - 1 :, FEATURES.index("close")]
         return price, (price - close) / close
 
     def signals(self, bars: pd.DataFrame) -> SignalFrame:
@@ -178,7 +309,7 @@ class MlBasic(Strategy):
         n = len(bars)
         start = min(self.warmup, n)
         price, r = self.predict(bars)
-        d = decide(r, cfg)
+        d = decide(r, cfg, self.scales)
 
         direction = np.zeros(n, dtype=np.int8)
         size = np.zeros(n)
@@ -232,7 +363,8 @@ class MlBasic(Strategy):
             return
         if first_ts.tzinfo is None:
             first_ts = first_ts.tz_localize("UTC")
-        if first_ts < train_end:
+        self.lookahead = bool(first_ts < train_end)
+        if self.lookahead:
             from atb.ml.events import log_ml_event
 
             log_ml_event(
@@ -243,3 +375,9 @@ class MlBasic(Strategy):
                 first_signal=first_ts.isoformat(),
                 note="the model was trained on bars this run trades on: results are optimistic",
             )
+
+
+def _pct(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, int | float) or not np.isfinite(value):
+        return "n/a"
+    return f"{value * 100:+.2f} %" if signed else f"{value * 100:.2f} %"

@@ -1,26 +1,38 @@
-"""ml_basic speed: signals over 2024 including model inference (target <= 1 s).
+"""ml_basic speed and memory.
 
-Measures the strategy's own work, bars in memory → SignalFrame (window normalisation,
-onnxruntime in batches, the sizing rule, the predictions frame), in two ways:
-- warm: best of several calls in this process, with a per-stage breakdown;
-- cold: a fresh interpreter doing what a default run does (import, load the shipped
-  model, first `signals()` call), since the first call pays onnxruntime's warm-up.
+1. Signals over 2024 including model inference (target <= 1 s): the strategy's own work,
+   bars in memory → SignalFrame (window normalisation and onnxruntime in bounded
+   batches, the sizing rule, the predictions frame), measured
+   - warm: best of several calls in this process, with a per-stage breakdown and the
+     named baseline "all windows at once" (the pre-streaming path) as a ratio;
+   - cold: a fresh interpreter doing what a default run does (import, load the shipped
+     model, first `signals()` call), since the first call pays onnxruntime's warm-up.
+2. A million one-minute bars (issue 18): a random-walk file in the bundled format is
+   generated here (not committed); a fresh process reads it and runs ml_basic's
+   signals over all of it. Targets: peak RSS of the whole process <= 1 GB, wall <= 10 s.
+   Named baseline: a process that only reads the same file (the I/O and parsing every
+   run pays), reported as a ratio.
 Run: `nox -s bench` or `pytest tests/benchmarks/bench_ml.py -s -o python_files=bench_*.py`.
+Timings are load-sensitive: note the machine's load average printed with them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from atb.data.loader import load_bars, select_period
-from atb.ml.features import FEATURES, normalised_windows
+from atb.ml.features import FEATURES, denormalise_close, normalised_windows
+from atb.ml.model import OnnxModel
 from atb.runtime.context import RunContext
 from atb.strategies.ml_basic import MlBasic, MlBasicConfig, decide
 
@@ -67,7 +79,15 @@ def test_ml_basic_signals_2024_warm() -> None:
     windows = normalised_windows(data, 120)
     infer_s = best(lambda: model.predict(windows.values))
     r = np.random.default_rng(0).normal(0, 0.001, len(windows))
-    rule_s = best(lambda: decide(r, strategy.config))
+    rule_s = best(lambda: decide(r, strategy.config, strategy.scales))
+
+    one_call = OnnxModel.load(None, 120, len(FEATURES), batch_size=10**9)
+
+    def all_at_once() -> None:  # the pre-streaming path: every window materialised at once
+        w = normalised_windows(data, 120)
+        denormalise_close(one_call.predict(w.values), w)
+
+    baseline = best(all_at_once)
     n_windows = len(windows)
     sized = int((frame.size > 0).sum())
     print(
@@ -81,6 +101,9 @@ def test_ml_basic_signals_2024_warm() -> None:
         f"\n    onnxruntime inference {infer_s * 1e3:7.1f} ms  "
         f"({n_windows / infer_s:,.0f} windows/s)"
         f"\n    sizing rule           {rule_s * 1e3:7.1f} ms"
+        f"\n  baseline 'all windows at once' (normalise + one inference call): "
+        f"{baseline * 1e3:.1f} ms; streamed windows+inference / baseline = "
+        f"{(norm_s + infer_s) / baseline:.2f} (load {os.getloadavg()[0]:.1f})"
         f"\n  signals: {int((frame.direction == 1).sum())} BUY, "
         f"{int((frame.direction == -1).sum())} SELL, {sized} with size > 0"
     )
@@ -124,3 +147,83 @@ def test_ml_basic_signals_2024_cold_process() -> None:
         f"{fastest['signals'] * 1e3:.0f} ms -> {work * 1e3:.0f} ms (target <= 1000 ms)"
     )
     assert work <= TARGET_S
+
+
+MILLION = 1_000_000
+RSS_TARGET_MB = 1024
+WALL_TARGET_S = 10.0
+
+BIG_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from atb.data.loader import load_bars
+bars = load_bars(sys.argv[1], "1m")
+t1 = time.perf_counter()
+out = {"bars": len(bars), "read": t1 - t0}
+if sys.argv[2] == "signals":
+    from atb.runtime.context import RunContext
+    from atb.strategies.ml_basic import MlBasic, MlBasicConfig
+    s = MlBasic(MlBasicConfig.model_validate({"_target_": "atb.strategies.ml_basic.MlBasic"}),
+                RunContext())
+    s.start()
+    frame = s.signals(bars)
+    out["signals"] = time.perf_counter() - t1
+    out["sized"] = int((frame.size > 0).sum())
+out["wall_in_process"] = time.perf_counter() - t0
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def write_random_walk(path: Path, n: int, seed: int = 0) -> None:
+    """n one-minute candles in the bundled file's format (timestamp,open,high,low,close,volume)."""
+    rng = np.random.default_rng(seed)
+    close = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.0008, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.0006, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.0006, n))
+    times = pd.date_range("2022-01-01", periods=n, freq="1min", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "timestamp": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "open": open_.round(2),
+            "high": high.round(2),
+            "low": low.round(2),
+            "close": close.round(2),
+            "volume": rng.gamma(2.0, 20.0, n).round(5),
+        }
+    )
+    frame.to_csv(path, index=False, compression={"method": "gzip", "compresslevel": 1})
+
+
+def run_child(path: Path, what: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", BIG_CHILD, str(path), what], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall"] = wall
+    return result
+
+
+def test_ml_basic_on_a_million_1m_bars_bounded_memory() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random-walk-1m.csv.gz"
+        write_random_walk(path, MILLION)
+        read_only = run_child(path, "read")
+        full = run_child(path, "signals")
+    assert full["bars"] == MILLION
+    print(
+        f"\nml_basic over {MILLION:,} one-minute bars (load {os.getloadavg()[0]:.1f}):"
+        f"\n  whole process: wall {full['wall']:.2f} s (target <= {WALL_TARGET_S:.0f} s), "
+        f"peak RSS {full['peak_rss_mb']:.0f} MB (target <= {RSS_TARGET_MB} MB)"
+        f"\n    read file {full['read']:.2f} s, signals (windows + inference + rule) "
+        f"{full['signals']:.2f} s, {full['sized']:,} sized signals"
+        f"\n  baseline 'read the file only': wall {read_only['wall']:.2f} s, peak RSS "
+        f"{read_only['peak_rss_mb']:.0f} MB -> ratio wall {full['wall'] / read_only['wall']:.2f}, "
+        f"RSS {full['peak_rss_mb'] / read_only['peak_rss_mb']:.2f}"
+    )
+    assert full["peak_rss_mb"] <= RSS_TARGET_MB
+    assert full["wall"] <= WALL_TARGET_S

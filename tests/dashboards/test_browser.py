@@ -107,6 +107,15 @@ def test_kpis_show_seeded_values(
     page.goto(server.app_url("market_prediction"))
     page.wait_for_selector(READY["market_prediction"], timeout=30_000)
     assert kpi(page, "predictions") == "300"
+    # the shipped model's holdout scores (its metadata) next to the naive baselines
+    from atb.ml.model import DEFAULT_MODEL, load_metadata
+
+    hold = load_metadata(DEFAULT_MODEL)["holdout"]
+    assert kpi(page, "holdout") == f"{hold['directional_accuracy'] * 100:.2f}%"
+    page.wait_for_selector("text=Model vs naive baselines", timeout=30_000)
+    page.wait_for_selector(
+        f"text=always up {hold['always_up_accuracy'] * 100:.2f} %", timeout=30_000
+    )
     page.close()
 
 

@@ -160,3 +160,45 @@ def test_prediction_scoring_and_drift(seeded: tuple[str, sample.Expected]) -> No
     hist = mp.confidence_histogram(scored)
     assert hist["count"].sum() == 300
     assert mp.score(preds.iloc[:0]).empty
+
+
+def test_prediction_page_shows_holdout_next_to_baselines(
+    seeded: tuple[str, sample.Expected],
+) -> None:
+    """The model's holdout scores (from its metadata) beside coin flip, "no change",
+    "always up" and buy & hold, as the market_prediction page shows them."""
+    from atb.dashboards.market_prediction.app import baseline_table, summary_kpis
+
+    url, _ = seeded
+    with readonly_engine(url).connect() as conn:
+        preds = mp.load_predictions(conn, sample.BACKTEST_A)
+        metrics = mp.run_metrics(conn, sample.BACKTEST_A)
+    scored = mp.score(preds)
+    summary = mp.summarise(scored)
+    meta = mp.find_metadata(summary.model_id)
+    assert meta is not None and meta["holdout"]["start"].startswith("2024-01-01")
+    hold = meta["holdout"]
+    rows = {r[0].split(" (")[0]: r[1:] for r in mp.baseline_rows(meta, metrics, summary, scored)}
+    assert rows["Holdout direction hit rate"] == (
+        f"{hold['directional_accuracy'] * 100:.2f} %",
+        f"coin flip 50.00 %, always up {hold['always_up_accuracy'] * 100:.2f} %",
+    )
+    assert rows["Holdout MSE of the next-bar return"][1].startswith(
+        f"no change {hold['mse_no_change']:.3e}"
+    )
+    assert rows["This run: strategy return"][0] == f"{metrics['total_return'] * 100:+.2f} %"
+    close = scored["close"].to_numpy()
+    assert (
+        rows["This run: strategy return"][1]
+        == f"buy & hold {(close[-1] / close[0] - 1) * 100:+.2f} %"
+    )
+    bh = mp.buy_and_hold(metrics, scored)
+    kpis = {k[0]: k[2] for k in summary_kpis(summary, meta, metrics, bh)}
+    assert kpis["holdout"] == f"{hold['directional_accuracy'] * 100:.2f}%"
+    assert kpis["vs_buy_hold"] == (
+        f"{metrics['total_return'] * 100:+.2f}% / {(close[-1] / close[0] - 1) * 100:+.2f}%"
+    )
+    assert "Naive baseline" in baseline_table(
+        mp.baseline_rows(meta, metrics, summary, scored), meta
+    )
+    assert "no holdout scores" in baseline_table([], {})

@@ -8,6 +8,7 @@ import pytest
 from atb.ml.features import (
     FLAT_VALUE,
     denormalise_close,
+    iter_normalised_windows,
     next_close_target,
     normalised_windows,
 )
@@ -77,3 +78,35 @@ def test_next_close_target() -> None:
     # window [1,3,2] -> next close 5 normalised by (5-1)/(3-1) = 2; window [3,2,5] -> (4-2)/3
     np.testing.assert_allclose(target[:2], [2.0, 2 / 3])
     assert valid.tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1000, 10_000])
+def test_batches_equal_all_at_once(batch: int) -> None:
+    data = np.random.default_rng(2).uniform(1, 1e4, (1300, 5))
+    data[200:330, 1] = 5.0  # a flat stretch inside some batches
+    whole = normalised_windows(data, 120)
+    starts, parts = zip(*iter_normalised_windows(data, 120, batch), strict=True)
+    assert list(starts) == list(range(0, len(whole), batch))
+    np.testing.assert_array_equal(np.concatenate([p.values for p in parts]), whole.values)
+    np.testing.assert_array_equal(np.concatenate([p.minimum for p in parts]), whole.minimum)
+    np.testing.assert_array_equal(np.concatenate([p.maximum for p in parts]), whole.maximum)
+    assert max(len(p) for p in parts) == min(batch, len(whole))
+
+
+def test_batches_of_too_little_data() -> None:
+    assert list(iter_normalised_windows(np.ones((50, 5)), 120, 16)) == []
+    with pytest.raises(ValueError, match="batch_size"):
+        list(iter_normalised_windows(np.ones((200, 5)), 120, 0))
+
+
+@pytest.mark.parametrize(("n", "length"), [(10, 3), (7, 7), (500, 120), (121, 120), (5, 1)])
+def test_sliding_extreme_matches_a_direct_reduce(n: int, length: int) -> None:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from atb.ml.features import sliding_extreme
+
+    a = np.random.default_rng(n).normal(size=(5, n))
+    a[1, min(3, n - 1)] = np.nan  # NaN reaches only the windows that hold it
+    view = sliding_window_view(a, length, axis=1)
+    np.testing.assert_array_equal(sliding_extreme(a, length, np.minimum), view.min(axis=-1))
+    np.testing.assert_array_equal(sliding_extreme(a, length, np.maximum), view.max(axis=-1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,8 @@ from atb.strategies.base import BUY, HOLD, SELL
 from atb.strategies.ml_basic import MlBasic, MlBasicConfig, decide
 
 TARGET = "atb.strategies.ml_basic.MlBasic"
+# The original system's fixed scales; the default is `auto` (the model's own |r| scale).
+ORIGINAL = {"confidence_scale": 12, "strength_scale": 10}
 
 
 def config(**kw: Any) -> MlBasicConfig:
@@ -26,6 +29,7 @@ def test_defaults_are_the_documented_rule() -> None:
     assert (cfg.buy_threshold, cfg.sell_threshold) == (0.0, -0.0005)
     assert (cfg.base_fraction, cfg.min_confidence, cfg.max_position) == (0.2, 0.3, 0.1)
     assert (cfg.stop_loss, cfg.take_profit, cfg.sequence_length) == (0.02, 0.04, 120)
+    assert (cfg.confidence_scale, cfg.strength_scale, cfg.auto_quantile) == ("auto", "auto", 0.9)
 
 
 @pytest.mark.parametrize(
@@ -48,14 +52,14 @@ def test_defaults_are_the_documented_rule() -> None:
     ],
 )
 def test_rule(r: float, direction: int, confidence: float, size: float) -> None:
-    d = decide(np.array([r]), config())
+    d = decide(np.array([r]), config(**ORIGINAL))
     assert d.direction[0] == direction
     assert d.confidence[0] == pytest.approx(confidence)
     assert d.size[0] == pytest.approx(size)
 
 
 def test_reasons_when_size_is_zero() -> None:
-    d = decide(np.array([0.0175, 0.03, 0.0, np.nan]), config())
+    d = decide(np.array([0.0175, 0.03, 0.0, np.nan]), config(**ORIGINAL))
     assert d.reason[0] == "confidence 0.21 < min_confidence 0.3"
     assert d.reason[1] is None  # sized: nothing to explain
     assert d.reason[2] is None  # HOLD: no trade was considered
@@ -64,14 +68,14 @@ def test_reasons_when_size_is_zero() -> None:
 
 
 def test_thresholds_are_configurable() -> None:
-    cfg = config(buy_threshold=0.01, sell_threshold=-0.01, min_confidence=0.0)
+    cfg = config(buy_threshold=0.01, sell_threshold=-0.01, min_confidence=0.0, **ORIGINAL)
     d = decide(np.array([0.005, 0.011, -0.005, -0.011]), cfg)
     assert d.direction.tolist() == [HOLD, BUY, HOLD, SELL]
     assert d.size[1] == pytest.approx(0.2 * 0.132 * 0.3)
 
 
 def test_min_confidence_zero_sizes_every_signal() -> None:
-    d = decide(np.array([0.001]), config(min_confidence=0.0))
+    d = decide(np.array([0.001]), config(min_confidence=0.0, **ORIGINAL))
     assert d.size[0] == pytest.approx(0.2 * 0.012 * 0.3)
 
 
@@ -81,6 +85,9 @@ def test_sell_threshold_above_buy_is_a_config_error() -> None:
 
 
 def strategy(path: Any = None, **kw: Any) -> MlBasic:
+    """The shipped model (auto scales) or a test model, which has no metadata: fixed scales."""
+    if path is not None:
+        kw = {**ORIGINAL, **kw}
     s = MlBasic(config(model_path=path, **kw), RunContext())
     s.start()
     return s
@@ -180,3 +187,104 @@ def test_ml_events_keep_their_level(monkeypatch: pytest.MonkeyPatch) -> None:
         ("model_lookahead", {"level": "WARNING", "model_id": "m"}),
         ("model_loaded", {"level": "INFO", "model_id": "m"}),
     ]
+
+
+def original_rule(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rule as the original system wrote it: confidence and size for each r."""
+    confidence = np.minimum(1.0, np.abs(r) * 12)
+    strength = np.minimum(1.0, np.abs(r) * 10)
+    size = np.minimum(0.2 * confidence * np.maximum(0.3, strength), 0.1)
+    size[(confidence < 0.3) | ((r <= 0.0) & (r >= -0.0005))] = 0.0
+    return confidence, size
+
+
+def test_confidence_scale_12_is_the_original_rule_exactly() -> None:
+    r = np.random.default_rng(3).normal(0, 0.05, 5000)
+    d = decide(r, config(confidence_scale=12, strength_scale=10))
+    confidence, size = original_rule(r)
+    np.testing.assert_array_equal(d.confidence, confidence)
+    np.testing.assert_array_equal(d.size, size)
+    assert (d.size > 0).sum() > 1000  # the comparison covers sized trades, not only zeros
+
+
+def with_calibration(write_model: WriteModel, p90: float) -> Any:
+    path = write_model(constant_layers(1.0))
+    meta = {"calibration": {"abs_r_quantiles": {"p50": p90 / 4, "p90": p90, "p99": p90 * 3}}}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_auto_maps_the_training_p90_to_confidence_one(write_model: WriteModel) -> None:
+    s = MlBasic(config(model_path=with_calibration(write_model, 0.002)), RunContext())
+    s.start()
+    assert s.scales is not None
+    assert s.scales.confidence == pytest.approx(500.0) and s.scales.strength == pytest.approx(500)
+    assert "p90" in s.scales.source
+    d = decide(np.array([0.002, 0.004, 0.0006, 0.0005, -0.001]), s.config, s.scales)
+    np.testing.assert_allclose(d.confidence, [1.0, 1.0, 0.3, 0.25, 0.5])
+    # size = 0.2 * confidence * max(0.3, strength), capped at 0.1; 0 below min_confidence
+    np.testing.assert_allclose(d.size, [0.1, 0.1, 0.2 * 0.3 * 0.3, 0.0, 0.2 * 0.5 * 0.5])
+    assert s.parameters()["confidence_scale_used"] == pytest.approx(500.0)
+    # another stored quantile, and a number for one scale only
+    q = MlBasic(
+        config(model_path=with_calibration(write_model, 0.002), auto_quantile=0.99,
+               strength_scale=10),
+        RunContext(),
+    )  # fmt: skip
+    q.start()
+    assert q.scales is not None
+    assert (q.scales.confidence, q.scales.strength) == (pytest.approx(1 / 0.006), 10.0)
+
+
+def test_auto_without_calibration_is_one_clear_error(write_model: WriteModel) -> None:
+    from atb.ml.model import ModelError
+
+    s = MlBasic(config(model_path=write_model()), RunContext())
+    with pytest.raises(ModelError) as info:
+        s.start()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "strategy.confidence_scale=auto" in message and "12 and 10" in message
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"auto_quantile": 0.8}, "auto_quantile"),
+        ({"confidence_scale": 0}, "confidence_scale"),
+        ({"strength_scale": "sometimes"}, "strength_scale"),
+    ],
+)
+def test_scale_config_errors(kw: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        config(**kw)
+
+
+def test_shipped_model_trades_on_2024_with_auto_scales(bundled: pd.DataFrame) -> None:
+    """The issue's complaint: confidence ~0 everywhere, so nothing was ever sized."""
+    s = strategy()
+    sf = s.signals(bundled.loc["2024-01-01":"2025-01-20"])
+    sized = int((sf.size > 0).sum())
+    assert sized > 1000
+    assert sf.predictions is not None
+    assert 0.05 < float(sf.predictions["confidence"].mean()) < 0.9
+    # the original fixed scale on the same model: nothing sized (what users saw before)
+    fixed = strategy(confidence_scale=12, strength_scale=10).signals(bundled.loc["2024"])
+    assert int((fixed.size > 0).sum()) == 0
+
+
+def test_batch_size_does_not_change_predictions(write_model: WriteModel) -> None:
+    layers = [(np.random.default_rng(5).normal(0, 0.05, (L * 5, 1)), np.array([0.4]))]
+    path = write_model(layers)
+    bars = synthetic_bars(2600, seed=4)
+    whole = strategy(path, batch_size=10**9).signals(bars)
+    for batch in (1000, 7, 1):
+        part = strategy(path, batch_size=batch).signals(bars.iloc[: 400 if batch == 1 else None])
+        n = len(part)
+        np.testing.assert_array_equal(part.direction, whole.direction[:n])
+        np.testing.assert_array_equal(part.size, whole.size[:n])
+        assert part.predictions is not None and whole.predictions is not None
+        np.testing.assert_array_equal(
+            part.predictions["predicted_price"].to_numpy(),
+            whole.predictions["predicted_price"].to_numpy()[: n - L + 1],
+        )

@@ -151,3 +151,58 @@ def test_shipped_model_is_what_mode_train_produces() -> None:
     assert ours.keys() == theirs.keys()
     for name, value in ours.items():
         np.testing.assert_allclose(value, theirs[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def around_train_end() -> pd.DataFrame:
+    from atb.data.loader import load_bars
+
+    bars: pd.DataFrame = cast(pd.DataFrame, load_bars())
+    return bars.loc["2023-11-01":"2024-01-31"]  # 2 months to fit, January as the holdout
+
+
+def test_holdout_bars_never_reach_the_fit(around_train_end: pd.DataFrame) -> None:
+    """Scrambling every bar from train_end on changes the holdout scores, not the model."""
+    cfg = config(**SMALL)
+    a = train_model(around_train_end, cfg)
+    scrambled = around_train_end.copy()
+    after = scrambled.index >= pd.Timestamp("2024-01-01", tz="UTC")
+    noise = np.random.default_rng(0).uniform(0.9, 1.1, (int(after.sum()), 1))
+    scrambled.loc[after, list(FEATURES)] = scrambled.loc[after, list(FEATURES)].to_numpy() * noise
+    b = train_model(scrambled, cfg)
+    assert a.onnx == b.onnx
+    assert a.metadata["calibration"] == b.metadata["calibration"]
+    assert a.metadata["holdout"] != b.metadata["holdout"]
+    assert a.metadata["training_period"]["last_bar"].startswith("2023-12-31T23:00")
+
+
+def test_holdout_and_calibration_are_the_exported_models(
+    around_train_end: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The metadata's holdout scores and |r| quantiles, recomputed through onnxruntime."""
+    cfg = config(**SMALL)
+    result = train_model(around_train_end, cfg)
+    meta = result.metadata
+    model = OnnxModel.load(write_model(result, tmp_path, "m")[0], 24, len(FEATURES))
+    data = around_train_end[list(FEATURES)].to_numpy()
+    w = normalised_windows(data, 24)
+    price = w.close_min + model.predict(w.values) * (w.close_max - w.close_min)
+    close = data[23:, 3]
+    r = (price - close) / close
+    ends = around_train_end.index[23:]
+    hold = np.flatnonzero(ends >= pd.Timestamp("2024-01-01", tz="UTC"))[:-1]
+    realised = (data[hold + 24, 3] - close[hold]) / close[hold]
+    h = meta["holdout"]
+    assert h["start"].startswith("2024-01-01T00:00") and h["windows"] == hold.size
+    moved = realised != 0
+    hit = np.mean(np.sign(r[hold][moved]) == np.sign(realised[moved]))
+    assert h["directional_accuracy"] == pytest.approx(hit)
+    assert h["always_up_accuracy"] == pytest.approx(np.mean(realised[moved] > 0))
+    assert h["mse"] == pytest.approx(np.mean((r[hold] - realised) ** 2), rel=1e-4)
+    assert h["mse_no_change"] == pytest.approx(np.mean(realised**2))
+    assert h["coin_flip_accuracy"] == 0.5
+    fitted = np.arange(meta["training_period"]["windows"])  # the first windows, in order
+    p90 = meta["calibration"]["abs_r_quantiles"]["p90"]
+    assert p90 == pytest.approx(np.quantile(np.abs(r[fitted]), 0.9), rel=1e-4)
+    assert meta["engineered_features"][0] == "return_1"
+    assert set(meta["feature_weights"]) == set(meta["engineered_features"])

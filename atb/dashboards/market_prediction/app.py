@@ -3,6 +3,7 @@ directional accuracy and error over time, and feature drift against the training
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -31,13 +32,32 @@ DRIFT_COLS: list[w.Column] = [
 ]
 
 
-def summary_kpis(s: m.Summary) -> list[w.Kpi]:
+def summary_kpis(
+    s: m.Summary,
+    meta: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    buy_and_hold: float | None = None,
+) -> list[w.Kpi]:
     acc_tone = "" if s.accuracy is None else ("good" if s.accuracy > 0.5 else "bad")
+    hold = (meta or {}).get("holdout") or {}
+    # No colour for the holdout hit rate: a point above 50 % is not an edge by itself;
+    # the baselines table on the page says what it has to beat.
+    hold_acc = hold.get("directional_accuracy")
+    metrics = metrics or {}
+    total, bh = metrics.get("total_return"), buy_and_hold
+    vs_tone = "" if total is None or bh is None else ("good" if total > bh else "bad")
     return [
         ("predictions", "Predictions", f"{s.predictions:,}", ""),
         ("accuracy", "Directional accuracy", w.fmt_pct(s.accuracy), acc_tone),
         ("mae", "Mean abs error", w.fmt_pct(s.mae_pct), ""),
         ("confidence", "Mean confidence", w.fmt_num(s.mean_confidence, 3), ""),
+        ("holdout", "Holdout hit rate (coin flip 50%)", w.fmt_pct(hold_acc), ""),
+        (
+            "vs_buy_hold",
+            "Return / buy & hold",
+            f"{w.fmt_pct(total, True)} / {w.fmt_pct(bh, True)}",
+            vs_tone,
+        ),
         ("drift", "Drifting features", str(s.drifting), "bad" if s.drifting else "good"),
         ("model", "Model", s.model_id or "–", ""),
     ]
@@ -53,6 +73,9 @@ class PredictionApp:
         self.ready = False
         self.scored = pd.DataFrame()
         self.drift = pd.DataFrame()
+        self.meta: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] = {}
+        self.summary = m.Summary()
 
     def view(self) -> pn.viewable.Viewable:
         header = w.header("atb · market prediction", describe(self.settings.db_url))
@@ -93,6 +116,7 @@ class PredictionApp:
         with self.engine.connect() as conn:
             preds = m.load_predictions(conn, self.run.value)
             candles = m.run_candles(conn, self.run.value)
+            self.metrics = m.run_metrics(conn, self.run.value)
         self.scored = m.score(preds)
         meta = m.find_metadata(
             self.scored["model_id"].dropna().iloc[-1]
@@ -101,7 +125,12 @@ class PredictionApp:
         )
         self.meta = meta
         self.drift = m.feature_drift(meta, m.recent_features(self.scored, candles))
-        self.kpis.object = w.kpi_html(summary_kpis(m.summarise(self.scored, self.drift)))
+        self.summary = m.summarise(self.scored, self.drift)
+        self.kpis.object = w.kpi_html(
+            summary_kpis(
+                self.summary, meta, self.metrics, m.buy_and_hold(self.metrics, self.scored)
+            )
+        )
         if self.ready:
             self._render()
 
@@ -211,13 +240,35 @@ class PredictionApp:
                     )
                 )
             ]
+        baselines = m.baseline_rows(self.meta, self.metrics, self.summary, scored)
         self.body.objects = [
+            w.section("Model vs naive baselines"),
+            w.html_pane(baseline_table(baselines, self.meta)),
             pn.pane.Bokeh(price, sizing_mode="stretch_width"),
             pn.pane.Bokeh(acc, sizing_mode="stretch_width"),
             pn.pane.Bokeh(conf, sizing_mode="stretch_width"),
             w.section("Feature diagnostics: recent inputs vs the training period"),
             *drift_part,
         ]
+
+
+def baseline_table(rows: list[tuple[str, str, str]], meta: dict[str, Any] | None) -> str:
+    cells = "".join(
+        f"<tr><td>{escape(a)}</td><td style='text-align:right'><b>{escape(b)}</b></td>"
+        f"<td>{escape(c)}</td></tr>"
+        for a, b, c in rows
+    )
+    note = (
+        "Holdout = bars after the model's training period, scored once and never fitted "
+        "or selected on (model metadata JSON)."
+        if (meta or {}).get("holdout")
+        else "This model's metadata has no holdout scores; retrain to produce them: "
+        "python -m atb mode=train"
+    )
+    return (
+        "<table class='baselines'><tr><th>Measure</th><th>Model</th><th>Naive baseline</th>"
+        f"</tr>{cells}</table><small>{escape(note)}</small>"
+    )
 
 
 def _plain_figure(title: str) -> Any:

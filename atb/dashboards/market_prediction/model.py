@@ -226,3 +226,75 @@ def run_candles(conn: Connection, run_id: str) -> pd.DataFrame | None:
     from atb.dashboards.backtesting.model import candles_for
 
     return candles_for(dict(row._mapping), limit=10**9)
+
+
+def run_metrics(conn: Connection, run_id: str) -> dict[str, Any]:
+    """The run's result metrics (total return, buy & hold, …); {} while it has none."""
+    row = conn.execute(select(runs.c.metrics).where(runs.c.id == run_id)).first()
+    value = row[0] if row is not None else None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def buy_and_hold(metrics: dict[str, Any], scored: pd.DataFrame) -> float | None:
+    """The run's recorded buy & hold return, else the one implied by its predicted bars."""
+    bh = metrics.get("buy_and_hold_return")
+    if isinstance(bh, int | float):
+        return float(bh)
+    if len(scored) > 1:
+        close = scored["close"].to_numpy(dtype=float)
+        return float(close[-1] / close[0] - 1.0)
+    return None
+
+
+def _pct(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, int | float) or not np.isfinite(value):
+        return "–"
+    return f"{value * 100:+.2f} %" if signed else f"{value * 100:.2f} %"
+
+
+def baseline_rows(
+    meta: dict[str, Any] | None, metrics: dict[str, Any], summary: Summary, scored: pd.DataFrame
+) -> list[tuple[str, str, str]]:
+    """(measure, model, naive baseline) rows: the model's honest scores next to what a
+    forecast or a strategy must beat. Holdout scores come from the model's metadata
+    (bars after its training period, never fitted on); the run's from its records."""
+    rows: list[tuple[str, str, str]] = []
+    hold = (meta or {}).get("holdout") or {}
+    if hold:
+        period = f"{str(hold.get('start', '?'))[:10]} → {str(hold.get('last_bar', '?'))[:10]}"
+        rows.append(
+            (
+                f"Holdout direction hit rate ({period})",
+                _pct(hold.get("directional_accuracy")),
+                f"coin flip {_pct(hold.get('coin_flip_accuracy', 0.5))}, "
+                f"always up {_pct(hold.get('always_up_accuracy'))}",
+            )
+        )
+        mse, none = hold.get("mse"), hold.get("mse_no_change")
+        rows.append(
+            (
+                "Holdout MSE of the next-bar return",
+                f"{mse:.3e}" if isinstance(mse, int | float) else "–",
+                f"no change {none:.3e} (skill {_pct(hold.get('skill_vs_no_change'), True)})"
+                if isinstance(none, int | float)
+                else "–",
+            )
+        )
+    rows.append(("This run: direction hit rate", _pct(summary.accuracy), "coin flip 50.00 %"))
+    bh = buy_and_hold(metrics, scored)
+    total = metrics.get("total_return")
+    rows.append(
+        (
+            "This run: strategy return"
+            if total is not None
+            else "This run: strategy return (when the run finishes)",
+            _pct(total, True),
+            f"buy & hold {_pct(bh, True)}",
+        )
+    )
+    return rows
