@@ -210,7 +210,7 @@ class HealthServer(Node[HealthServerConfig]):
             authenticated=self.token is not None,
             allow_unauthenticated=self.config.allow_unauthenticated,
             how=f"set {self.config.token_env} (bearer token for /status and /metrics)",
-            override="health.allow_unauthenticated",
+            override="set health.allow_unauthenticated=true",
         )
         try:
             sockets = tornado.netutil.bind_sockets(

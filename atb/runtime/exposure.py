@@ -94,7 +94,7 @@ def check_exposure(
         return
     raise ExposureError(
         f"{server}: refusing to listen on {host} without authentication: {how}, "
-        f"or set {override}=true to serve it unauthenticated"
+        f"or {override} to serve it unauthenticated"
     )
 
 
