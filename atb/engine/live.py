@@ -526,6 +526,11 @@ class LiveEngine(Node[LiveEngineConfig]):
             if not isinstance(self.path, LiveDecisionPath):
                 for order in step.fills:
                     _metrics.record_order(order.status)
+            for order in step.fills:
+                if order.status == "filled":
+                    _metrics.record_fill(order.fee)
+            for trade in step.trades:
+                _metrics.record_realized_pnl(trade.pnl)
         if self.recorder is None:
             return
         rec = self.config.record

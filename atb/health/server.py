@@ -104,6 +104,12 @@ class HealthServerConfig(NodeConfig):
         le=0.005,
         description="sys.setswitchinterval while serving (null: leave Python's 5 ms)",
     )
+    refresh_interval: float | None = Field(
+        10.0,
+        gt=0,
+        description="seconds between background runs of the checks, so /metrics carries "
+        "fresh atb_health_check_status without anyone calling /status (null: off)",
+    )
     checks: list[CheckConfig] = Field(
         default_factory=lambda: [
             _check_model(i, {"_target_": t}) for i, t in enumerate(DEFAULT_CHECKS)
@@ -311,7 +317,16 @@ class HealthServer(Node[HealthServerConfig]):
         )
         http.add_sockets(sockets)
         ready.set()
+        refresher = (
+            asyncio.create_task(self._refresh_forever(self.config.refresh_interval))
+            if self.config.refresh_interval
+            else None
+        )
         await self._stopping.wait()
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         http.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(http.close_all_connections(), 2)
@@ -450,8 +465,27 @@ class HealthServer(Node[HealthServerConfig]):
             payload["reasons"] = reasons
         return (200 if ready else 503), redact_payload(payload, self.ctx.secrets)
 
+    async def _refresh_forever(self, interval: float) -> None:
+        """Run the checks (through the cache: single flight, timeouts) and the scrape-time
+        gauges on a timer, so a Prometheus that only scrapes /metrics sees current values."""
+        assert self.cache is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.cache.results()
+                await loop.run_in_executor(self._aux_executor, self.refresh_gauges)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next round tries again; probes are unaffected
+                logger.opt(exception=True).debug("health: background refresh failed")
+            await asyncio.sleep(interval)
+
     def render_metrics(self) -> bytes:
         """Worker thread: refresh scrape-time gauges, then render the registry."""
+        self.refresh_gauges()
+        return metrics.render()
+
+    def refresh_gauges(self) -> None:
         metrics.set_heartbeat_age(PROBES.heartbeat.age())
         try:
             state = PROBES.read("journal")
@@ -463,7 +497,6 @@ class HealthServer(Node[HealthServerConfig]):
                 spilled=_int_or_none(state.get("spilled")),
                 written=_int_or_none(state.get("written")),
             )
-        return metrics.render()
 
 
 def _register_secret(value: str) -> None:
