@@ -424,6 +424,8 @@ class LiveEngine(Node[LiveEngineConfig]):
                     note="not trading until fresh candles arrive",
                 )
             self.stale, self.stale_reason = True, reason
+            if _metrics is not None:
+                _metrics.set_data_stale(True)
             return True
         if self.stale:
             log_data_event(
@@ -433,6 +435,8 @@ class LiveEngine(Node[LiveEngineConfig]):
                 age_s=round(age, 3),
             )
         self.stale, self.stale_reason = False, None
+        if _metrics is not None:
+            _metrics.set_data_stale(False)
         return False
 
     def _process(self, frame: pd.DataFrame, now_ms: int) -> None:

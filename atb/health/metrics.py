@@ -81,6 +81,24 @@ def set_run_labels(
         _run_id = run_id
     RUN_INFO.clear()
     RUN_INFO.labels(**_defaults, run_id=_run_id).set(1)
+    _zero_series()
+
+
+def _zero_series() -> None:
+    """Export 0 for the run's counters before anything happens: increase()/rate() in alert
+    rules need a sample before the first increment, or the first rejection is never seen."""
+    labels = run_labels()
+    for status in ("filled", "rejected"):
+        ORDERS.labels(**labels, status=status).inc(0)
+    for metric in (FILLS, FEES):
+        metric.labels(**labels).inc(0)
+    REALIZED_PNL.labels(**labels).inc(0)
+    DATA_STALE.labels(**labels).inc(0)
+    key = tuple(labels[k] for k in RUN_LABELS)
+    with JOURNAL_TOTALS._lock:
+        known = key in JOURNAL_TOTALS._values
+    if not known:
+        JOURNAL_TOTALS.set(labels, 0.0, 0.0)
 
 
 def run_labels(**override: str | None) -> dict[str, str]:
@@ -131,6 +149,18 @@ LOOP_DURATION = Histogram(
 LOOP_HEARTBEAT_AGE = Gauge(
     "atb_loop_heartbeat_age_seconds",
     "Seconds since the trading loop last beat (-1 before the first beat); set at scrape time",
+    RUN_LABELS,
+    registry=REGISTRY,
+)
+LOOP_MAX_SILENCE = Gauge(
+    "atb_loop_max_silence_seconds",
+    "Heartbeat age beyond which the loop counts as stalled (/health turns 503)",
+    RUN_LABELS,
+    registry=REGISTRY,
+)
+DATA_STALE = Gauge(
+    "atb_data_stale",
+    "1 while the loop holds off trading on stale candles (stale_data .. data_recovered)",
     RUN_LABELS,
     registry=REGISTRY,
 )
@@ -244,6 +274,7 @@ _LABELLED: tuple[Any, ...] = (
     RUN_INFO, LOOP_ITERATIONS, LOOP_DURATION, LOOP_HEARTBEAT_AGE, CANDLE_AGE, ORDERS, REJECTIONS,
     EXCHANGE_ERRORS, BALANCE, EQUITY, DRAWDOWN, OPEN_POSITIONS, JOURNAL_QUEUE, ALERTS,
     CHECK_STATUS, CHECK_DURATION, FILLS, FEES, REALIZED_PNL, EXCHANGE_REQUEST_DURATION,
+    LOOP_MAX_SILENCE, DATA_STALE,
 )  # fmt: skip
 
 
@@ -355,8 +386,14 @@ def record_alert(channel: str, outcome: str) -> None:
     ALERTS.labels(**run_labels(), channel=_label(channel), outcome=_label(outcome)).inc()
 
 
-def set_heartbeat_age(seconds: float | None) -> None:
+def set_heartbeat_age(seconds: float | None, max_silence: float | None = None) -> None:
     LOOP_HEARTBEAT_AGE.labels(**run_labels()).set(-1.0 if seconds is None else float(seconds))
+    if max_silence is not None:
+        LOOP_MAX_SILENCE.labels(**run_labels()).set(float(max_silence))
+
+
+def set_data_stale(stale: bool, *, symbol: str | None = None) -> None:
+    DATA_STALE.labels(**run_labels(symbol=symbol)).set(1.0 if stale else 0.0)
 
 
 STATUS_VALUES = {"healthy": 0, "skipped": 0, "degraded": 1, "unhealthy": 2}

@@ -486,7 +486,7 @@ class HealthServer(Node[HealthServerConfig]):
         return metrics.render()
 
     def refresh_gauges(self) -> None:
-        metrics.set_heartbeat_age(PROBES.heartbeat.age())
+        metrics.set_heartbeat_age(PROBES.heartbeat.age(), self.max_silence())
         try:
             state = PROBES.read("journal")
         except Exception:  # a broken provider must not break the scrape
