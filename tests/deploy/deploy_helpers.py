@@ -30,7 +30,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in HOSTING_ENV and not k.startswith(("RAILWAY_", "ATB_", "BINANCE_"))
+        if (k not in HOSTING_ENV and not k.startswith(("RAILWAY_", "ATB_", "BINANCE_")))
+        or k == "ATB_SPILL_DIR"  # the suite's spill directory (tests/conftest.py)
     }
     env.update(extra)
     return env
