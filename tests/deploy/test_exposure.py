@@ -197,3 +197,20 @@ def _login(port: int, user: str, password: str) -> str | None:
         return "; ".join(cookies)
     finally:
         conn.close()
+
+
+@pytest.mark.e2e
+def test_dashboards_node_refuses_platform_exposure_without_login(tmp_path: Path) -> None:
+    env = clean_env(KUBERNETES_SERVICE_HOST="10.0.0.1", ATB_API_TOKEN=TOKEN,
+                    ATB_OUTPUT_DIR=str(tmp_path))  # fmt: skip
+    proc = subprocess.run(
+        [*atb_cmd("run"), "mode=paper", "exchange=replay", "dashboards=monitoring",
+         "health.port=0", "live.max_iterations=2", f"db.url=sqlite:///{tmp_path / 'atb.db'}"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("atb: error")]
+    assert len(errors) == 1, proc.stderr
+    assert "dashboards: refusing to listen on 0.0.0.0 without authentication" in errors[0]
+    assert "set dashboards.allow_unauthenticated=true" in errors[0]
+    assert "Traceback" not in proc.stderr and TOKEN not in proc.stderr + proc.stdout
