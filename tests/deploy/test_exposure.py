@@ -132,9 +132,9 @@ def test_token_guards_everything_but_the_probes(tmp_path: Path) -> None:
     assert "host from env:HOST, port from env:PORT" in out
     assert "/status /metrics need the bearer token" in out
     assert TOKEN not in out
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and path.suffix in (".yaml", ".log", ".json", ".txt"):
-            assert TOKEN not in path.read_text(errors="replace"), path
+    for written in tmp_path.rglob("*"):
+        if written.is_file() and written.suffix in (".yaml", ".log", ".json", ".txt"):
+            assert TOKEN not in written.read_text(errors="replace"), written
 
 
 @pytest.mark.e2e

@@ -137,7 +137,7 @@ def query(port: int, expr: str) -> list[dict[str, Any]]:
     code, _, body = http_get(port, "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     if code != 200:  # 503 while Prometheus starts: wait_until tries again
         raise ValueError(f"Prometheus answered {code}: {body[:200]!r}")
-    return json.loads(body)["data"]["result"]  # type: ignore[no-any-return]
+    return json.loads(body)["data"]["result"]
 
 
 def promql_metric_names(text: str) -> set[str]:
