@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from atb.resources import config_dir
+
+# The repository's conf/ in a source checkout, the wheel's atb/conf once installed.
+CONFIG_DIR = str(config_dir())
 NOISE = re.compile(r"^\s+(full_key|object_type|reference_type|parent_node|child_node)\b")
 
 
@@ -150,6 +153,17 @@ def _skip_mode_probe(args: list[str]) -> None:
     Hydra.get_mode = get_mode  # type: ignore[method-assign]
 
 
+def version_line() -> str:
+    """`atb 0.1.0 (Hydra 1.3.2, Python 3.11.2)`: Hydra's own --version names only itself."""
+    import platform
+
+    from hydra import __version__ as hydra_version
+
+    from atb import __version__
+
+    return f"atb {__version__} (Hydra {hydra_version}, Python {platform.python_version()})"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run Hydra with our own error reporting.
 
@@ -157,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     error, so Hydra is asked to re-raise (HYDRA_FULL_ERROR) and errors are reported here.
     """
     args = sys.argv[1:] if argv is None else argv
+    if any(a in ("--version", "-V") for a in args):
+        print(version_line())
+        return
     if any(a in ("--help", "-h") for a in args):
         from atb.runtime.help import render_help
 

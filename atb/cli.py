@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_help())
         return 0 if args else 2
     if args[0] in ("--version", "-V"):
-        from atb import __version__
+        from atb.__main__ import version_line
 
-        print(f"atb {__version__}")
+        print(version_line())
         return 0
     name, rest = args[0], args[1:]
     command = COMMANDS.get(name)

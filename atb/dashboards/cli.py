@@ -1,4 +1,4 @@
-"""`atb dashboards list` and `atb dashboards run NAME [--port N] [--host H] [options]`.
+"""`atb dashboards list`, `atb dashboards path NAME` and `atb dashboards run NAME [options]`.
 
 The seed's contract: `--db-url`, `--update-interval` and `--logs-dir` are forwarded only
 to a dashboard that declares it supports them; any other dashboard gets a printed notice
@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from atb.dashboards import OPTIONS
+from atb.dashboards.auth import EXPOSURE_HINT, PASSWORD_ENV, auth_from_env
+from atb.dashboards.bind import STANDALONE_PORT_ENV, resolve_bind
 from atb.dashboards.discovery import (
     DashboardBroken,
     DashboardInfo,
@@ -21,6 +24,7 @@ from atb.dashboards.discovery import (
     discover,
     find,
 )
+from atb.runtime.exposure import ExposureError, check_exposure
 
 
 def configure_logging() -> None:
@@ -36,10 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
     lst = sub.add_parser("list", help="list the discovered dashboards")
     lst.add_argument("--no-check", action="store_true", help="do not import each dashboard")
+    path = sub.add_parser("path", help="print a dashboard's script (for `panel serve`)")
+    path.add_argument("name")
     run = sub.add_parser("run", help="serve one dashboard")
     run.add_argument("name")
-    run.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1)")
-    run.add_argument("--port", type=int, default=None, help="HTTP port (default from config)")
+    run.add_argument(
+        "--host",
+        default=None,
+        help="interface to listen on (default: HOST, else 0.0.0.0 on a platform, else 127.0.0.1)",
+    )
+    run.add_argument(
+        "--port", type=int, default=None, help="HTTP port (default: PORT, else from config)"
+    )
+    run.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help=f"serve beyond loopback without the {PASSWORD_ENV} login",
+    )
     run.add_argument("--db-url", default=None, help="database to read (read-only)")
     run.add_argument("--update-interval", type=float, default=None, help="seconds per refresh")
     run.add_argument("--logs-dir", default=None, help="directory of CSV trade exports")
@@ -97,19 +114,47 @@ def run(args: argparse.Namespace) -> int:
     for notice in notices:
         print(notice, file=sys.stderr)
     settings = DashboardSettings.model_validate(values)
-    host = args.host or defaults.get("host") or "127.0.0.1"
-    port = args.port if args.port is not None else int(defaults.get("port") or 5006)
+    try:
+        bind = resolve_bind(
+            args.host or str(defaults.get("host") or "auto"),
+            int(defaults.get("port") or 5006),
+            STANDALONE_PORT_ENV,
+            "dashboards.port",
+        )
+    except ValueError as exc:
+        print(f"atb dashboards: {exc}", file=sys.stderr)
+        return 2
+    if args.port is not None:
+        bind = replace(bind, port=args.port, port_source="--port")
+    host, port = bind.host, bind.port
+    auth = auth_from_env()
+    allow = args.allow_unauthenticated or bool(defaults.get("allow_unauthenticated"))
+    try:
+        check_exposure(
+            "atb dashboards",
+            host,
+            auth is not None,
+            allow,
+            EXPOSURE_HINT,
+            "pass --allow-unauthenticated",
+        )
+    except ExposureError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
 
     def page() -> Any:
         return factory(settings)
 
-    server = DashboardServer({info.name: page}, host=host, port=port)
+    server = DashboardServer({info.name: page}, host=host, port=port, auth=auth)
     try:
         server.start()
     except OSError as exc:
         print(f"atb dashboards: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    print(f"serving dashboard '{info.name}' at {server.app_url(info.name)} (Ctrl-C to stop)")
+    print(
+        f"serving dashboard '{info.name}' on {host}:{server.port} ({bind.sources}; "
+        f"login {'required' if auth else 'off'}) at {server.app_url(info.name)} (Ctrl-C to stop)"
+    )
     sys.stdout.flush()
     try:
         server.wait()
@@ -125,6 +170,13 @@ def command(name: str, argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.action == "list":
         print(format_list(discover(check=not args.no_check)))
+        return 0
+    if args.action == "path":
+        try:
+            print(find(args.name).path)
+        except DashboardNotFound as exc:
+            print(f"atb dashboards: {exc}", file=sys.stderr)
+            return 2
         return 0
     return run(args)
 

@@ -25,11 +25,13 @@ MODULE_PREFIX = "atb_panels"
 
 
 def panels_dir() -> Path:
-    """`$ATB_PANELS_DIR`, else the repository's `panels/` next to the `atb` package."""
+    """`$ATB_PANELS_DIR`, else the shipped `panels/` (the repository's, or the wheel's)."""
+    from atb import resources
+
     configured = os.environ.get(PANELS_ENV)
     if configured:
         return Path(configured).expanduser()
-    return Path(__file__).resolve().parents[2] / "panels"
+    return resources.panels_dir()
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,11 @@ from loguru import logger
 from pydantic import Field, field_validator
 
 from atb.config.base import NodeConfig
+from atb.dashboards.auth import EXPOSURE_HINT, auth_from_env
+from atb.dashboards.bind import NODE_PORT_ENV, resolve_bind
 from atb.db.url import DEFAULT_URL
 from atb.runtime.context import RunContext
+from atb.runtime.exposure import check_exposure
 from atb.runtime.node import Node
 
 
@@ -23,8 +26,18 @@ class DashboardConfig(NodeConfig):
     apps: list[str] = Field(
         default_factory=lambda: ["monitoring"], min_length=1, description="dashboards to serve"
     )
-    host: str = Field("127.0.0.1", min_length=1, description="interface to listen on")
-    port: int = Field(5006, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    host: str = Field(
+        "auto",
+        min_length=1,
+        description="auto: HOST, else 0.0.0.0 on a platform (ENV=production, RAILWAY_*, "
+        "KUBERNETES_SERVICE_HOST), else 127.0.0.1",
+    )
+    port: int = Field(
+        5006, ge=0, le=65535, description="HTTP port (ATB_DASHBOARD_PORT wins); 0: a free one"
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="serve beyond loopback without the ATB_DASHBOARD_PASSWORD login"
+    )
     db_url: str = Field(DEFAULT_URL, min_length=1, description="database to read (read-only)")
     update_interval: float = Field(5.0, gt=0, description="seconds between periodic updates")
     logs_dir: Path | None = Field(None, description="directory of CSV trade exports")
@@ -72,8 +85,25 @@ class DashboardNode(Node[DashboardConfig]):
                 {k: v for k, v in values.items() if info.supports(k)}
             )
             apps[name] = _bind(factory, settings)
-        self.server = DashboardServer(apps, host=self.config.host, port=self.config.port)
+        bind = resolve_bind(self.config.host, self.config.port, NODE_PORT_ENV, "dashboards.port")
+        auth = auth_from_env()
+        check_exposure(
+            "dashboards",
+            bind.host,
+            authenticated=auth is not None,
+            allow_unauthenticated=self.config.allow_unauthenticated,
+            how=EXPOSURE_HINT,
+            override="set dashboards.allow_unauthenticated=true",
+        )
+        self.server = DashboardServer(apps, host=bind.host, port=bind.port, auth=auth)
         self.server.start()
+        logger.info(
+            "dashboards listening on {}:{} ({}; login {})",
+            bind.host,
+            self.server.port,
+            bind.sources,
+            "required" if auth else "off",
+        )
         for name in apps:
             logger.info("dashboard {} at {}", name, self.server.app_url(name))
 

@@ -17,6 +17,9 @@ from typing import Any
 
 from loguru import logger
 
+from atb.dashboards.auth import DashboardAuth
+from atb.runtime.exposure import display_host
+
 AppFactory = Callable[[], Any]
 
 
@@ -53,12 +56,14 @@ class DashboardServer:
         port: int = 5006,
         title: str | None = None,
         warm: bool = True,
+        auth: DashboardAuth | None = None,
     ) -> None:
         self.apps = dict(apps)
         self.host = host
         self.port = port or free_port(host)
         self.title = title
         self.warm = warm
+        self.auth = auth
         self._thread: threading.Thread | None = None
         self._loop: Any = None
         self._server: Any = None
@@ -67,8 +72,7 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{shown}:{self.port}"
+        return f"http://{display_host(self.host)}:{self.port}"
 
     def app_url(self, slug: str) -> str:
         return f"{self.url}/{slug}"
@@ -90,6 +94,13 @@ class DashboardServer:
         asyncio.set_event_loop(asyncio.new_event_loop())
         self._loop = IOLoop.current()
         try:
+            login: dict[str, Any] = {}
+            if self.auth is not None:
+                # Panel's login page; every app page and its websocket need the signed cookie.
+                login = {
+                    "basic_auth": self.auth.basic_auth(),
+                    "cookie_secret": self.auth.cookie_secret,
+                }
             # warm=True builds one throwaway session at start so the first visitor does
             # not pay for imports and model registration (first paint budget).
             self._server = get_server(
@@ -105,6 +116,7 @@ class DashboardServer:
                 warm=self.warm,
                 check_unused_sessions_milliseconds=5_000,
                 unused_session_lifetime_milliseconds=15_000,
+                **login,
             )
             self._server.start()
         except BaseException as exc:

@@ -90,6 +90,11 @@ def build_engine(config: DatabaseConfig) -> Engine:
     try:
         engine = create_engine(url, connect_args=connect_args, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
+        if backend == "postgresql":
+            raise BadDatabaseUrl(
+                f"db.url {redact_url(url)}: the PostgreSQL driver is not installed ({exc}); "
+                "install it with: pip install 'atb[postgres]'"
+            ) from exc
         raise BadDatabaseUrl(
             f"db.url {redact_url(url)}: driver '{url.drivername}' is not available ({exc}); "
             "use sqlite:///path.db or postgresql+psycopg://user:pass@host:5432/db"

@@ -424,6 +424,8 @@ class LiveEngine(Node[LiveEngineConfig]):
                     note="not trading until fresh candles arrive",
                 )
             self.stale, self.stale_reason = True, reason
+            if _metrics is not None:
+                _metrics.set_data_stale(True)
             return True
         if self.stale:
             log_data_event(
@@ -433,6 +435,8 @@ class LiveEngine(Node[LiveEngineConfig]):
                 age_s=round(age, 3),
             )
         self.stale, self.stale_reason = False, None
+        if _metrics is not None:
+            _metrics.set_data_stale(False)
         return False
 
     def _process(self, frame: pd.DataFrame, now_ms: int) -> None:
@@ -526,6 +530,11 @@ class LiveEngine(Node[LiveEngineConfig]):
             if not isinstance(self.path, LiveDecisionPath):
                 for order in step.fills:
                     _metrics.record_order(order.status)
+            for order in step.fills:
+                if order.status == "filled":
+                    _metrics.record_fill(order.fee)
+            for trade in step.trades:
+                _metrics.record_realized_pnl(trade.pnl)
         if self.recorder is None:
             return
         rec = self.config.record

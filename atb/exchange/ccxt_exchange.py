@@ -305,13 +305,16 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
         while True:
             with self._lock:
                 self._state["calls"] += 1
+            started = time.perf_counter()
             try:
                 result = fn(*args, **kwargs)
+                self._observe(name, "ok", started)
                 with self._lock:
                     self._state["consecutive_failures"] = 0
                 return result
             except (ccxt.NetworkError, MalformedResponse) as exc:
                 kind = type(exc).__name__
+                self._observe(name, kind, started)
                 self._failed(kind, exc)
                 attempt += 1
                 if not retries or attempt > rs.attempts or self.ctx.stopping:
@@ -341,6 +344,10 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
                     self._state["retries"] += 1
                 self.ctx.stop_event.wait(wait)
                 delay = min(delay * rs.factor, rs.max)
+
+    def _observe(self, endpoint: str, outcome: str, started: float) -> None:
+        if _metrics is not None:
+            _metrics.observe_exchange_request(endpoint, outcome, time.perf_counter() - started)
 
     def _failed(self, kind: str, exc: BaseException) -> None:
         with self._lock:
@@ -430,12 +437,15 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
             exchange=self.config.id,
         )
         for attempt in range(2):
+            started = time.perf_counter()
             try:
                 raw = self.client.create_order(
                     self.symbol, "market", side_name, qty, None, dict(params)
                 )
+                self._observe("create_order", "ok", started)
                 return self._parse_order(raw, side, client_order_id)
             except ccxt.NetworkError as exc:
+                self._observe("create_order", type(exc).__name__, started)
                 self._failed(type(exc).__name__, exc)
                 # The order may have reached the exchange before the connection failed.
                 found = self.find_order(client_order_id)
@@ -455,6 +465,7 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
                     note="not on the exchange: re-sending with the same client id",
                 )
             except ccxt.BaseError as exc:
+                self._observe("create_order", type(exc).__name__, started)
                 reason, code = _error_code(self.client, exc)
                 raise OrderRejected(reason, code, type(exc).__name__) from exc
         raise AssertionError("unreachable")

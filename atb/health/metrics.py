@@ -19,6 +19,12 @@ Helpers for the engine / journal / alert router:
     set_candle_age(seconds)                 # age of the newest candle the loop has
     set_journal(queue_depth, spilled, written)   # absolute totals from Journal.state()
     record_alert(channel, outcome)          # "sent" | "failed" | "dropped"
+    record_fill(fee)                        # one filled order and its fee (quote currency)
+    record_realized_pnl(pnl)                # a closed round trip's net PnL (quote currency)
+    observe_exchange_request(endpoint, outcome, seconds)   # one ccxt call: ok | <error kind>
+
+The registry also carries the process and Python collectors and `atb_build_info`. Counters
+have no `_created` companion series: they double the series count and no rule uses them.
 
 All helpers are cheap (a dict lookup and a lock-protected add) and never raise on a
 `None` value: the trading loop must never fail because of observability.
@@ -26,15 +32,32 @@ All helpers are cheap (a dict lookup and a lock-protected add) and never raise o
 
 from __future__ import annotations
 
+import platform as _platform
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+disable_created_metrics()
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_* (CPU, memory, open fds, start time) and python_* (gc, version): the same
+# collectors prometheus-client puts in its global registry, shared rather than duplicated.
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
 
 RUN_LABELS = ("mode", "strategy", "symbol")
 _UNSET = "none"
@@ -58,6 +81,24 @@ def set_run_labels(
         _run_id = run_id
     RUN_INFO.clear()
     RUN_INFO.labels(**_defaults, run_id=_run_id).set(1)
+    _zero_series()
+
+
+def _zero_series() -> None:
+    """Export 0 for the run's counters before anything happens: increase()/rate() in alert
+    rules need a sample before the first increment, or the first rejection is never seen."""
+    labels = run_labels()
+    for status in ("filled", "rejected"):
+        ORDERS.labels(**labels, status=status).inc(0)
+    for metric in (FILLS, FEES):
+        metric.labels(**labels).inc(0)
+    REALIZED_PNL.labels(**labels).inc(0)
+    DATA_STALE.labels(**labels).inc(0)
+    key = tuple(labels[k] for k in RUN_LABELS)
+    with JOURNAL_TOTALS._lock:
+        known = key in JOURNAL_TOTALS._values
+    if not known:
+        JOURNAL_TOTALS.set(labels, 0.0, 0.0)
 
 
 def run_labels(**override: str | None) -> dict[str, str]:
@@ -70,6 +111,25 @@ def run_labels(**override: str | None) -> dict[str, str]:
 
 
 # -- metric objects ---------------------------------------------------------------------------
+
+BUILD_INFO = Info("atb_build", "The atb build this process runs", registry=REGISTRY)
+
+
+def _build_labels() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from atb import __version__
+
+    labels = {"version": __version__, "python": _platform.python_version()}
+    for dist in ("hydra-core", "ccxt"):
+        try:
+            labels[dist.split("-")[0]] = version(dist)
+        except PackageNotFoundError:
+            labels[dist.split("-")[0]] = "unknown"
+    return labels
+
+
+BUILD_INFO.info(_build_labels())
 
 RUN_INFO = Gauge(
     "atb_run_info", "The run this process executes (value is always 1)",
@@ -92,6 +152,18 @@ LOOP_HEARTBEAT_AGE = Gauge(
     RUN_LABELS,
     registry=REGISTRY,
 )
+LOOP_MAX_SILENCE = Gauge(
+    "atb_loop_max_silence_seconds",
+    "Heartbeat age beyond which the loop counts as stalled (/health turns 503)",
+    RUN_LABELS,
+    registry=REGISTRY,
+)
+DATA_STALE = Gauge(
+    "atb_data_stale",
+    "1 while the loop holds off trading on stale candles (stale_data .. data_recovered)",
+    RUN_LABELS,
+    registry=REGISTRY,
+)
 CANDLE_AGE = Gauge(
     "atb_candle_age_seconds", "Age of the newest candle the loop has seen", RUN_LABELS,
     registry=REGISTRY,
@@ -103,6 +175,23 @@ REJECTIONS = Counter(
     "atb_order_rejections", "Orders rejected (by risk or by the exchange), by reason",
     [*RUN_LABELS, "reason"], registry=REGISTRY,
 )  # fmt: skip
+FILLS = Counter("atb_fills", "Filled orders", RUN_LABELS, registry=REGISTRY)
+FEES = Counter(
+    "atb_fees_quote", "Trading fees paid, in quote currency", RUN_LABELS, registry=REGISTRY
+)
+# A gauge, not a counter: realised PnL goes down on a losing trade, and a counter that
+# decreases reads as a process restart to rate()/increase().
+REALIZED_PNL = Gauge(
+    "atb_realized_pnl_quote", "Realised PnL of closed round trips since start, quote currency",
+    RUN_LABELS, registry=REGISTRY,
+)  # fmt: skip
+EXCHANGE_REQUEST_DURATION = Histogram(
+    "atb_exchange_request_duration_seconds",
+    "Wall time of one exchange API call (retries are separate calls), by endpoint and outcome",
+    [*RUN_LABELS, "endpoint", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
 EXCHANGE_ERRORS = Counter(
     "atb_exchange_errors", "Exchange API errors by type (ccxt exception class)",
     [*RUN_LABELS, "kind"], registry=REGISTRY,
@@ -184,7 +273,8 @@ REGISTRY.register(JOURNAL_TOTALS)
 _LABELLED: tuple[Any, ...] = (
     RUN_INFO, LOOP_ITERATIONS, LOOP_DURATION, LOOP_HEARTBEAT_AGE, CANDLE_AGE, ORDERS, REJECTIONS,
     EXCHANGE_ERRORS, BALANCE, EQUITY, DRAWDOWN, OPEN_POSITIONS, JOURNAL_QUEUE, ALERTS,
-    CHECK_STATUS, CHECK_DURATION,
+    CHECK_STATUS, CHECK_DURATION, FILLS, FEES, REALIZED_PNL, EXCHANGE_REQUEST_DURATION,
+    LOOP_MAX_SILENCE, DATA_STALE,
 )  # fmt: skip
 
 
@@ -269,12 +359,41 @@ def set_journal(
         )
 
 
+def record_fill(
+    fee: float | None = None, *, strategy: str | None = None, symbol: str | None = None
+) -> None:
+    labels = run_labels(strategy=strategy, symbol=symbol)
+    FILLS.labels(**labels).inc()
+    if fee is not None and fee > 0:
+        FEES.labels(**labels).inc(float(fee))
+
+
+def record_realized_pnl(
+    pnl: float | None, *, strategy: str | None = None, symbol: str | None = None
+) -> None:
+    if pnl is not None:
+        REALIZED_PNL.labels(**run_labels(strategy=strategy, symbol=symbol)).inc(float(pnl))
+
+
+def observe_exchange_request(endpoint: str, outcome: str, seconds: float) -> None:
+    """`outcome`: "ok" or the error kind (ccxt exception class name)."""
+    EXCHANGE_REQUEST_DURATION.labels(
+        **run_labels(), endpoint=_label(endpoint), outcome=_label(outcome)
+    ).observe(max(0.0, seconds))
+
+
 def record_alert(channel: str, outcome: str) -> None:
     ALERTS.labels(**run_labels(), channel=_label(channel), outcome=_label(outcome)).inc()
 
 
-def set_heartbeat_age(seconds: float | None) -> None:
+def set_heartbeat_age(seconds: float | None, max_silence: float | None = None) -> None:
     LOOP_HEARTBEAT_AGE.labels(**run_labels()).set(-1.0 if seconds is None else float(seconds))
+    if max_silence is not None:
+        LOOP_MAX_SILENCE.labels(**run_labels()).set(float(max_silence))
+
+
+def set_data_stale(stale: bool, *, symbol: str | None = None) -> None:
+    DATA_STALE.labels(**run_labels(symbol=symbol)).set(1.0 if stale else 0.0)
 
 
 STATUS_VALUES = {"healthy": 0, "skipped": 0, "degraded": 1, "unhealthy": 2}

@@ -8,7 +8,12 @@ on worker threads with a timeout (see `atb.health.cache`).
 Port: `PORT`, else `HEALTH_CHECK_PORT`, else `health.port` (seed compatibility: the
 environment wins). The socket is bound in `start()`, on the runner's thread, so a port in
 use stops the run with a clear error before anything trades (exit 1) — never a run without
-health. Host defaults to 127.0.0.1; use `health.host=0.0.0.0` in a container.
+health. Host `auto` (the default): `HOST`, else all interfaces on a platform (ENV=production,
+RAILWAY_*, KUBERNETES_SERVICE_HOST), else 127.0.0.1 (`atb.runtime.exposure`).
+
+Auth: /health, /livez and /readyz are always open (probes carry no credentials); every other
+route needs `Authorization: Bearer $ATB_API_TOKEN` once the token is set, and a server
+reachable beyond loopback refuses to start without it unless `allow_unauthenticated=true`.
 
 Inputs: the `db` node comes through `needs` (so it is started first); everything else is
 read from the run's config (`ctx.config`) and from `PROBES`, so the health server never
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hmac
 import importlib
 import json
 import os
@@ -50,6 +56,7 @@ from atb.health.checks import (
     server_env,
     worst,
 )
+from atb.runtime import exposure
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
@@ -64,7 +71,18 @@ class HealthPortInUse(RuntimeError):
 
 class HealthServerConfig(NodeConfig):
     target: str = Field("atb.health.server.HealthServer", alias="_target_", min_length=1)
-    host: str = Field("127.0.0.1", min_length=1, description="0.0.0.0 in a container")
+    host: str = Field(
+        "auto",
+        min_length=1,
+        description="auto: HOST, else 0.0.0.0 on a platform (ENV=production, RAILWAY_*, "
+        "KUBERNETES_SERVICE_HOST), else 127.0.0.1",
+    )
+    token_env: str = Field(
+        "ATB_API_TOKEN", min_length=1, description="env var holding the API bearer token"
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="serve /status and /metrics without a token beyond loopback"
+    )
     port: int = Field(8000, ge=0, le=65535, description="PORT / HEALTH_CHECK_PORT override it")
     service: str = Field("atb", min_length=1, description="`service` in every payload")
     max_silence: float | None = Field(
@@ -85,6 +103,12 @@ class HealthServerConfig(NodeConfig):
         gt=0,
         le=0.005,
         description="sys.setswitchinterval while serving (null: leave Python's 5 ms)",
+    )
+    refresh_interval: float | None = Field(
+        10.0,
+        gt=0,
+        description="seconds between background runs of the checks, so /metrics carries "
+        "fresh atb_health_check_status without anyone calling /status (null: off)",
     )
     checks: list[CheckConfig] = Field(
         default_factory=lambda: [
@@ -131,18 +155,7 @@ def _import_check(index: int, target: str) -> type[Check]:
 
 def resolve_port(config_port: int, environ: dict[str, str] | None = None) -> tuple[int, str]:
     """(port, where it came from): PORT, else HEALTH_CHECK_PORT, else the config."""
-    env = os.environ if environ is None else environ
-    for name in ("PORT", "HEALTH_CHECK_PORT"):
-        raw = env.get(name, "").strip()
-        if raw:
-            try:
-                port = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a port number") from None
-            if not 0 <= port <= 65535:
-                raise ValueError(f"{name}={port} is not a port number (0-65535)")
-            return port, f"env:{name}"
-    return config_port, "config:health.port"
+    return exposure.resolve_port(config_port, ("PORT", "HEALTH_CHECK_PORT"), "health.port", environ)
 
 
 def iso_now() -> str:
@@ -172,6 +185,9 @@ class HealthServer(Node[HealthServerConfig]):
             raise ValueError(f"health.checks: duplicate component names {duplicates}")
         self.port: int | None = None
         self.port_source = "config:health.port"
+        self.host = "127.0.0.1"
+        self.host_source = "config"
+        self.token: str | None = None
         self.started_wall = time.time()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,26 +202,35 @@ class HealthServer(Node[HealthServerConfig]):
 
     @property
     def url(self) -> str:
-        host = self.config.host
-        if host in ("0.0.0.0", "", "::"):
-            host = "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"http://{exposure.display_host(self.host)}:{self.port}"
 
     def start(self) -> None:
         port, self.port_source = resolve_port(self.config.port)
+        self.host, self.host_source = exposure.resolve_host(self.config.host)
+        self.token = os.environ.get(self.config.token_env, "").strip() or None
+        if self.token is not None:
+            _register_secret(self.token)
+        exposure.check_exposure(
+            "health server",
+            self.host,
+            authenticated=self.token is not None,
+            allow_unauthenticated=self.config.allow_unauthenticated,
+            how=f"set {self.config.token_env} (bearer token for /status and /metrics)",
+            override="set health.allow_unauthenticated=true",
+        )
         try:
             sockets = tornado.netutil.bind_sockets(
-                port, self.config.host, family=socket.AF_UNSPEC, backlog=1024
+                port, self.host, family=socket.AF_UNSPEC, backlog=1024
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise HealthPortInUse(
-                    f"health server: port {port} on {self.config.host} is already in use "
+                    f"health server: port {port} on {self.host} is already in use "
                     f"(from {self.port_source}); stop the other process or pick another port "
                     "with PORT, HEALTH_CHECK_PORT or health.port"
                 ) from None
             raise HealthPortInUse(
-                f"health server: cannot listen on {self.config.host}:{port}: {exc.strerror or exc}"
+                f"health server: cannot listen on {self.host}:{port}: {exc.strerror or exc}"
             ) from None
         self.port = sockets[0].getsockname()[1]
         for check in self.checks:
@@ -252,10 +277,24 @@ class HealthServer(Node[HealthServerConfig]):
                 sock.close()
             raise RuntimeError(f"health server failed to start: {self._error}")
         logger.info(
-            "health server listening on {} ({}): /health /status /livez /readyz /metrics",
-            self.url,
+            "health server listening on {}:{} (host from {}, port from {}; {}): "
+            "/health /livez /readyz open, /status /metrics {}",
+            self.host,
+            self.port,
+            self.host_source,
             self.port_source,
+            self.url,
+            "need the bearer token" if self.token else "unauthenticated",
         )
+
+    def authorized(self, header: str | None) -> bool:
+        """No token configured: open (start() already refused that beyond loopback)."""
+        if self.token is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     def _serve_thread(self, sockets: list[socket.socket], ready: threading.Event) -> None:
         try:
@@ -278,7 +317,16 @@ class HealthServer(Node[HealthServerConfig]):
         )
         http.add_sockets(sockets)
         ready.set()
+        refresher = (
+            asyncio.create_task(self._refresh_forever(self.config.refresh_interval))
+            if self.config.refresh_interval
+            else None
+        )
         await self._stopping.wait()
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         http.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(http.close_all_connections(), 2)
@@ -417,9 +465,28 @@ class HealthServer(Node[HealthServerConfig]):
             payload["reasons"] = reasons
         return (200 if ready else 503), redact_payload(payload, self.ctx.secrets)
 
+    async def _refresh_forever(self, interval: float) -> None:
+        """Run the checks (through the cache: single flight, timeouts) and the scrape-time
+        gauges on a timer, so a Prometheus that only scrapes /metrics sees current values."""
+        assert self.cache is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.cache.results()
+                await loop.run_in_executor(self._aux_executor, self.refresh_gauges)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next round tries again; probes are unaffected
+                logger.opt(exception=True).debug("health: background refresh failed")
+            await asyncio.sleep(interval)
+
     def render_metrics(self) -> bytes:
         """Worker thread: refresh scrape-time gauges, then render the registry."""
-        metrics.set_heartbeat_age(PROBES.heartbeat.age())
+        self.refresh_gauges()
+        return metrics.render()
+
+    def refresh_gauges(self) -> None:
+        metrics.set_heartbeat_age(PROBES.heartbeat.age(), self.max_silence())
         try:
             state = PROBES.read("journal")
         except Exception:  # a broken provider must not break the scrape
@@ -430,7 +497,15 @@ class HealthServer(Node[HealthServerConfig]):
                 spilled=_int_or_none(state.get("spilled")),
                 written=_int_or_none(state.get("written")),
             )
-        return metrics.render()
+
+
+def _register_secret(value: str) -> None:
+    """The token must never be printed, whatever the run's redaction config lists."""
+    try:
+        from atb.logging.redaction import get_redactor
+    except ImportError:
+        return
+    get_redactor().add_secrets([value])
 
 
 def _short(result: CheckResult) -> str:
@@ -464,9 +539,16 @@ def redact_payload(payload: dict[str, Any], secrets: frozenset[str]) -> dict[str
 class _Base(tornado.web.RequestHandler):
     SUPPORTED_METHODS = ("GET", "HEAD")
     server: HealthServer
+    # Probes (/health /livez /readyz) stay open: kubelets and load balancers send no token.
+    protected = True
 
     def initialize(self, server: HealthServer) -> None:
         self.server = server
+
+    def prepare(self) -> None:
+        if self.protected and not self.server.authorized(self.request.headers.get("Authorization")):
+            self.set_header("WWW-Authenticate", 'Bearer realm="atb"')
+            self.send_json(401, {"status": "error", "code": 401, "error": "unauthorized"})
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -495,11 +577,15 @@ class _Base(tornado.web.RequestHandler):
 
 
 class HealthHandler(_Base):
+    protected = False
+
     async def get(self, *args: Any) -> None:
         self.send_json(*self.server.health_payload())
 
 
 class LivezHandler(_Base):
+    protected = False
+
     async def get(self, *args: Any) -> None:
         alive, loop = self.server.loop_state()
         payload: dict[str, Any] = {"status": "alive" if alive else "dead", "timestamp": iso_now()}
@@ -515,6 +601,8 @@ class StatusHandler(_Base):
 
 
 class ReadyzHandler(_Base):
+    protected = False
+
     async def get(self, *args: Any) -> None:
         self.send_json(*await self.server.ready_payload())
 
@@ -549,6 +637,8 @@ class IndexHandler(_Base):
 
 
 class NotFoundHandler(_Base):
+    protected = False  # a 404 tells nothing; a 401 would hide typos in probe paths
+
     async def get(self, *args: Any) -> None:
         self.send_json(404, {"status": "error", "code": 404, "error": "not found"})
 

@@ -278,7 +278,7 @@ def test_default_checks_cover_every_component() -> None:
     assert [c.name for c in server.checks] == [
         "config", "database", "exchange", "journal", "data", "alerts",
     ]  # fmt: skip
-    assert (config.host, config.port, config.degraded_status_code) == ("127.0.0.1", 8000, 200)
+    assert (config.host, config.port, config.degraded_status_code) == ("auto", 8000, 200)
 
 
 def test_disabled_checks_are_left_out() -> None:
