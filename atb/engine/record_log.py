@@ -290,6 +290,8 @@ class RecordLog:
             "db_available": self.db_available,
             "last_error": self.last_error,
             "append_failures": self.append_failures,
+            "running": self._thread is not None and self._thread.is_alive(),
+            "read_pos": self._read_pos,
         }
 
     # -- the applier thread ---------------------------------------------------------------
@@ -299,7 +301,10 @@ class RecordLog:
             while True:
                 self._wake.wait(0.1 if self.db_available else max(self._backoff, 0.05))
                 self._wake.clear()
-                self._drain(reader)
+                try:
+                    self._drain(reader)
+                except Exception as exc:  # the applier must outlive anything
+                    self._failed(exc)
                 self._maybe_fsync()
                 if self._stop.is_set():
                     return

@@ -86,7 +86,10 @@ def _outage(session: InProcessSession, down: Any, up: Any, seconds: float) -> tu
     state = engine.recorder.log.state()
     up()
     assert state["db_available"] is False and state["pending"] > 0, state
-    wait_for(lambda: engine.recorder.log.pending == 0, 60, "records written after the outage")
+    log = engine.recorder.log
+    wait_for(
+        lambda: log.pending == 0, 60, lambda: f"records written after the outage {log.state()}"
+    )
     wait_for(lambda: engine.iterations >= i_up + 30, 30, "30 more iterations")
     return i_down, i_up
 
@@ -125,8 +128,10 @@ def _check_loop(session: InProcessSession, events: EventNames, i_down: int, i_up
         f"\niteration median before/during/after: {before * 1e3:.2f} / {during * 1e3:.2f} / "
         f"{after * 1e3:.2f} ms ({i_up - i_down} iterations during the outage)"
     )
-    # Loose on a loaded 2-core box; the bench reports the 10 % figure.
-    assert during <= before * 1.5 + 0.002
+    # Loose: wall-clock medians on a shared 2-core box swing 2-3x with the load (the bench
+    # reports the 10 % figure). The old synchronous writes cost >= the connect timeout
+    # (2 s) or the busy timeout (0.5 s) per iteration, far beyond this bound.
+    assert during <= 2 * max(before, after) + 0.01
 
 
 @pytest.mark.postgres

@@ -30,11 +30,14 @@ def compose(overrides: list[str]) -> Any:
         return hydra_compose("config", overrides=overrides)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+def wait_for(
+    cond: Callable[[], bool], timeout: float, what: str | Callable[[], str] = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout:g} s")
+            text = what() if callable(what) else what
+            raise AssertionError(f"{text} not met within {timeout:g} s")
         time.sleep(0.02)
 
 
