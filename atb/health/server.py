@@ -50,6 +50,7 @@ from atb.health.checks import (
     server_env,
     worst,
 )
+from atb.health.limits import LimitedHTTPServer, RateGate
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
@@ -80,6 +81,14 @@ class HealthServerConfig(NodeConfig):
     )
     max_header_bytes: int = Field(8192, ge=1024, description="larger requests are rejected")
     idle_timeout: float = Field(60.0, gt=0, description="close idle keep-alive connections")
+    # Abusive clients (atb/health/limits.py): bounded fds, no slowloris, bounded work.
+    max_connections: int = Field(256, ge=1, description="over it: an immediate 503 and close")
+    header_timeout: float = Field(
+        10.0, gt=0, description="close a connection whose request head is incomplete this long"
+    )
+    max_requests_per_second: float | None = Field(
+        1000.0, gt=0, description="requests beyond this rate wait their turn (null: no bound)"
+    )
     gil_switch_interval: float | None = Field(
         0.0005,
         gt=0,
@@ -181,6 +190,8 @@ class HealthServer(Node[HealthServerConfig]):
         self.cache: CheckCache | None = None
         self._error: BaseException | None = None
         self._saved_switch_interval: float | None = None
+        self.http: LimitedHTTPServer | None = None
+        self.gate = RateGate(config.max_requests_per_second)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -268,8 +279,10 @@ class HealthServer(Node[HealthServerConfig]):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         app = make_app(self)
-        http = tornado.httpserver.HTTPServer(
+        http = LimitedHTTPServer(
             app,
+            max_connections=self.config.max_connections,
+            header_timeout=self.config.header_timeout,
             max_header_size=self.config.max_header_bytes,
             # GET/HEAD carry no body: anything beyond a token amount is refused unread.
             max_body_size=1024,
@@ -277,6 +290,7 @@ class HealthServer(Node[HealthServerConfig]):
             body_timeout=5,
         )
         http.add_sockets(sockets)
+        self.http = http
         ready.set()
         await self._stopping.wait()
         http.stop()
@@ -467,6 +481,9 @@ class _Base(tornado.web.RequestHandler):
 
     def initialize(self, server: HealthServer) -> None:
         self.server = server
+
+    async def prepare(self) -> None:
+        await self.server.gate.wait()
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
