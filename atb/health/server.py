@@ -57,6 +57,9 @@ from atb.runtime.probes import PROBES
 
 # Without a configured max_silence and before the loop announces its interval.
 FALLBACK_INTERVAL = 60.0
+# A default max_silence never below this: with a fast loop (check_interval=0.05 -> 3 x =
+# 0.15 s) an OS scheduling hiccup on a loaded machine is not a stalled loop.
+MIN_SILENCE = 1.0
 
 
 class HealthPortInUse(RuntimeError):
@@ -321,7 +324,7 @@ class HealthServer(Node[HealthServerConfig]):
         if self.config.max_silence is not None:
             return self.config.max_silence
         interval = PROBES.heartbeat.interval
-        return 3 * (interval if interval and interval > 0 else FALLBACK_INTERVAL)
+        return max(MIN_SILENCE, 3 * (interval if interval and interval > 0 else FALLBACK_INTERVAL))
 
     def loop_state(self) -> tuple[bool, dict[str, Any]]:
         """(alive, payload): liveness of the trading loop from its heartbeat alone."""
