@@ -10,8 +10,11 @@
   instead of a bare reset: tornado closes such a stream on its own; the answer is written
   just before, and the rest of the oversized head is read and discarded for a moment so
   the client sees the answer rather than a TCP reset.
-- `max_requests_per_second`: requests beyond this rate wait their turn (the server's work
-  per second is bounded, so a flood of probes cannot take the GIL from the trading loop).
+
+What this does not do: keep a steady 200 requests/s of well-behaved probes from costing
+the trading loop GIL time. Each request costs ~0.8 ms of tornado's Python on this
+machine, all of it on the process's GIL (see `nox -s bench -- -k health_load`); only a
+server in its own process would take that off the loop.
 """
 
 from __future__ import annotations
@@ -163,22 +166,3 @@ def _close_quietly(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None
     with contextlib.suppress(Exception):
         loop.remove_reader(sock.fileno())
     sock.close()
-
-
-class RateGate:
-    """At most `rate` requests per second start; the others wait their turn (async)."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 0.0 if not rate else 1.0 / rate
-        self._next = 0.0
-        self.delayed = 0
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + self.interval
-        if start > now:
-            self.delayed += 1
-            await asyncio.sleep(start - now)

@@ -50,7 +50,7 @@ from atb.health.checks import (
     server_env,
     worst,
 )
-from atb.health.limits import LimitedHTTPServer, RateGate
+from atb.health.limits import LimitedHTTPServer
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
@@ -84,13 +84,10 @@ class HealthServerConfig(NodeConfig):
     )
     max_header_bytes: int = Field(8192, ge=1024, description="larger requests are rejected")
     idle_timeout: float = Field(60.0, gt=0, description="close idle keep-alive connections")
-    # Abusive clients (atb/health/limits.py): bounded fds, no slowloris, bounded work.
+    # Abusive clients (atb/health/limits.py): bounded fds, no slowloris, 431.
     max_connections: int = Field(256, ge=1, description="over it: an immediate 503 and close")
     header_timeout: float = Field(
         10.0, gt=0, description="close a connection whose request head is incomplete this long"
-    )
-    max_requests_per_second: float | None = Field(
-        1000.0, gt=0, description="requests beyond this rate wait their turn (null: no bound)"
     )
     gil_switch_interval: float | None = Field(
         0.0005,
@@ -194,7 +191,6 @@ class HealthServer(Node[HealthServerConfig]):
         self._error: BaseException | None = None
         self._saved_switch_interval: float | None = None
         self.http: LimitedHTTPServer | None = None
-        self.gate = RateGate(config.max_requests_per_second)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -484,9 +480,6 @@ class _Base(tornado.web.RequestHandler):
 
     def initialize(self, server: HealthServer) -> None:
         self.server = server
-
-    async def prepare(self) -> None:
-        await self.server.gate.wait()
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
