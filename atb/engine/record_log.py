@@ -202,6 +202,8 @@ class RecordLog:
         self.appended = 0
         self.applied = 0
         self.skipped = 0
+        self.rejected = 0
+        self.rejected_path = path.with_name(path.name.replace("records-", "rejected-", 1))
         self.db_available = True
         self.last_error: str | None = None
         self.append_failures = 0
@@ -290,6 +292,7 @@ class RecordLog:
             "db_available": self.db_available,
             "last_error": self.last_error,
             "append_failures": self.append_failures,
+            "rejected": self.rejected,
             "running": self._thread is not None and self._thread.is_alive(),
             "read_pos": self._read_pos,
         }
@@ -314,30 +317,54 @@ class RecordLog:
     def _drain(self, reader: Any) -> None:
         while True:
             reader.seek(self._read_pos)
-            ops: list[Op] = []
-            end = self._read_pos
+            lines: list[bytes] = []
             for line in reader:
                 if not line.endswith(b"\n"):
                     break  # being written: next time
-                end += len(line)
-                ops.append(orjson.loads(line))
-                if len(ops) >= self.batch_ops:
+                lines.append(line)
+                if len(lines) >= self.batch_ops:
                     break
-            if not ops:
+            if not lines:
                 self._truncate_if_done()
                 return
+            ops = [orjson.loads(line) for line in lines]
             try:
-                with self.engine.begin() as conn:
-                    applied = apply_ops(conn, ops)
+                self._apply(ops)
             except Exception as exc:
-                self._failed(exc)
-                return
-            if not self.db_available:
-                logger.info("records: database reachable again; writing the held records")
-            self.db_available, self._backoff, self.last_error = True, 0.0, None
-            self.applied += applied
-            self.skipped += len(ops) - applied
-            self._read_pos = end
+                if _is_unavailable(exc) or not self._one_by_one(lines, ops):
+                    self._failed(exc if _is_unavailable(exc) else None)
+                    return
+                continue
+            self._read_pos += sum(len(line) for line in lines)
+
+    def _apply(self, ops: list[Op]) -> None:
+        with self.engine.begin() as conn:
+            applied = apply_ops(conn, ops)
+        if not self.db_available:
+            logger.info("records: database reachable again; writing the held records")
+        self.db_available, self._backoff, self.last_error = True, 0.0, None
+        self.applied += applied
+        self.skipped += len(ops) - applied
+
+    def _one_by_one(self, lines: list[bytes], ops: list[Op]) -> bool:
+        """The database refused a batch for its content: apply op by op and quarantine the
+        ones it refuses (`rejected-<run_id>.jsonl`), so one bad row never blocks the rest.
+        False if the database went away meanwhile."""
+        for line, op in zip(lines, ops, strict=True):
+            try:
+                self._apply([op])
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    self._failed(exc)
+                    return False
+                self.rejected += 1
+                self.skipped += 1
+                text = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc)[:200]}"
+                with contextlib.suppress(OSError), self.rejected_path.open("ab") as fh:
+                    fh.write(line)
+                self._report("record_write_rejected", f"op {op.get('seq')}: {text}")
+            self._read_pos += len(line)
+        return True
 
     def _truncate_if_done(self) -> None:
         with self._lock:
@@ -348,7 +375,9 @@ class RecordLog:
                     self._fh.truncate(0)
                     self._read_pos = 0
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException | None) -> None:
+        if exc is None:
+            return  # already handled by _one_by_one
         message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         text = f"{type(exc).__name__}: {message[0] if message else ''}"[:300]
         self.last_error = text
@@ -359,11 +388,7 @@ class RecordLog:
             if was or not self._backoff
             else min(self.retry_max, self._backoff * 2)
         )
-        if not _is_unavailable(exc):
-            # A row the database refuses for its content would block every later op: the
-            # op stays in the file (and the file on disk) and is retried like an outage.
-            self._report("record_write_rejected", text)
-        elif was:
+        if was:
             logger.warning(
                 "records: database unavailable, holding session records in {} (retry in "
                 "{:.2f}s): {}",
