@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 from loguru import logger
-from sqlalchemy import Connection, DateTime, Table, insert, select, update
+from sqlalchemy import Connection, DateTime, Table, bindparam, insert, select, update
 
 from atb.db.models.run_records import (
     AccountSnapshot,
@@ -115,7 +115,12 @@ def _revive(table: Table, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_ops(conn: Connection, ops: list[Op]) -> int:
-    """Apply one run's ops inside the caller's transaction; returns how many were new."""
+    """Apply one run's ops inside the caller's transaction; returns how many were new.
+
+    The batch is coalesced: an order or position written by several ops is upserted once
+    with its last row, the inserts of all ops go out as one executemany per table, and the
+    run row is updated once. The result is what applying the ops one by one would give.
+    """
     if not ops:
         return 0
     run_id = ops[0]["run_id"]
@@ -124,6 +129,9 @@ def apply_ops(conn: Connection, ops: list[Op]) -> int:
         return 0  # the run row is gone (deleted by the user): nothing to attach rows to
     done = int((found[0] or {}).get(SEQ_KEY) or 0)
     applied = 0
+    orders: dict[Any, dict[str, Any]] = {}
+    positions: dict[Any, dict[str, Any]] = {}
+    inserts: dict[str, list[dict[str, Any]]] = {key: [] for key in INSERTS}
     run_values: dict[str, Any] = {}
     for op in ops:
         seq = int(op["seq"])
@@ -132,41 +140,61 @@ def apply_ops(conn: Connection, ops: list[Op]) -> int:
         done = seq
         applied += 1
         for row in op.get("orders") or ():
-            _upsert(conn, ORDERS, "order_no", ORDER_UPDATE, _revive(ORDERS, dict(row)))
+            orders[row["order_no"]] = row
         for row in op.get("positions") or ():
-            _upsert(conn, POSITIONS, "position_no", POSITION_UPDATE, _revive(POSITIONS, dict(row)))
-        for key, table in INSERTS.items():
-            rows = op.get(key)
-            if rows:
-                conn.execute(insert(table), [_revive(table, dict(r)) for r in rows])
-        for row in op.get("settle") or ():  # an earlier run's order settled at resume
-            conn.execute(
-                update(ORDERS)
-                .where(ORDERS.c.run_id == row["run_id"], ORDERS.c.order_no == row["order_no"])
-                .values(**{k: v for k, v in row.items() if k not in ("run_id", "order_no")})
-            )
+            positions[row["position_no"]] = row
+        for key in INSERTS:
+            inserts[key].extend(op.get(key) or ())
         if op.get("metrics") is not None:
-            run_values["metrics"] = {**op["metrics"], SEQ_KEY: seq}
+            run_values["metrics"] = op["metrics"]
         if op.get("close") is not None:
             run_values.update(_revive(RUNS, dict(op["close"])))
-    if applied:
-        if "metrics" not in run_values:
-            run_values["metrics"] = {**(found[0] or {}), SEQ_KEY: done}
-        run_values["metrics"][SEQ_KEY] = done
-        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+    if not applied:
+        return 0
+    _upsert_many(conn, ORDERS, "order_no", ORDER_UPDATE, run_id, list(orders.values()))
+    _upsert_many(conn, POSITIONS, "position_no", POSITION_UPDATE, run_id, list(positions.values()))
+    for key, rows in inserts.items():
+        if rows:
+            table = INSERTS[key]
+            conn.execute(insert(table), [_revive(table, dict(r)) for r in rows])
+    run_values["metrics"] = {**(run_values.get("metrics") or found[0] or {}), SEQ_KEY: done}
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
     return applied
 
 
-def _upsert(
-    conn: Connection, table: Table, key: str, columns: tuple[str, ...], row: dict[str, Any]
+def _upsert_many(
+    conn: Connection,
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    run_id: str,
+    rows: list[dict[str, Any]],
 ) -> None:
-    result = conn.execute(
-        update(table)
-        .where(table.c.run_id == row["run_id"], table.c[key] == row[key])
-        .values(**{k: row[k] for k in columns if k in row})
+    """Insert the rows not stored yet, update the others: one SELECT + two executemany."""
+    if not rows:
+        return
+    existing = set(
+        conn.execute(
+            select(table.c[key]).where(
+                table.c.run_id == run_id, table.c[key].in_([r[key] for r in rows])
+            )
+        ).scalars()
     )
-    if result.rowcount == 0:
-        conn.execute(insert(table), [row])
+    fresh = [_revive(table, dict(r)) for r in rows if r[key] not in existing]
+    if fresh:
+        conn.execute(insert(table), fresh)
+    stale = [_revive(table, dict(r)) for r in rows if r[key] in existing]
+    if stale:
+        stmt = (
+            update(table)
+            .where(table.c.run_id == bindparam("k_run"), table.c[key] == bindparam("k_key"))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
+        conn.execute(
+            stmt,
+            [{"k_run": run_id, "k_key": r[key], **{f"v_{c}": r.get(c) for c in columns}}
+             for r in stale],
+        )  # fmt: skip
 
 
 def _is_unavailable(exc: BaseException) -> bool:
