@@ -67,11 +67,15 @@ def _run(
         i_up = engine.iterations
         sent1 = exchange_orders() if exchange_orders else len(engine.path.orders)
         up()
-        wait_for(lambda: engine.recorder.log.pending == 0, 120, "records written")
+        log = engine.recorder.log
+        wait_for(lambda: log.pending == 0, 120, lambda: f"records written {log.state()}")
         wait_for(lambda: engine.iterations >= i_up + 200, 120, "200 iterations after")
         session.stop()
     finally:
         names.remove()
+        if session.thread.is_alive():
+            session.ctx.stop_event.set()
+            session.thread.join(60)
     run_id = session.ctx.run_id
     phases = Phases.of([e for e, _ in list(engine.stats)], i_down, i_up, skip=10)
     before, during, after = phases.medians()
