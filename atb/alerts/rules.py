@@ -334,7 +334,9 @@ class HeartbeatSilenceRule(Rule):
         if self.config.silence is not None:
             return self.config.silence
         interval = self.env.probes.heartbeat.interval
-        return 3 * interval if interval else 180.0
+        # Never below 1 s (as /health): an OS scheduling hiccup of a 0.02 s loop on a loaded
+        # machine is not a stalled loop.
+        return max(1.0, 3 * interval) if interval else 180.0
 
     def poll(self, now: float) -> dict[str, Observation]:
         if self.env.ctx.stopping:

@@ -43,6 +43,8 @@ from atb.engine.events import (
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, signal_at, utc_datetime
 from atb.engine.live_path import LiveDecisionPath, PaperDecisionPath, paper_order_id
+from atb.engine.live_reconcile import record_error as _record_error
+from atb.engine.live_reconcile import record_log_dir, settle_orphans
 from atb.engine.live_records import (
     LiveRecorder,
     PreviousSession,
@@ -51,6 +53,7 @@ from atb.engine.live_records import (
 )
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position
+from atb.engine.record_log import replay_orphans
 from atb.engine.records import exposure_ratio
 from atb.engine.risk import RiskSettings
 from atb.exchange.base import (
@@ -101,6 +104,14 @@ class LiveEngineConfig(NodeConfig):
     session: str = Field("default", min_length=1, max_length=64, description="resume key")
     resume: bool = Field(True, description="continue the previous run of this session")
     log_orders: bool = Field(True, description="an order event per order")
+    record_log_dir: str | None = Field(
+        None,
+        description="write-ahead log of the session's records (record_log.py); null = next "
+        "to the journal's spill file",
+    )
+    record_flush_timeout: float = Field(
+        10.0, ge=0, description="at stop, wait this long for held records to reach the DB"
+    )
     record: RecordSettings = Field(default_factory=RecordSettings)
 
     @model_validator(mode="after")
@@ -234,6 +245,9 @@ class LiveEngine(Node[LiveEngineConfig]):
                 on_settle=self._on_settle,
                 log_orders=cfg.log_orders,
             )
+        if self.recorder is not None:
+            log_dir = record_log_dir(cfg.record_log_dir, self.db, ctx)
+            replay_orphans(self.db.engine, log_dir)  # a dead session's records first
         if self.recorder is not None and cfg.resume:
             self.previous = self.recorder.find_previous(self.strategy.name, cfg.session)
         if self.previous is not None:
@@ -255,6 +269,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                 data_end=None,
                 bars=None,
             )
+            self.recorder.open_log(log_dir, on_error=_record_error)
             if self.previous is not None:
                 self.recorder.retire_previous(self.previous)
         if self.previous is not None:
@@ -684,6 +699,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             if changed:
                 self.recorder.write_orders(changed, self.state(), self.metrics())
             self.recorder.close(status, self.metrics(), self.state(), error)
+            self.recorder.close_log(self.config.record_flush_timeout)
         except Exception as exc:  # the original error, if any, matters more
             log_engine_event(
                 "run_record_failed", level="ERROR", run_id=self.ctx.run_id, error=str(exc)
@@ -730,10 +746,10 @@ class LiveEngine(Node[LiveEngineConfig]):
 
     def _reconcile_previous(self, previous: PreviousSession) -> None:
         """Settle the orders the previous process sent but never saw answered."""
-        inflight = previous.state.inflight
-        if not inflight:
+        if self.recorder is None:
             return
-        if not isinstance(self.path, LiveDecisionPath) or self.recorder is None:
+        inflight = settle_orphans(self.recorder, previous, self.path, self.ctx.run_id)
+        if not inflight or not isinstance(self.path, LiveDecisionPath):
             return
         for item in inflight:
             cid = str(item["client_order_id"])
@@ -747,16 +763,26 @@ class LiveEngine(Node[LiveEngineConfig]):
                 )
                 log_engine_event("order_reconciled", client_order_id=cid, outcome="not_filled")
                 continue
+            held = self.portfolio.position is not None
+            if (item["kind"] == "exit") != held:
+                # The resumed state already reflects this fill: record it, book nothing.
+                self.recorder.settle_previous_order(
+                    previous.run_id,
+                    int(item["order_no"]),
+                    "filled",
+                    f"client_order_id={cid}; filled on the exchange, already in the resumed "
+                    "state (not booked again)",
+                    qty=found.qty,
+                    price=found.price,
+                    exchange_order_id=found.exchange_order_id,
+                )
+                continue
             order = self.path._new_order(
                 datetime.now(UTC), int(item["side"]), item["kind"], item["reason"]
             )
             order.size = float(item.get("size") or 0.0)
             order.stop_loss, order.take_profit = item.get("stop_loss"), item.get("take_profit")
             self.path.client_ids[order.id] = cid
-            if order.kind == "exit" and self.portfolio.position is None:
-                continue
-            if order.kind == "entry" and self.portfolio.position is not None:
-                continue
             self.path._apply(order, found, self.bar_index, Step(0.0, 0.0, 0.0, 0.0))
             self.recorder.settle_previous_order(
                 previous.run_id,

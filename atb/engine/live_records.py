@@ -20,23 +20,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, desc, insert, select, update
+from sqlalchemy import Table, desc, select, update
 
 from atb.db.models.run_records import (
-    AccountSnapshot,
-    DecisionRecordRow,
     OrderRecord,
     PositionRecord,
-    PredictionRecord,
     Run,
-    TradeRecord,
 )
 from atb.engine.decision import DecisionRecord
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position, Trade
+from atb.engine.record_log import RecordLog, apply_ops, log_path
 from atb.engine.records import RunRecorder, clean_json
 
 
@@ -110,8 +108,8 @@ class LiveRecorder(RunRecorder):
 
     def __init__(self, db: Any, ctx: Any, *, exchange_ids: dict[int, str] | None = None) -> None:
         super().__init__(db, ctx)
-        self._orders: set[int] = set()
-        self._positions: set[int] = set()
+        self.log: RecordLog | None = None
+        self._seq = 0
         self.exchange_ids: dict[int, str] = exchange_ids if exchange_ids is not None else {}
         # Shared with LiveDecisionPath.error_codes (set by the engine), like exchange_ids.
         self.error_codes: dict[int, str] = {}
@@ -171,6 +169,30 @@ class LiveRecorder(RunRecorder):
                 .values(status=status, note=note, **values)
             )
 
+    # -- the write-ahead record log ------------------------------------------------------
+    def open_log(self, directory: Path, on_error: Any = None) -> None:
+        """Route every later write through a RecordLog in `directory` (see record_log.py)."""
+        self.log = RecordLog(
+            self._engine, log_path(directory, self.run_id), self.run_id, on_error=on_error
+        )
+        self.log.open()
+
+    def close_log(self, timeout: float) -> bool:
+        return True if self.log is None else self.log.close(timeout)
+
+    @property
+    def _engine(self) -> Any:
+        return getattr(self.db, "engine")  # noqa: B009 - the db node, not SessionSource
+
+    def _write(self, op: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.append(op)
+            return
+        op = {"seq": self._seq + 1, "run_id": self.run_id, **op}
+        self._seq += 1
+        with self._engine.begin() as conn:
+            apply_ops(conn, [clean_json(op)])
+
     # -- per bar ------------------------------------------------------------------------
     def write_bar(
         self,
@@ -185,108 +207,42 @@ class LiveRecorder(RunRecorder):
         state: SessionState,
         metrics: dict[str, Any],
     ) -> None:
-        with self.db.session() as s:
-            self._upsert_orders(s, orders)
-            self._upsert_positions(s, positions, trades, mark)
-            if trades:
-                s.execute(insert(_table(TradeRecord)), self.trade_rows(trades))
-            if decision is not None:
-                s.execute(insert(_table(DecisionRecordRow)), self.decision_rows([decision]))
-            if account is not None:
-                s.execute(
-                    insert(_table(AccountSnapshot)),
-                    [{"run_id": self.run_id, "mode": self.mode, **account}],
-                )
-            if prediction is not None:
-                s.execute(
-                    insert(_table(PredictionRecord)),
-                    [{"run_id": self.run_id, "mode": self.mode, **prediction}],
-                )
-            self._snapshot(s, state, metrics)
+        common = {"run_id": self.run_id, "mode": self.mode}
+        self._write(
+            {
+                "orders": self._order_rows(orders),
+                "positions": self.position_rows(positions, trades, mark),
+                "trades": self.trade_rows(trades) if trades else None,
+                "decisions": self.decision_rows([decision]) if decision is not None else None,
+                "account": [{**common, **account}] if account is not None else None,
+                "predictions": [{**common, **prediction}] if prediction is not None else None,
+                "metrics": self._metrics(state, metrics),
+            }
+        )
 
     def write_orders(
         self, orders: list[Order], state: SessionState, metrics: dict[str, Any]
     ) -> None:
         """Orders alone (the write-ahead before a live order leaves, or its settlement)."""
-        with self.db.session() as s:
-            self._upsert_orders(s, orders)
-            self._snapshot(s, state, metrics)
+        self._write({"orders": self._order_rows(orders), "metrics": self._metrics(state, metrics)})
 
     def close(
         self, status: str, metrics: dict[str, Any], state: SessionState, error: str | None = None
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "finished_at": datetime.now(UTC),
-            "metrics": clean_json({**metrics, "state": state.to_json()}),
-        }
+        values: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC)}
         if error:
             values["error"] = error[:4000]
-        with self.db.session() as s:
-            s.execute(update(Run).where(Run.id == self.run_id).values(**values))
+        self._write({"metrics": self._metrics(state, metrics), "close": values})
 
     # -- internals ----------------------------------------------------------------------
-    def _snapshot(self, s: Any, state: SessionState, metrics: dict[str, Any]) -> None:
-        # Core statements on the tables: the ORM's bulk-update bookkeeping would cost more
-        # than the write itself, once per bar.
-        runs = _table(Run)
-        s.execute(
-            update(runs)
-            .where(runs.c.id == self.run_id)
-            .values(metrics=clean_json({**metrics, "state": state.to_json()}))
-        )
+    def _metrics(self, state: SessionState, metrics: dict[str, Any]) -> dict[str, Any]:
+        return clean_json({**metrics, "state": state.to_json()})
 
-    def _upsert_orders(self, s: Any, orders: list[Order]) -> None:
-        for row, order in zip(self.order_rows(orders), orders, strict=True):
+    def _order_rows(self, orders: list[Order]) -> list[dict[str, Any]]:
+        rows = self.order_rows(orders)
+        for row, order in zip(rows, orders, strict=True):
             row["exchange_order_id"] = self.exchange_ids.get(order.id)
             row["error_code"] = self.error_codes.get(order.id)
             if order.status == "pending":
                 row["qty"] = order.qty or None
-            if order.id in self._orders:
-                keys = (
-                    "status",
-                    "filled_at",
-                    "qty",
-                    "price",
-                    "fee",
-                    "position_no",
-                    "exchange_order_id",
-                    "note",
-                    "error_code",
-                )
-                table = _table(OrderRecord)
-                s.execute(
-                    update(table)
-                    .where(table.c.run_id == self.run_id, table.c.order_no == order.id)
-                    .values(**{k: row[k] for k in keys})
-                )
-            else:
-                s.execute(insert(_table(OrderRecord)), [row])
-                self._orders.add(order.id)
-
-    def _upsert_positions(
-        self, s: Any, positions: list[Position], trades: list[Trade], mark: float | None
-    ) -> None:
-        for row in self.position_rows(positions, trades, mark):
-            no = row["position_no"]
-            if no in self._positions:
-                keys = (
-                    "qty",
-                    "stop_loss",
-                    "take_profit",
-                    "status",
-                    "closed_at",
-                    "exit_price",
-                    "realized_pnl",
-                    "last_price",
-                    "unrealized_pnl",
-                )
-                table = _table(PositionRecord)
-                s.execute(
-                    update(table)
-                    .where(table.c.run_id == self.run_id, table.c.position_no == no)
-                    .values(**{k: row[k] for k in keys})
-                )
-            else:
-                s.execute(insert(_table(PositionRecord)), [row])
-                self._positions.add(no)
+        return rows

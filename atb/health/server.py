@@ -57,12 +57,16 @@ from atb.health.checks import (
     worst,
 )
 from atb.runtime import exposure
+from atb.health.limits import LimitedHTTPServer
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
 
 # Without a configured max_silence and before the loop announces its interval.
 FALLBACK_INTERVAL = 60.0
+# A default max_silence never below this: with a fast loop (check_interval=0.05 -> 3 x =
+# 0.15 s) an OS scheduling hiccup on a loaded machine is not a stalled loop.
+MIN_SILENCE = 1.0
 
 
 class HealthPortInUse(RuntimeError):
@@ -98,6 +102,11 @@ class HealthServerConfig(NodeConfig):
     )
     max_header_bytes: int = Field(8192, ge=1024, description="larger requests are rejected")
     idle_timeout: float = Field(60.0, gt=0, description="close idle keep-alive connections")
+    # Abusive clients (atb/health/limits.py): bounded fds, no slowloris, 431.
+    max_connections: int = Field(256, ge=1, description="over it: an immediate 503 and close")
+    header_timeout: float = Field(
+        10.0, gt=0, description="close a connection whose request head is incomplete this long"
+    )
     gil_switch_interval: float | None = Field(
         0.0005,
         gt=0,
@@ -197,6 +206,7 @@ class HealthServer(Node[HealthServerConfig]):
         self.cache: CheckCache | None = None
         self._error: BaseException | None = None
         self._saved_switch_interval: float | None = None
+        self.http: LimitedHTTPServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -307,8 +317,10 @@ class HealthServer(Node[HealthServerConfig]):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         app = make_app(self)
-        http = tornado.httpserver.HTTPServer(
+        http = LimitedHTTPServer(
             app,
+            max_connections=self.config.max_connections,
+            header_timeout=self.config.header_timeout,
             max_header_size=self.config.max_header_bytes,
             # GET/HEAD carry no body: anything beyond a token amount is refused unread.
             max_body_size=1024,
@@ -316,6 +328,7 @@ class HealthServer(Node[HealthServerConfig]):
             body_timeout=5,
         )
         http.add_sockets(sockets)
+        self.http = http
         ready.set()
         refresher = (
             asyncio.create_task(self._refresh_forever(self.config.refresh_interval))
@@ -355,7 +368,7 @@ class HealthServer(Node[HealthServerConfig]):
         if self.config.max_silence is not None:
             return self.config.max_silence
         interval = PROBES.heartbeat.interval
-        return 3 * (interval if interval and interval > 0 else FALLBACK_INTERVAL)
+        return max(MIN_SILENCE, 3 * (interval if interval and interval > 0 else FALLBACK_INTERVAL))
 
     def loop_state(self) -> tuple[bool, dict[str, Any]]:
         """(alive, payload): liveness of the trading loop from its heartbeat alone."""

@@ -36,6 +36,7 @@ from atb.config.logging import (
 from atb.logging import core
 
 RETRY_AFTER = 5.0
+REANNOUNCE_EVERY = 600.0  # a still-failing sink repeats its log_sink_failed event this often
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 # Top-level JSON keys a field or context key may not overwrite.
 RESERVED = frozenset(
@@ -105,6 +106,21 @@ class Sink(ABC):
 _live: WeakSet[QueuedSink] = WeakSet()
 
 
+def _announce(name: str, level: str, **fields: Any) -> None:
+    """A sink's failure/recovery as an event, so the journal stores it and alert rules see it.
+
+    Sent from a thread of its own: the failing sink's writer holds its I/O lock here, and
+    the event goes back through every sink (this one included) and the record listeners.
+    """
+    from atb.logging.events import log_event
+
+    def send() -> None:
+        with contextlib.suppress(Exception):
+            log_event("sink_event", name, level=level, **fields)
+
+    threading.Thread(target=send, name="atb-sink-event", daemon=True).start()
+
+
 class QueuedSink(Sink):
     """Bounded queue + writer thread; subclasses implement `format` and `write_batch`."""
 
@@ -116,6 +132,7 @@ class QueuedSink(Sink):
         self._wake = threading.Event()
         self._closed = False
         self._retry_at = 0.0
+        self._announce_at = 0.0
         self._lost = 0
         self._reported_drops = 0
         self._background = settings.background
@@ -195,20 +212,44 @@ class QueuedSink(Sink):
                 30,
                 f"log sink '{self.name}' recovered; {lost} records were lost while it was failing",
             )
+            _announce("log_sink_recovered", "WARNING", sink=self.name, lost=lost)
 
     def _on_failure(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + RETRY_AFTER
         with contextlib.suppress(Exception):  # the retry will try again
             self.reset()
         if self.failed:
+            # Again at the first failed retry (an alert rule started after the failure, e.g.
+            # a file sink failing at configure time, sees it), then every REANNOUNCE_EVERY.
+            now = time.monotonic()
+            if now >= self._announce_at:
+                self._announce_at = now + REANNOUNCE_EVERY
+                _announce(
+                    "log_sink_failed",
+                    "ERROR",
+                    sink=self.name,
+                    kind=type(self).__name__,
+                    error=self.error,
+                    still_failing=True,
+                    lost=self._lost,
+                )
             return
         self.failed = True
+        self._announce_at = 0.0
         self.error = f"{type(exc).__name__}: {exc}"
         core.internal(
             40,
             f"log sink '{self.name}' failed: {self.error}; the other sinks carry on, "
             f"retrying every {RETRY_AFTER:g}s (reported once)",
             exclude=self,
+        )
+        _announce(
+            "log_sink_failed",
+            "ERROR",
+            sink=self.name,
+            kind=type(self).__name__,
+            error=self.error,
+            retry_every_s=RETRY_AFTER,
         )
 
     def format_batch(self, batch: list[dict[str, Any]]) -> bytes:

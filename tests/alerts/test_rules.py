@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from atb.alerts.rules import (
     Clear,
     EventCountRule,
@@ -83,12 +85,17 @@ def test_heartbeat_silence() -> None:
     )
     assert rule.poll(0) == {}  # no loop in this run
     probes.heartbeat.start(interval=0.02)
-    assert rule.limit() == 0.06  # 3 × the loop's interval
+    assert rule.limit() == 1.0  # 3 × the loop's interval, never below 1 s
+    probes.heartbeat.start(interval=0.4)
+    assert rule.limit() == pytest.approx(1.2)  # 3 × the loop's interval
     probes.heartbeat.beat()
     assert rule.poll(0) == {}
-    time.sleep(0.08)
+    time.sleep(0.3)
+    assert rule.poll(0) == {}  # a 0.3 s gap of a 0.4 s loop is no stall
+    time.sleep(1.0)
     (obs,) = rule.poll(0).values()
-    assert "no heartbeat" in obs.summary and obs.details["silence_limit_seconds"] == 0.06
+    assert "no heartbeat" in obs.summary
+    assert obs.details["silence_limit_seconds"] == pytest.approx(1.2)
     ctx.stop_event.set()
     assert rule.poll(0) == {}  # a loop that is stopping did not stall
 

@@ -1,0 +1,481 @@
+"""The write-ahead log of a paper/live session's records: the loop never waits on the DB.
+
+Every record write of a session (one bar's orders, positions, trades, decision,
+prediction, account row and state snapshot; an order announced before it is sent; the
+run's close) is one *op*: a JSON line appended to `<dir>/records-<run_id>.jsonl` and
+flushed to the OS before the caller goes on. That is all the trading loop does; it never
+touches the database, so a database that is down, slow or locked costs it nothing.
+
+A background thread applies the ops to the database in file order, a batch per
+transaction. Every op carries a sequence number, and the transaction that applies it also
+stores that number in the run's row (`runs.metrics["records_seq"]`), so applying an op is
+atomic and idempotent: a batch retried after a timeout that did commit, or a file replayed
+after a crash, skips what the database already holds. Orders and positions are upserts on
+(run_id, order_no / position_no); trades, decisions, account and prediction rows are
+inserts guarded by the sequence number. Exactly once, without a unique index.
+
+When the database is unreachable (connection refused, server restarted, SQLite file
+locked past its busy timeout), the thread backs off (`retry_initial` doubling to
+`retry_max`) and resumes where it stopped; the file holds everything meanwhile, so memory
+stays flat however long the outage. When the file has been applied to its end it is
+truncated; after the run's close op is applied it is deleted.
+
+The owner holds an exclusive flock on its file. A file left behind by a process that died
+(kill -9, OOM, power loss) or stopped while the database was down is unlocked: the next
+session on the same directory replays it before it resumes (`replay_orphans`).
+
+Loss window: a process kill loses nothing that `append` returned from (the OS has it);
+power loss / OS crash can lose the ops appended within the last `fsync_interval`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from loguru import logger
+from sqlalchemy import Connection, DateTime, Table, bindparam, insert, select, update
+
+from atb.db.models.run_records import (
+    AccountSnapshot,
+    DecisionRecordRow,
+    OrderRecord,
+    PositionRecord,
+    PredictionRecord,
+    Run,
+    TradeRecord,
+)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+Op = dict[str, Any]
+SEQ_KEY = "records_seq"
+
+
+def _table(model: type) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+RUNS = _table(Run)
+ORDERS = _table(OrderRecord)
+POSITIONS = _table(PositionRecord)
+# op key -> table of plain inserts
+INSERTS = {
+    "trades": _table(TradeRecord),
+    "decisions": _table(DecisionRecordRow),
+    "account": _table(AccountSnapshot),
+    "predictions": _table(PredictionRecord),
+}
+ORDER_UPDATE = (
+    "status", "filled_at", "qty", "price", "fee", "position_no", "exchange_order_id",
+    "note", "error_code",
+)  # fmt: skip
+POSITION_UPDATE = (
+    "qty", "stop_loss", "take_profit", "status", "closed_at", "exit_price", "realized_pnl",
+    "last_price", "unrealized_pnl",
+)  # fmt: skip
+_DATETIME_COLUMNS = {
+    table.name: {c.name for c in table.columns if isinstance(c.type, DateTime)}
+    for table in (RUNS, ORDERS, POSITIONS, *INSERTS.values())
+}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):  # pandas.Timestamp and other subclasses
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def encode_op(op: Op) -> bytes:
+    return orjson.dumps(op, default=_default, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+
+def _revive(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """JSON text back to the column types the DBAPI needs (datetimes)."""
+    for name in _DATETIME_COLUMNS[table.name]:
+        value = row.get(name)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            row[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return row
+
+
+def apply_ops(conn: Connection, ops: list[Op]) -> int:
+    """Apply one run's ops inside the caller's transaction; returns how many were new.
+
+    The batch is coalesced: an order or position written by several ops is upserted once
+    with its last row, the inserts of all ops go out as one executemany per table, and the
+    run row is updated once. The result is what applying the ops one by one would give.
+    """
+    if not ops:
+        return 0
+    run_id = ops[0]["run_id"]
+    found = conn.execute(select(RUNS.c.metrics).where(RUNS.c.id == run_id)).first()
+    if found is None:
+        return 0  # the run row is gone (deleted by the user): nothing to attach rows to
+    done = int((found[0] or {}).get(SEQ_KEY) or 0)
+    applied = 0
+    orders: dict[Any, dict[str, Any]] = {}
+    positions: dict[Any, dict[str, Any]] = {}
+    inserts: dict[str, list[dict[str, Any]]] = {key: [] for key in INSERTS}
+    run_values: dict[str, Any] = {}
+    for op in ops:
+        seq = int(op["seq"])
+        if seq <= done:
+            continue
+        done = seq
+        applied += 1
+        for row in op.get("orders") or ():
+            orders[row["order_no"]] = row
+        for row in op.get("positions") or ():
+            positions[row["position_no"]] = row
+        for key in INSERTS:
+            inserts[key].extend(op.get(key) or ())
+        if op.get("metrics") is not None:
+            run_values["metrics"] = op["metrics"]
+        if op.get("close") is not None:
+            run_values.update(_revive(RUNS, dict(op["close"])))
+    if not applied:
+        return 0
+    _upsert_many(conn, ORDERS, "order_no", ORDER_UPDATE, run_id, list(orders.values()))
+    _upsert_many(conn, POSITIONS, "position_no", POSITION_UPDATE, run_id, list(positions.values()))
+    for key, rows in inserts.items():
+        if rows:
+            table = INSERTS[key]
+            conn.execute(insert(table), [_revive(table, dict(r)) for r in rows])
+    run_values["metrics"] = {**(run_values.get("metrics") or found[0] or {}), SEQ_KEY: done}
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+    return applied
+
+
+def _upsert_many(
+    conn: Connection,
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    run_id: str,
+    rows: list[dict[str, Any]],
+) -> None:
+    """Insert the rows not stored yet, update the others: one SELECT + two executemany."""
+    if not rows:
+        return
+    existing = set(
+        conn.execute(
+            select(table.c[key]).where(
+                table.c.run_id == run_id, table.c[key].in_([r[key] for r in rows])
+            )
+        ).scalars()
+    )
+    fresh = [_revive(table, dict(r)) for r in rows if r[key] not in existing]
+    if fresh:
+        conn.execute(insert(table), fresh)
+    stale = [_revive(table, dict(r)) for r in rows if r[key] in existing]
+    if stale:
+        stmt = (
+            update(table)
+            .where(table.c.run_id == bindparam("k_run"), table.c[key] == bindparam("k_key"))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
+        conn.execute(
+            stmt,
+            [{"k_run": run_id, "k_key": r[key], **{f"v_{c}": r.get(c) for c in columns}}
+             for r in stale],
+        )  # fmt: skip
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    from atb.db.journal import _is_unavailable as journal_rule
+
+    return journal_rule(exc)
+
+
+class RecordLog:
+    """One session's write-ahead record log; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Any,
+        path: Path,
+        run_id: str,
+        *,
+        batch_ops: int = 200,
+        retry_initial: float = 0.25,
+        retry_max: float = 5.0,
+        fsync_interval: float = 1.0,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.path = path
+        self.run_id = run_id
+        self.batch_ops = batch_ops
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.fsync_interval = fsync_interval
+        self.on_error = on_error
+        self.seq = 0
+        self.appended = 0
+        self.applied = 0
+        self.skipped = 0
+        self.rejected = 0
+        self.rejected_path = path.with_name(path.name.replace("records-", "rejected-", 1))
+        self.db_available = True
+        self.last_error: str | None = None
+        self.append_failures = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._fh: Any = None
+        self._read_pos = 0
+        self._backoff = 0.0
+        self._last_fsync = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    # -- owner side (the trading loop) ----------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("ab")
+        if fcntl is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fh.truncate(0)  # a file of this run id can only be a leftover of this process
+        self._read_pos = 0
+        self._thread = threading.Thread(target=self._run, name="atb-record-log", daemon=True)
+        self._thread.start()
+
+    def append(self, op: Op) -> bool:
+        """Write one op to the file (the loop's only cost); False if the disk refused it."""
+        with self._lock:
+            self.seq += 1
+            op = {"seq": self.seq, "run_id": self.run_id, **op}
+            try:
+                self._fh.write(encode_op(op))
+                self._fh.flush()
+            except (OSError, ValueError) as exc:
+                self.append_failures += 1
+                self._report("record_log_write_failed", f"{self.path}: {exc}")
+                return False
+            self.appended += 1
+        self._wake.set()
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self.appended - self.applied - self.skipped
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every appended op is in the database; True if done in time."""
+        deadline = time.monotonic() + timeout
+        while self.pending > 0:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float) -> bool:
+        """Drain (up to `timeout`), stop the thread; delete the file if all is applied."""
+        done = self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(1.0, timeout))
+        with self._lock:
+            fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                fh.flush()
+                os.fsync(fh.fileno())
+            if done and self.pending <= 0:
+                self.path.unlink(missing_ok=True)
+            fh.close()  # releases the flock: a leftover file is now an orphan to replay
+        if not done:
+            logger.warning(
+                "records: {} op(s) of run {} not yet in the database; kept in {} and "
+                "written by the next session on this database",
+                self.pending,
+                self.run_id,
+                self.path,
+            )
+        return done
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "appended": self.appended,
+            "applied": self.applied,
+            "pending": self.pending,
+            "db_available": self.db_available,
+            "last_error": self.last_error,
+            "append_failures": self.append_failures,
+            "rejected": self.rejected,
+            "running": self._thread is not None and self._thread.is_alive(),
+            "read_pos": self._read_pos,
+        }
+
+    # -- the applier thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        reader = self.path.open("rb")
+        try:
+            while True:
+                self._wake.wait(0.1 if self.db_available else max(self._backoff, 0.05))
+                self._wake.clear()
+                try:
+                    self._drain(reader)
+                except Exception as exc:  # the applier must outlive anything
+                    self._failed(exc)
+                self._maybe_fsync()
+                if self._stop.is_set():
+                    return
+        finally:
+            reader.close()
+
+    def _drain(self, reader: Any) -> None:
+        while True:
+            reader.seek(self._read_pos)
+            lines: list[bytes] = []
+            for line in reader:
+                if not line.endswith(b"\n"):
+                    break  # being written: next time
+                lines.append(line)
+                if len(lines) >= self.batch_ops:
+                    break
+            if not lines:
+                self._truncate_if_done()
+                return
+            ops = [orjson.loads(line) for line in lines]
+            try:
+                self._apply(ops)
+            except Exception as exc:
+                if _is_unavailable(exc) or not self._one_by_one(lines, ops):
+                    self._failed(exc if _is_unavailable(exc) else None)
+                    return
+                continue
+            self._read_pos += sum(len(line) for line in lines)
+
+    def _apply(self, ops: list[Op]) -> None:
+        with self.engine.begin() as conn:
+            applied = apply_ops(conn, ops)
+        if not self.db_available:
+            logger.info("records: database reachable again; writing the held records")
+        self.db_available, self._backoff, self.last_error = True, 0.0, None
+        self.applied += applied
+        self.skipped += len(ops) - applied
+
+    def _one_by_one(self, lines: list[bytes], ops: list[Op]) -> bool:
+        """The database refused a batch for its content: apply op by op and quarantine the
+        ones it refuses (`rejected-<run_id>.jsonl`), so one bad row never blocks the rest.
+        False if the database went away meanwhile."""
+        for line, op in zip(lines, ops, strict=True):
+            try:
+                self._apply([op])
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    self._failed(exc)
+                    return False
+                self.rejected += 1
+                self.skipped += 1
+                text = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc)[:200]}"
+                with contextlib.suppress(OSError), self.rejected_path.open("ab") as fh:
+                    fh.write(line)
+                self._report("record_write_rejected", f"op {op.get('seq')}: {text}")
+            self._read_pos += len(line)
+        return True
+
+    def _truncate_if_done(self) -> None:
+        with self._lock:
+            if self._fh is None or self._read_pos == 0:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                if os.fstat(self._fh.fileno()).st_size == self._read_pos:
+                    self._fh.truncate(0)
+                    self._read_pos = 0
+
+    def _failed(self, exc: BaseException | None) -> None:
+        if exc is None:
+            return  # already handled by _one_by_one
+        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {message[0] if message else ''}"[:300]
+        self.last_error = text
+        was = self.db_available
+        self.db_available = False
+        self._backoff = (
+            self.retry_initial
+            if was or not self._backoff
+            else min(self.retry_max, self._backoff * 2)
+        )
+        if was:
+            logger.warning(
+                "records: database unavailable, holding session records in {} (retry in "
+                "{:.2f}s): {}",
+                self.path,
+                self._backoff,
+                text,
+            )
+
+    def _maybe_fsync(self) -> None:
+        now = time.monotonic()
+        if now - self._last_fsync < self.fsync_interval:
+            return
+        self._last_fsync = now
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            if self._fh is not None:
+                os.fsync(self._fh.fileno())
+
+    def _report(self, name: str, error: str) -> None:
+        self.last_error = error
+        if self.on_error is not None:
+            with contextlib.suppress(Exception):
+                self.on_error(name, error)
+
+
+def log_path(directory: Path, run_id: str) -> Path:
+    return directory / f"records-{run_id}.jsonl"
+
+
+def replay_orphans(engine: Any, directory: Path, *, own: Path | None = None) -> int:
+    """Apply every unlocked record log in `directory` (a dead session's), then delete it.
+
+    Raises the database's error if it cannot be written: resuming from a state older than
+    what the dead session did could repeat its orders.
+    """
+    if not directory.is_dir():
+        return 0
+    total = 0
+    for path in sorted(directory.glob("records-*.jsonl")):
+        if own is not None and path == own:
+            continue
+        with path.open("rb") as fh:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live session owns it
+            ops: list[Op] = []
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    continue  # torn by the kill mid-write: it never returned to the loop
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    ops.append(orjson.loads(line))
+            by_run: dict[str, list[Op]] = {}
+            for op in ops:
+                by_run.setdefault(op["run_id"], []).append(op)
+            with engine.begin() as conn:
+                for run_ops in by_run.values():
+                    total += apply_ops(conn, run_ops)
+            path.unlink(missing_ok=True)
+        if total:
+            logger.info("records: replayed {} op(s) left in {}", total, path)
+    return total

@@ -1,0 +1,85 @@
+"""The session record log against a real database (SQLite and PostgreSQL): exactly once
+however often a file is applied, a dead session's file replayed at the next start, and a
+row the database refuses quarantined instead of blocking every later record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+
+from atb.db.models.run_records import Run
+from atb.engine.record_log import RecordLog, apply_ops, encode_op, log_path, replay_orphans
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _run(db: Any, run_id: str) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(Run),
+            [{"id": run_id, "mode": "paper", "strategy": "s", "symbol": "BTCUSDT",
+              "timeframe": "1h", "status": "running", "started_at": T0, "config": {},
+              "overrides": [], "metrics": {}}],
+        )  # fmt: skip
+
+
+def _bar(run_id: str, i: int, status: str = "filled") -> dict[str, Any]:
+    order = {"run_id": run_id, "mode": "paper", "order_no": 1, "symbol": "BTCUSDT",
+             "created_at": T0, "side": "buy", "kind": "entry", "order_type": "market",
+             "reason": "signal", "status": status, "size": 1.0, "filled_at": None,
+             "qty": None, "price": None, "fee": None, "position_no": None,
+             "exchange_order_id": None, "note": None, "error_code": None}  # fmt: skip
+    account = {"run_id": run_id, "mode": "paper", "time": T0 + timedelta(hours=i),
+               "balance": 1.0, "equity": 1.0, "drawdown": 0.0, "position_qty": 0.0,
+               "open_positions": 0, "exposure": 0.0}  # fmt: skip
+    return {"orders": [order], "account": [account], "metrics": {"bars": i}}
+
+
+def _count(db: Any, sql: str) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def test_applying_the_same_ops_twice_stores_them_once(database: Any) -> None:
+    _run(database, "r1")
+    ops = [{"seq": i, "run_id": "r1", **_bar("r1", i, "pending" if i == 1 else "filled")}
+           for i in (1, 2, 3)]  # fmt: skip
+    for _ in range(2):  # e.g. a retry after a commit whose answer was lost, a replay
+        with database.engine.begin() as conn:
+            apply_ops(conn, ops)
+    assert _count(database, "select count(*) from orders") == 1  # an upsert
+    assert _count(database, "select count(*) from account_history") == 3
+    assert _count(database, "select count(*) from orders where status='filled'") == 1
+
+
+def test_a_dead_sessions_log_is_replayed_then_deleted(database: Any, tmp_path: Path) -> None:
+    _run(database, "dead")
+    path = log_path(tmp_path, "dead")
+    with path.open("wb") as fh:  # what a killed process leaves: no lock, a torn last line
+        for i in (1, 2):
+            fh.write(encode_op({"seq": i, "run_id": "dead", **_bar("dead", i)}))
+        fh.write(encode_op({"seq": 3, "run_id": "dead", **_bar("dead", 3)})[:40])
+    assert replay_orphans(database.engine, tmp_path) == 2
+    assert not path.exists()
+    assert _count(database, "select count(*) from account_history") == 2
+
+
+def test_a_refused_op_is_quarantined_and_later_ops_still_written(
+    database: Any, tmp_path: Path
+) -> None:
+    _run(database, "r2")
+    log = RecordLog(database.engine, log_path(tmp_path, "r2"), "r2", retry_initial=0.05)
+    log.open()
+    bad = _bar("r2", 1)
+    bad["account"][0]["balance"] = None  # NOT NULL: the database refuses the content
+    log.append(bad)
+    log.append(_bar("r2", 2))
+    assert log.flush(10), log.state()
+    assert log.close(5)
+    assert log.rejected == 1
+    assert _count(database, "select count(*) from account_history") == 1
+    rejected = log.rejected_path.read_bytes().splitlines()
+    assert len(rejected) == 1 and b'"seq":1' in rejected[0]
