@@ -250,8 +250,8 @@ class TelegramReceiver:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 receiver.requests.append({"path": self.path, "body": body})
-                reply = json.dumps({"ok": True, "result": {"message_id": len(receiver.requests),
-                                                           "chat": {"id": 1}}}).encode()  # fmt: skip
+                result = {"message_id": len(receiver.requests), "chat": {"id": 1}}
+                reply = json.dumps({"ok": True, "result": result}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
