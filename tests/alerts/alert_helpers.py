@@ -64,9 +64,10 @@ class Receiver:
 
     @property
     def alerts(self) -> list[dict[str, Any]]:
-        """The `alert` objects of the requests answered 2xx."""
+        """The `alert` objects of the requests answered 2xx (not the notifications)."""
         with self._lock:
-            return [r["body"]["alert"] for r in self.requests if r["mode"] in ("ok", "slow")]
+            return [r["body"]["alert"] for r in self.requests
+                    if r["mode"] in ("ok", "slow") and "alert" in (r["body"] or {})]  # fmt: skip
 
     def wait_for(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
