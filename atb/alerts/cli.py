@@ -169,7 +169,37 @@ def list_rules(cfg: Any) -> int:
     for channel in _build_channels(config, ctx):
         info = channel.describe()
         print(f"  - {channel.name} {info.get('kind')} {info.get('target', '')}".rstrip())
+    _list_notifications(cfg)
     return 0
+
+
+def _list_notifications(cfg: Any) -> None:
+    from pydantic import ValidationError
+
+    from atb.alerts.notify import NotifyConfig
+    from atb.config.base import format_validation_error
+
+    raw = _section(cfg, "notify")
+    if not raw:
+        print("notifications: not configured")
+        return
+    try:
+        notify = NotifyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigProblem(format_validation_error(exc, prefix="notify")) from None
+    if not notify.enabled:
+        print("notifications: disabled (notify=off)")
+        return
+    via = ", ".join(notify.channels) if notify.channels else "every external channel"
+    print(f"notifications: in modes {', '.join(notify.modes)}, via {via}")
+    for name in type(notify.routes).model_fields:
+        route = getattr(notify.routes, name)
+        limit = f"{route.rate_limit} per {route.per:g}s" if route.rate_limit else "no limit"
+        flag = "" if route.enabled else "  (disabled)"
+        print(f"  - {name}: {','.join(route.events)} ({limit}){flag}")
+    daily = notify.daily_summary
+    if daily.enabled:
+        print(f"  - daily_summary: at {daily.at} {daily.timezone}")
 
 
 def run_test(

@@ -530,7 +530,10 @@ def _trade_closed(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notifica
 
 def _order_rejected(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
     symbol = _symbol(n, c, f)
-    reason = f.get("reason") or f.get("note") or "no reason given"
+    # Live rejections carry the exchange's reason; paper ones put it in `note` (their
+    # `reason` is why the order was placed).
+    reason = (f.get("note") if f.get("source") is None else None) or f.get("reason")
+    reason = reason or "no reason given"
     summary = f"{f.get('side', '?')} {_qty(f.get('qty'))} ({f.get('kind', 'order')}): {reason}"
     details = {
         "side": f.get("side"),

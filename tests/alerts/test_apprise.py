@@ -89,7 +89,8 @@ def test_json_url_gets_title_and_markdown_body_through_the_router(
     make_router: MakeRouter, receiver: Receiver
 ) -> None:
     url = f"json://127.0.0.1:{receiver.port}/hook/t0kenSECRETpath"
-    router = make_router([count_rule(threshold=1)], [apprise_entry(url)])
+    router = make_router([count_rule(threshold=1, check="the account balance")],
+                         [apprise_entry(url)])  # fmt: skip
     log_order_event("order_rejected", level="WARNING", symbol="BTCUSDT", reason="min notional")
     (request,) = receiver.wait_for(1)
     body = request["body"]
@@ -97,6 +98,7 @@ def test_json_url_gets_title_and_markdown_body_through_the_router(
     assert body["title"].startswith("🚨 [CRITICAL] repeated_order_rejections FIRING")
     assert "min notional" in body["message"]
     assert "*Symbol:* BTCUSDT" in body["message"] and "*Strategy:* ml_basic" in body["message"]
+    assert "*What to check:* the account balance" in body["message"]
     assert body["type"] == "failure"  # critical → Apprise's failure type (red on most services)
     state = wait_until(lambda: router.state()["channels"]["apprise.json"]["sent"] == 1 and
                        router.state())  # fmt: skip

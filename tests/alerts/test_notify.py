@@ -104,6 +104,17 @@ def test_a_rejection_storm_is_rate_limited_and_what_was_held_back_is_counted(
     assert first["details"]["code"] == -2010
 
 
+def test_a_paper_rejection_reports_why_it_was_rejected_not_why_it_was_placed(
+    make_notifier: Any, receiver: Receiver
+) -> None:
+    make_notifier([webhook(receiver.url())])
+    # The paper path's event: `reason` is the decision's, `note` the rejection's.
+    log_order_event("order_rejected", side="buy", kind="entry", qty=0.0, reason="sma cross up",
+                    note="no balance to size the order")  # fmt: skip
+    (note,) = wait_until(lambda: notes(receiver))
+    assert note["details"]["reason"] == "no balance to size the order"
+
+
 def test_session_started_and_stopped_and_a_failed_stop_is_an_error(
     make_notifier: Any, receiver: Receiver
 ) -> None:
