@@ -32,6 +32,7 @@ SEVERITY_LEVEL: dict[str, str] = {
 LEVEL_NO: dict[str, int] = LEVEL_NOS
 # Detail keys that are for machines or shown elsewhere in the message.
 _HIDDEN_DETAILS = frozenset({"check", "event", "command"})
+_LABELS = {"pnl": "PnL", "max_drawdown": "Max drawdown", "win_rate": "Win rate"}
 _ICONS = {"info": "🔵", "warning": "🟠", "error": "🔴", "critical": "🚨"}
 
 
@@ -138,7 +139,7 @@ class Notification:
             if self.count > 1:
                 facts.append(("Events", self.count))
         facts += [
-            (str(k).replace("_", " ").capitalize(), v)
+            (_LABELS.get(str(k)) or str(k).replace("_", " ").capitalize(), v)
             for k, v in self.details.items()
             if k not in _HIDDEN_DETAILS and v is not None
         ]

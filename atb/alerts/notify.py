@@ -563,8 +563,10 @@ def _session_started(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notif
 def _session_stopped(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
     status = str(f.get("status") or "stopped")
     failed = status == "failed"
+    trades = f.get("trades", 0)
     summary = (
-        f"{status}: {f.get('trades', 0)} trades, balance {_price(f.get('balance'))}, "
+        f"{status}: {trades} trade{'' if trades == 1 else 's'}, "
+        f"balance {_price(f.get('balance'))}, "
         f"equity {_price(f.get('equity'))}"
     )
     details = {
