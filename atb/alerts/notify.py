@@ -216,6 +216,8 @@ class Notifier(Node[NotifyConfig]):
     def start(self) -> None:
         self._unregister_probe = PROBES.register("notify", self.state)
         router = self.router
+        if router is not None and hasattr(router, "attached"):
+            router.attached["notifications"] = self.state  # /status: under `alerts`
         if self.ctx.mode not in self.config.modes:
             self.reason = f"off in {self.ctx.mode} mode (notify.modes={self.config.modes})"
         elif router is None:

@@ -91,6 +91,9 @@ class AlertRouter(Node[AlertsConfig]):
         self._undelivered: dict[str, _Pending] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)
         self.last_error: str | None = None
+        # Other routes delivering through these channels (the notifier) show their state
+        # in this node's /status entry.
+        self.attached: dict[str, Callable[[], dict[str, Any]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -477,6 +480,7 @@ class AlertRouter(Node[AlertsConfig]):
             "queue_depth": len(self._inbox),
             "last_error": self.last_error,
             "recent": recent,
+            **{name: fn() for name, fn in list(self.attached.items())},
         }
 
 

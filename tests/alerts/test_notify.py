@@ -201,5 +201,7 @@ def test_status_payload_is_json_and_names_every_route(
     notifier = make_notifier([webhook(receiver.url())])
     state = json.loads(json.dumps(notifier.state()))
     assert state["active"] is True and state["channels"] == ["webhook"]
+    # /status shows it in the alerts entry, next to the channels it delivers through.
+    assert notifier.router.state()["notifications"]["channels"] == ["webhook"]
     assert set(state["routes"]) == {"trade_opened", "trade_closed", "order_rejected",
                                     "session_started", "session_stopped"}  # fmt: skip
