@@ -106,3 +106,21 @@ def test_with_a_real_database_every_alert_row_is_written(
     firing = [m for n, m in rows if n == "alert_firing"]
     assert len(firing) == 28  # before: 0 of 28
     assert len([m for n, m in rows if n == "alert_delivery"]) == 28
+
+
+def test_an_apprise_delivery_has_the_same_total_deadline(drip: DripServer) -> None:
+    pytest.importorskip("apprise")
+    from atb.alerts.apprise_channel import AppriseChannelConfig
+    from atb.alerts.router import build_channels
+
+    config = AppriseChannelConfig.model_validate(
+        {"_target_": "atb.alerts.apprise_channel.AppriseChannel",
+         "urls": [f"json://127.0.0.1:{drip.port}/hook"], "timeout": 1.0, "retries": 0}
+    )  # fmt: skip
+    (channel,) = build_channels([config], RunContext(mode="paper"))
+    note = Notification(rule="r", severity="error", status="firing", summary="s")
+    t0 = time.monotonic()
+    result = ChannelWorker(channel).deliver(note)
+    assert not result.ok and result.error is not None
+    assert result.error.startswith("timed out") and "1s total deadline" in result.error
+    assert time.monotonic() - t0 < 2.5
