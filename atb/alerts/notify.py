@@ -143,13 +143,14 @@ class _Limiter:
         self.sent.append(now)
         return True
 
-    def release_held(self, now: float) -> int:
-        """The count to report once the window has room again (0: nothing to report)."""
+    def release_held(self, now: float, force: bool = False) -> int:
+        """The count to report once the window has room again (0: nothing to report);
+        `force`: now, whatever the window (the session is ending)."""
         if not self.held:
             return 0
         while self.sent and now - self.sent[0] >= self.per:
             self.sent.popleft()
-        if self.limit and len(self.sent) >= self.limit:
+        if self.limit and len(self.sent) >= self.limit and not force:
             return 0
         self.sent.append(now)
         held, self.held, self.held_since = self.held, 0, None
@@ -289,7 +290,8 @@ class Notifier(Node[NotifyConfig]):
             try:
                 while self._inbox:
                     self._handle(self._inbox.popleft())
-                self._release_held(time.monotonic())
+                # At the end, what was held back is reported now: there is no later.
+                self._release_held(time.monotonic(), force=stopping)
                 if self._next_summary is not None and time.time() >= self._next_summary:
                     self.send_summary()
                     self._next_summary = self._next_summary_at(time.time())
@@ -323,9 +325,9 @@ class Notifier(Node[NotifyConfig]):
         self.per_route[route] = self.per_route.get(route, 0) + 1
         self.router.send(note, channels=self.channels, record=False)
 
-    def _release_held(self, now: float) -> None:
+    def _release_held(self, now: float, force: bool = False) -> None:
         for route, limiter in self._limiters.items():
-            held = limiter.release_held(now)
+            held = limiter.release_held(now, force)
             if held:
                 cfg = self.routes[route]
                 self._send(

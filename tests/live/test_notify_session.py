@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from atb_testkit import FakeBinance
-from live_helpers import QUICK, SMA, Advancer, Session, fake_args
+from live_helpers import QUICK, SMA, Advancer, Session, fake_args, fake_env
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("apprise")
@@ -110,6 +110,26 @@ def test_paper_session_sends_exactly_one_notification_per_trade_event(
     assert sent == pnls
     # The URL's secret path is in no log line.
     assert "tok3nSECRET" not in proc.stdout + proc.stderr
+
+
+def test_a_live_rejection_storm_is_rate_limited(
+    session: Session, fake: FakeBinance, receiver: JsonReceiver
+) -> None:
+    """Every order the exchange gets is rejected: many order_rejected events, 2 messages
+    and one saying how many more were held back."""
+    fake.faults.reject_orders(times=10_000)
+    env = {**fake_env(fake), "ALERT_APPRISE_URLS": f"json://127.0.0.1:{receiver.port}/hook"}
+    with Advancer(fake):
+        proc = session.run("mode=live", "live.i_understand_the_risks=true", *SMA, *QUICK,
+                           *fake_args(fake), "live.max_iterations=240",
+                           "notify.routes.order_rejected.rate_limit=2", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rejected = len(session.events("order_rejected"))
+    assert rejected >= 5, "the storm must be a storm"
+    titles = [b["title"] for b in receiver.bodies]
+    assert len([t for t in titles if t.startswith("⚠️ Order rejected BTCUSDT")]) == 2
+    held = [b["title"] for b in receiver.bodies if "held back" in b["title"]]
+    assert held == [f"⏸ {rejected - 2} more order rejected notifications held back"]
 
 
 def test_a_dripping_channel_does_not_slow_the_session_or_its_stop(
