@@ -13,11 +13,9 @@ every channel, so a new channel is a dozen lines.
 
 from __future__ import annotations
 
+import http.client
 import json
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -26,6 +24,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 
 from atb.alerts.config import EntryConfig
+from atb.alerts.http import BoundedRequest, DeadlineExceeded
 from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, Notification, Severity
 from atb.config.base import field_error
 from atb.logging import core
@@ -43,7 +42,9 @@ class DeliveryError(Exception):
 
 class ChannelConfig(EntryConfig):
     min_severity: Severity = Field("info", description="skip alerts below this severity")
-    timeout: float = Field(5.0, gt=0, description="seconds per delivery attempt")
+    timeout: float = Field(
+        5.0, gt=0, description="seconds per delivery attempt, in total (connect + send + read)"
+    )
     retries: int = Field(3, ge=0, description="extra attempts after a failed one")
     backoff: float = Field(0.5, ge=0, description="first retry delay (s); doubles per retry")
     backoff_max: float = Field(30.0, ge=0, description="retry delay cap (s)")
@@ -61,6 +62,8 @@ class Channel(ABC):
     default_name: ClassVar[str] = "channel"
     #: True when it reaches someone outside the process (what `alert_sent` means).
     external: ClassVar[bool] = True
+    #: what `atb alerts test` suggests when the entry has nothing to send to
+    setup_hint: ClassVar[str] = ""
 
     def __init__(self, config: ChannelConfig, ctx: RunContext) -> None:
         self.config = config
@@ -79,6 +82,14 @@ class Channel(ABC):
     def describe(self) -> dict[str, Any]:
         """For /status and `atb alerts test`: nothing secret."""
         return {"kind": type(self).__name__}
+
+    def cancel(self) -> None:  # noqa: B027 - optional hook, most channels have nothing to cut
+        """Cut an attempt in flight short (shutdown budget spent); default: nothing to cut."""
+
+    @classmethod
+    def build(cls, config: ChannelConfig, ctx: RunContext) -> list[Channel]:
+        """The channels one config entry stands for (Apprise: one per URL)."""
+        return [cls(config, ctx)]
 
     def secrets(self) -> list[str]:
         return []
@@ -207,7 +218,12 @@ class WebhookChannelConfig(ChannelConfig):
 class WebhookChannel(Channel):
     config_model = WebhookChannelConfig
     default_name = "webhook"
+    setup_hint = "set ALERT_WEBHOOK_URL or pass --webhook-url"
     config: WebhookChannelConfig
+
+    def __init__(self, config: WebhookChannelConfig, ctx: RunContext) -> None:
+        super().__init__(config, ctx)
+        self._inflight: BoundedRequest | None = None
 
     @property
     def configured(self) -> bool:
@@ -246,21 +262,26 @@ class WebhookChannel(Channel):
             "User-Agent": "atb-alerts/1",
             **{k: v.get_secret_value() for k, v in self.config.headers.items()},
         }
-        request = urllib.request.Request(
-            self.config.url.get_secret_value(), data=body, headers=headers,
-            method=self.config.method,
-        )  # fmt: skip
-        context = None if self.config.verify_tls else ssl._create_unverified_context()
+        request = BoundedRequest(self.config.url.get_secret_value(), timeout,
+                                 self.config.verify_tls)  # fmt: skip
+        self._inflight = request
         try:
-            with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
-                resp.read(4096)
-                status = int(resp.status)
-        except urllib.error.HTTPError as exc:
-            retryable = exc.code >= 500 or exc.code in (408, 425, 429)
-            raise DeliveryError(f"HTTP {exc.code} {exc.reason}", retryable) from None
-        except urllib.error.URLError as exc:
-            raise DeliveryError(self.redact(f"{type(exc.reason).__name__}: {exc.reason}")) from None
-        except (TimeoutError, OSError) as exc:
+            resp = request.send(self.config.method, body, headers)
+        except DeadlineExceeded as exc:
+            raise DeliveryError(str(exc)) from None
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
             raise DeliveryError(self.redact(f"{type(exc).__name__}: {exc}")) from None
+        finally:
+            self._inflight = None
+        status = resp.status
+        if 300 <= status < 400:
+            raise DeliveryError(f"HTTP {status} {resp.reason} (redirects are not followed)",
+                                retryable=False)  # fmt: skip
         if not 200 <= status < 300:
-            raise DeliveryError(f"HTTP {status}", retryable=status >= 500)
+            retryable = status >= 500 or status in (408, 425, 429)
+            raise DeliveryError(f"HTTP {status} {resp.reason}", retryable)
+
+    def cancel(self) -> None:
+        request = self._inflight
+        if request is not None:
+            request.cancel()

@@ -28,6 +28,10 @@ def command(name: str, argv: list[str]) -> int:
     test = sub.add_parser("test", help="send a TEST alert through every configured channel")
     test.add_argument("--webhook-url", help="webhook URL to test (default: ALERT_WEBHOOK_URL)")
     test.add_argument(
+        "--apprise-url", action="append", default=[], metavar="URL",
+        help="Apprise URL to test (repeatable; default: ALERT_APPRISE_URLS)",
+    )  # fmt: skip
+    test.add_argument(
         "--no-record", action="store_true", help="do not record the test in system_events"
     )
     test.add_argument(
@@ -43,7 +47,8 @@ def command(name: str, argv: list[str]) -> int:
         cfg = compose_config(list(args.overrides))
         if args.action == "rules":
             return list_rules(cfg)
-        return run_test(cfg, webhook_url=args.webhook_url, record=not args.no_record)
+        return run_test(cfg, webhook_url=args.webhook_url, record=not args.no_record,
+                        apprise_urls=args.apprise_url)  # fmt: skip
     except ConfigProblem as exc:
         for line in exc.lines:
             print(f"config error: {line}", file=sys.stderr)
@@ -85,7 +90,7 @@ def _section(cfg: Any, key: str) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _alerts_config(cfg: Any, webhook_url: str | None) -> Any:
+def _alerts_config(cfg: Any, webhook_url: str | None, apprise_urls: list[str] | None = None) -> Any:
     from pydantic import ValidationError
 
     from atb.alerts.config import AlertsConfig
@@ -104,6 +109,18 @@ def _alerts_config(cfg: Any, webhook_url: str | None) -> Any:
                 break
         else:
             channels.append({"_target_": "atb.alerts.channels.WebhookChannel", "url": webhook_url})
+        raw["channels"] = channels
+    if apprise_urls:
+        channels = list(raw.get("channels") or [])
+        for entry in channels:
+            if isinstance(entry, dict) and str(entry.get("_target_", "")).endswith(
+                "AppriseChannel"
+            ):
+                entry["urls"] = list(apprise_urls)
+                break
+        else:
+            channels.append({"_target_": "atb.alerts.apprise_channel.AppriseChannel",
+                             "urls": list(apprise_urls)})  # fmt: skip
         raw["channels"] = channels
     try:
         return AlertsConfig.model_validate(raw)
@@ -124,9 +141,9 @@ def _context(cfg: Any) -> Any:
 
 def _build_channels(config: Any, ctx: Any) -> list[Any]:
     from atb.alerts.channels import LogChannel, LogChannelConfig
-    from atb.alerts.router import _build_channel
+    from atb.alerts.router import build_channels
 
-    channels = [_build_channel(entry, ctx) for entry in config.channels if entry.enabled]
+    channels = build_channels(config.channels, ctx)
     if not any(isinstance(c, LogChannel) for c in channels):
         channels.insert(0, LogChannel(LogChannelConfig(), ctx))
     return channels
@@ -152,15 +169,50 @@ def list_rules(cfg: Any) -> int:
     for channel in _build_channels(config, ctx):
         info = channel.describe()
         print(f"  - {channel.name} {info.get('kind')} {info.get('target', '')}".rstrip())
+    _list_notifications(cfg)
     return 0
 
 
-def run_test(cfg: Any, webhook_url: str | None = None, record: bool = True) -> int:
+def _list_notifications(cfg: Any) -> None:
+    from pydantic import ValidationError
+
+    from atb.alerts.notify import NotifyConfig
+    from atb.config.base import format_validation_error
+
+    raw = _section(cfg, "notify")
+    if not raw:
+        print("notifications: not configured")
+        return
+    try:
+        notify = NotifyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigProblem(format_validation_error(exc, prefix="notify")) from None
+    if not notify.enabled:
+        print("notifications: disabled (notify=off)")
+        return
+    via = ", ".join(notify.channels) if notify.channels else "every external channel"
+    print(f"notifications: in modes {', '.join(notify.modes)}, via {via}")
+    for name in type(notify.routes).model_fields:
+        route = getattr(notify.routes, name)
+        limit = f"{route.rate_limit} per {route.per:g}s" if route.rate_limit else "no limit"
+        flag = "" if route.enabled else "  (disabled)"
+        print(f"  - {name}: {','.join(route.events)} ({limit}){flag}")
+    daily = notify.daily_summary
+    if daily.enabled:
+        print(f"  - daily_summary: at {daily.at} {daily.timezone}")
+
+
+def run_test(
+    cfg: Any,
+    webhook_url: str | None = None,
+    record: bool = True,
+    apprise_urls: list[str] | None = None,
+) -> int:
     from atb.alerts.delivery import ChannelWorker, Result
     from atb.alerts.model import Notification
     from atb.logging.setup import configure_logging
 
-    config = _alerts_config(cfg, webhook_url)
+    config = _alerts_config(cfg, webhook_url, apprise_urls)
     ctx = _context(cfg)
     _configure_redaction(config)
     # Synchronous sinks so the log channel's line lands in order with the ✅/❌ lines;
@@ -191,7 +243,7 @@ def run_test(cfg: Any, webhook_url: str | None = None, record: bool = True) -> i
         if not channel.configured:
             label = channel.name
         if not channel.configured:
-            hint = " set ALERT_WEBHOOK_URL or pass --webhook-url" if channel.external else ""
+            hint = f" {channel.setup_hint}" if channel.setup_hint else ""
             print(f"⚪ {label}: not configured;{hint}")
             continue
         result = ChannelWorker(channel).deliver(note)
@@ -207,7 +259,8 @@ def run_test(cfg: Any, webhook_url: str | None = None, record: bool = True) -> i
     if not any(c.external and c.configured for c in channels):
         ok = False
         print("❌ no external alert channel is configured: alerts would only reach the logs "
-              "(set ALERT_WEBHOOK_URL or pass --webhook-url)")  # fmt: skip
+              "(set ALERT_WEBHOOK_URL / ALERT_APPRISE_URLS, or pass --webhook-url / "
+              "--apprise-url)")  # fmt: skip
     if record:
         print(_record(cfg, note, results))
     _flush_logging()

@@ -99,7 +99,15 @@ class AlertsConfig(NodeConfig):
     )
     tick: float = Field(1.0, gt=0, le=60, description="seconds between time-based evaluations")
     queue_size: int = Field(10_000, ge=1, description="events held for the evaluator")
-    stop_timeout: float = Field(5.0, ge=0, description="seconds stop() waits for deliveries")
+    stop_timeout: float = Field(
+        5.0, ge=0, description="seconds stop() waits for deliveries, in total (never more)"
+    )
+    record_delay: float = Field(
+        2.0,
+        ge=0,
+        description="an alert still being delivered after this many seconds is recorded "
+        "anyway (alert_method=pending:...); its outcome follows as an alert_delivery row",
+    )
     record_suppressed: bool = Field(
         True, description="journal duplicates that were suppressed (alert_method=suppressed)"
     )

@@ -108,18 +108,32 @@ class ChannelWorker:
         self._queue.append(_Job(notification, done))
         self._wake.set()
 
-    def stop(self, timeout: float) -> None:
-        """Deliver what is queued within `timeout`, then report the rest as failed."""
+    def request_stop(self) -> None:
+        """Stop taking new work; deliver what is queued (the router stops all at once)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        """Deliver what is queued within `timeout`, then report the rest as failed.
+
+        Never takes longer than `timeout` (plus thread scheduling): the last part of the
+        budget is kept to cut an attempt in flight (`Channel.cancel`) and let it report.
+        """
+        self.request_stop()
         thread = self._thread
         if thread is not None:
-            thread.join(timeout)
+            grace = min(0.5, timeout / 4)
+            thread.join(max(0.0, timeout - grace))
             if thread.is_alive():
-                self._abort.set()  # cut short backoff waits; an attempt in flight times out
-                thread.join(self.config.timeout + 0.5)
+                self._abort.set()  # cut short backoff waits and the attempt in flight
+                with contextlib.suppress(Exception):
+                    self.channel.cancel()
+                thread.join(grace)
         while self._queue:
-            job = self._queue.popleft()
+            try:
+                job = self._queue.popleft()
+            except IndexError:  # the worker took it meanwhile
+                break
             self.failed += 1
             job.done(
                 job.notification,

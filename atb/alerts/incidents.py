@@ -170,7 +170,10 @@ class IncidentBook:
             severity=cfg.severity,
             status=status,
             summary=obs.summary,
-            details=dict(obs.details),
+            details={
+                **obs.details,
+                **({"check": cfg.check} if getattr(cfg, "check", None) else {}),
+            },
             key=inc.key,
             symbol=obs.symbol,
             first_seen=inc.first_seen,

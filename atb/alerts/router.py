@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -44,11 +44,14 @@ from atb.runtime.probes import PROBES
 class _Pending:
     """A notification waiting for its channels' results (the last one records it)."""
 
-    def __init__(self, notification: Notification, channels: list[str]) -> None:
+    def __init__(self, notification: Notification, channels: list[str], record: bool) -> None:
         self.notification = notification
         self.waiting = set(channels)
         self.results: dict[str, Result] = {}
         self.lock = threading.Lock()
+        self.record = record
+        self.recorded = False  # the row was written before delivery finished
+        self.since = time.monotonic()
 
 
 class AlertRouter(Node[AlertsConfig]):
@@ -64,7 +67,7 @@ class AlertRouter(Node[AlertsConfig]):
         self.active = ctx.mode in config.modes
         env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
         self.rules: list[Rule] = [_build(entry, env) for entry in config.rules if entry.enabled]
-        channels = [_build_channel(entry, ctx) for entry in config.channels if entry.enabled]
+        channels = build_channels(config.channels, ctx)
         if not any(isinstance(c, LogChannel) for c in channels):
             # The log channel is always on: an alert nobody can see anywhere is no alert.
             channels.insert(0, LogChannel(LogChannelConfig(), ctx))
@@ -82,9 +85,15 @@ class AlertRouter(Node[AlertsConfig]):
         self._names, self._min_levelno = self._prefilter()
         self._lock = threading.Lock()  # counters and the recent list (several writers)
         self.counts = {"notified": 0, "resolved": 0, "suppressed": 0, "sent": 0, "failed": 0,
-                       "events_seen": 0, "events_dropped": 0, "rule_errors": 0}  # fmt: skip
+                       "events_seen": 0, "events_dropped": 0, "rule_errors": 0,
+                       "notifications_sent": 0, "notifications_failed": 0}  # fmt: skip
+        # Alerts whose delivery is still running: recorded after `record_delay` anyway.
+        self._undelivered: dict[str, _Pending] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)
         self.last_error: str | None = None
+        # Other routes delivering through these channels (the notifier) show their state
+        # in this node's /status entry.
+        self.attached: dict[str, Callable[[], dict[str, Any]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -142,6 +151,10 @@ class AlertRouter(Node[AlertsConfig]):
             # The evaluator drains what the loop emitted last (an engine's dying ERROR
             # event is exactly what must get out) before it exits.
             self._thread.join(max(0.1, deadline - time.monotonic()))
+        # Alerts still being delivered are on record now, whatever their channels do next.
+        self._record_overdue(force=True)
+        for worker in self.workers:
+            worker.request_stop()  # all drain at once: the budget is shared, not summed
         for worker in self.workers:
             worker.stop(max(0.0, deadline - time.monotonic()))
         if self._unregister_probe is not None:
@@ -193,6 +206,7 @@ class AlertRouter(Node[AlertsConfig]):
                 if now >= next_tick and not stopping:
                     self._tick(now)
                     next_tick = now + self.config.tick
+                self._record_overdue()
             except Exception as exc:  # the evaluator must outlive any bug in a rule
                 self._note_error(f"evaluator: {type(exc).__name__}: {exc}")
             if stopping:
@@ -260,17 +274,53 @@ class AlertRouter(Node[AlertsConfig]):
                 self.counts["resolved" if note.status == "resolved" else "notified"] += 1
             self.send(note)
 
-    def send(self, note: Notification) -> None:
-        """Hand one notification to every channel whose min_severity it meets."""
+    def send(
+        self, note: Notification, channels: Collection[str] | None = None, record: bool = True
+    ) -> list[str]:
+        """Hand one notification to every channel whose min_severity it meets.
+
+        `channels` limits it to these channel names; `record=False` (notifications: the
+        event behind them is already journaled) skips the system_events row. Returns the
+        names of the channels it went to.
+        """
         rank = SEVERITY_RANK.get(note.severity, 1)
         workers = [w for w in self.workers
-                   if rank >= SEVERITY_RANK.get(w.config.min_severity, 0)]  # fmt: skip
-        pending = _Pending(note, [w.name for w in workers])
+                   if rank >= SEVERITY_RANK.get(w.config.min_severity, 0)
+                   and (channels is None or w.name in channels)]  # fmt: skip
+        pending = _Pending(note, [w.name for w in workers], record)
         if not workers:
-            self._record(note, {})
-            return
+            if record:
+                self._record(note, {})
+            return []
+        if record:
+            with self._lock:
+                self._undelivered[note.id] = pending
         for worker in workers:
             worker.submit(note, self._collector(pending))
+        return [w.name for w in workers]
+
+    def _record_overdue(self, force: bool = False) -> None:
+        """Write the row of every alert whose delivery outlasts `record_delay`.
+
+        A slow or dripping receiver must not keep an alert off the record: the row is
+        written as `alert_method=pending:<channels>` and the outcome follows as an
+        `alert_delivery` row when the channels report.
+        """
+        if not self._undelivered:
+            return
+        limit = time.monotonic() - self.config.record_delay
+        with self._lock:
+            due = [p for p in self._undelivered.values() if force or p.since <= limit]
+            for p in due:
+                del self._undelivered[p.notification.id]
+        for p in due:
+            with p.lock:
+                if not p.waiting:
+                    continue  # finished meanwhile: recorded by _result
+                p.recorded = True
+                waiting = sorted(p.waiting)
+                results = dict(p.results)
+            self._record(p.notification, results, pending=waiting)
 
     def _collector(self, pending: _Pending) -> Callable[[Notification, Result], None]:
         return lambda _note, result: self._result(pending, result)
@@ -280,29 +330,81 @@ class AlertRouter(Node[AlertsConfig]):
             pending.results[result.channel] = result
             pending.waiting.discard(result.channel)
             done = not pending.waiting
+            recorded = pending.recorded
+        prefix = "notifications_" if pending.notification.status == "notify" else ""
         with self._lock:
             if result.external:
-                self.counts["sent" if result.ok else "failed"] += 1
-        if done:
+                self.counts[prefix + ("sent" if result.ok else "failed")] += 1
+            if done:
+                self._undelivered.pop(pending.notification.id, None)
+        if not done or not pending.record:
+            return
+        if recorded:
+            self._record_outcome(pending.notification, pending.results)
+        else:
             self._record(pending.notification, pending.results)
 
-    def _record(
-        self, note: Notification, results: dict[str, Result], suppressed: bool = False
-    ) -> None:
-        """One ALERT system_events row per notification, with the honest outcome."""
+    @staticmethod
+    def _method(results: dict[str, Result]) -> tuple[list[str], str]:
         external = {n: r for n, r in results.items() if r.external}
         sent = [n for n, r in external.items() if r.ok]
         failed = [n for n, r in external.items() if not r.ok]
+        if sent:
+            return sent, ",".join(sent)
+        if failed:
+            return sent, "failed:" + ",".join(failed)
+        return sent, "log" if results.get("log", Result("log", False)).ok else "none"
+
+    def _record_outcome(self, note: Notification, results: dict[str, Result]) -> None:
+        """The delivery outcome of an alert already on record (see `_record_overdue`)."""
+        sent, method = self._method(results)
+        with self._lock:
+            for entry in self.recent:
+                if entry.get("id") == note.id:
+                    entry.update(alert_sent=bool(sent), alert_method=method)
+        self._emit_row({
+            "event_type": "ALERT",
+            "severity": "INFO" if sent else "WARNING",
+            "message": f"delivery of alert {note.rule} ({note.id[:8]}): "
+            + ("sent via " + method if sent else method),
+            "name": "alert_delivery",
+            "logger": "atb.alerts",
+            "component": "alerts",
+            "details": {"alert_id": note.id, "rule": note.rule,
+                        "delivery": {n: r.view() for n, r in results.items()}},
+            "context": {k: v for k, v in (("run_id", note.run_id), ("mode", note.mode),
+                        ("strategy", note.strategy), ("symbol", note.symbol)) if v},
+            "alert_sent": bool(sent),
+            "alert_method": method[:32],
+        })  # fmt: skip
+
+    def _emit_row(self, row: dict[str, Any]) -> None:
+        journal = self.journal
+        if journal is None and self._current_journal is not None:
+            journal = self._current_journal()
+        if journal is None:
+            return
+        try:
+            journal.emit(row)
+        except Exception as exc:  # the journal never raises by contract; belt and braces
+            self._note_error(f"journal: {type(exc).__name__}: {exc}")
+
+    def _record(
+        self,
+        note: Notification,
+        results: dict[str, Result],
+        suppressed: bool = False,
+        pending: list[str] | None = None,
+    ) -> None:
+        """One ALERT system_events row per notification, with the honest outcome
+        (`pending:<channels>` when written before its delivery finished)."""
+        sent, method = self._method(results)
         if suppressed:
             method = "suppressed"
-        elif sent:
-            method = ",".join(sent)
-        elif failed:
-            method = "failed:" + ",".join(failed)
-        else:
-            method = "log" if results.get("log", Result("log", False)).ok else "none"
+        elif pending:
+            method = "pending:" + ",".join(pending)
         alert = note.alert()
-        entry = {"at": alert["last_seen"] or alert["first_seen"], "rule": note.rule,
+        entry = {"id": note.id, "at": alert["last_seen"] or alert["first_seen"], "rule": note.rule,
                  "status": note.status, "severity": note.severity, "summary": note.summary,
                  "alert_sent": bool(sent), "alert_method": method}  # fmt: skip
         with self._lock:
@@ -326,7 +428,7 @@ class AlertRouter(Node[AlertsConfig]):
                 "context": {k: v for k, v in (("run_id", note.run_id), ("mode", note.mode),
                             ("strategy", note.strategy), ("symbol", note.symbol)) if v},
                 "alert_sent": bool(sent),
-                "alert_method": method,
+                "alert_method": method[:32],  # the column's width
                 # When the alert was raised, not when its delivery finished (retries can
                 # take seconds): rows sort in the order things happened.
                 "timestamp": datetime.fromtimestamp(note.created, UTC),
@@ -378,6 +480,7 @@ class AlertRouter(Node[AlertsConfig]):
             "queue_depth": len(self._inbox),
             "last_error": self.last_error,
             "recent": recent,
+            **{name: fn() for name, fn in list(self.attached.items())},
         }
 
 
@@ -389,9 +492,13 @@ def _build(entry: Any, env: RuleEnv) -> Rule:
     return rule
 
 
-def _build_channel(entry: Any, ctx: RunContext) -> Channel:
+def build_channels(entries: list[Any], ctx: RunContext) -> list[Channel]:
+    """The channels of the enabled entries (an Apprise entry stands for one per URL)."""
     from atb.config.validate import import_target
 
-    cls = import_target(entry.target)
-    channel: Channel = cls(entry, ctx)
-    return channel
+    channels: list[Channel] = []
+    for entry in entries:
+        if entry.enabled:
+            cls = import_target(entry.target)
+            channels += cls.build(entry, ctx)
+    return channels

@@ -51,6 +51,9 @@ class RuleConfig(EntryConfig):
     summary: str | None = Field(
         None, description="str.format template over the rule's values (count, symbol, ...)"
     )
+    check: str | None = Field(
+        None, description="what the operator should look at first (shown in the message)"
+    )
 
 
 @dataclass(frozen=True)

@@ -534,6 +534,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                     entry_price=p.position.entry_price,
                     stop_price=p.position.stop_price,
                     take_price=p.position.take_price,
+                    reason=order.reason,
                 )
         if _metrics is not None:
             _metrics.set_account(
