@@ -45,9 +45,11 @@ if TYPE_CHECKING:
 
 class RecordSettings(StrictModel):
     enabled: bool = Field(True, description="write the run and its results to the db node")
-    account_history: bool = Field(True, description="one balance/equity/drawdown row per bar")
+    account_history: bool = Field(
+        True, description="per-bar balance/equity/drawdown/exposure (compressed, run_series)"
+    )
     decisions: bool = True
-    predictions: bool = True
+    predictions: bool = Field(True, description="per-bar model predictions (run_series)")
 
 
 class BacktestConfig(NodeConfig):

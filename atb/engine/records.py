@@ -23,14 +23,13 @@ from sqlalchemy import JSON, DateTime, Table, insert, update
 from sqlalchemy.orm import Session
 
 from atb.db.models.run_records import (
-    AccountSnapshot,
     DecisionRecordRow,
     OrderRecord,
     PositionRecord,
-    PredictionRecord,
     Run,
     TradeRecord,
 )
+from atb.db.series import ACCOUNT, PREDICTIONS, write_series
 from atb.engine.decision import DecisionRecord
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position, Trade
@@ -220,30 +219,49 @@ def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
 
 
 def prediction_columns(predictions: pd.DataFrame) -> dict[str, Any]:
-    """The predictions table's columns from a strategy's predictions frame."""
+    """The predictions series' columns from a strategy's predictions frame.
+
+    Numbers stay float arrays (direction too: NaN where the model gave none), so the
+    compact store keeps them as exact doubles; a missing column is None on every bar.
+    """
     frame = predictions.reset_index() if "time" not in predictions.columns else predictions
     n = len(frame)
 
     def floats(name: str) -> Any:
-        return frame[name].to_numpy(dtype=float) if name in frame.columns else None
+        return frame[name].to_numpy(dtype=float) if name in frame.columns else [None] * n
 
-    direction: Any = None
-    if "direction" in frame.columns:
-        values = frame["direction"].to_numpy(dtype=float)
-        direction = [None if v != v else int(v) for v in values.tolist()]
-    model_id: Any = None
+    model_id: Any = [None] * n
     if "model_id" in frame.columns:
         model_id = [None if v is None else str(v) for v in frame["model_id"].tolist()]
-    columns = {
+    return {
         "time": pd.DatetimeIndex(frame["time"]),
         "predicted_price": floats("predicted_price"),
         "r": floats("r"),
         "confidence": floats("confidence"),
-        "direction": direction,
+        "direction": floats("direction"),
         "model_id": model_id,
     }
-    # A missing column is NULL on every row.
-    return {k: ([None] * n if v is None else v) for k, v in columns.items()}
+
+
+def account_columns(account: dict[str, Any]) -> dict[str, Any]:
+    """The account series' columns (what `account_history` rows hold) from whole arrays."""
+    qty = np.asarray(account["qty"], dtype=float)
+    equity = np.asarray(account["equity"], dtype=float)
+    close = account.get("close")
+    exposure = (
+        exposure_ratio(qty, np.asarray(close, dtype=float), equity)
+        if close is not None
+        else np.full(len(qty), np.nan)
+    )
+    return {
+        "time": pd.DatetimeIndex(account["times"]),
+        "balance": np.asarray(account["balance"], dtype=float),
+        "equity": equity,
+        "drawdown": np.asarray(account["drawdown"], dtype=float),
+        "position_qty": qty,
+        "open_positions": (qty != 0).astype(float),  # one net position per symbol
+        "exposure": exposure,
+    }
 
 
 def exposure_ratio(qty: Any, price: Any, equity: Any) -> Any:
@@ -351,31 +369,11 @@ class RunRecorder:
                     DecisionRecordRow.__table__,
                     {**self._common(), **decision_columns(decisions)},
                 )
-            # The two per-bar tables go column-wise: ~10k rows each, no per-row dicts.
             if account is not None:
-                qty = np.asarray(account["qty"], dtype=float)
-                equity = np.asarray(account["equity"], dtype=float)
-                close = account.get("close")
-                insert_columns(session, AccountSnapshot.__table__, {
-                    **self._common(),
-                    "time": pd.DatetimeIndex(account["times"]),
-                    "balance": np.asarray(account["balance"], dtype=float),
-                    "equity": equity,
-                    "drawdown": np.asarray(account["drawdown"], dtype=float),
-                    "position_qty": qty,
-                    # One net position per symbol: open or not.
-                    "open_positions": (qty != 0).astype(np.int64),
-                    "exposure": (
-                        exposure_ratio(qty, np.asarray(close, dtype=float), equity)
-                        if close is not None
-                        else None
-                    ),
-                })  # fmt: skip
+                write_series(session, self.run_id, self.mode, ACCOUNT, account_columns(account))
             if predictions is not None and len(predictions):
-                insert_columns(
-                    session,
-                    PredictionRecord.__table__,
-                    {**self._common(), **prediction_columns(predictions)},
+                write_series(
+                    session, self.run_id, self.mode, PREDICTIONS, prediction_columns(predictions)
                 )
 
     @staticmethod

@@ -18,7 +18,7 @@ from atb.db.migrate import downgrade, head_revision, is_current, schema_state, u
 from atb.db.migrations import HEAD_REVISION
 from atb.db.models import Base
 
-RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions",
+RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions", "run_series",
               "decisions"}  # fmt: skip
 
 

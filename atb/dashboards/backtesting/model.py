@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
+from atb.db.series import ACCOUNT, read_series
 from atb.engine.report import TRADE_COLUMNS
 
 MODE = "backtest"
@@ -127,6 +128,11 @@ def _thin(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
 
 
 def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
+    # Backtests store the curve as compressed columns; older runs as account_history rows.
+    compact = read_series(conn, run_id, ACCOUNT, ("equity", "balance", "drawdown"), MODE)
+    if compact is not None:
+        thinned = _thin(compact)
+        return _with_return(thinned.assign(time=naive_utc(thinned["time"])))
     rows = conn.execute(
         select(account.c.time, account.c.equity, account.c.balance, account.c.drawdown)
         .where(where_run(account, run_id, MODE))
@@ -135,10 +141,16 @@ def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
     df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "equity", "balance", "drawdown"])
     if len(df):
         df["time"] = naive_utc(df["time"])
+    return _with_return(_thin(df))
+
+
+def _with_return(df: pd.DataFrame) -> pd.DataFrame:
+    """Thinning keeps the first row, so the return is still relative to the start."""
+    if len(df):
         df["return"] = df["equity"] / df["equity"].iloc[0] - 1.0
     else:
         df["return"] = []
-    return _thin(df)
+    return df
 
 
 def run_trades(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
