@@ -135,16 +135,23 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         f"({', '.join(prep.quote(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
     )
     stamps = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, DateTime)]
-    values = []
-    for row in rows:
-        value = list(row.values())
-        for i in stamps:
-            stamp = value[i]
-            if stamp is not None:
-                # == strftime(_SQLITE_DATETIME) for UTC times, at a fraction of the cost.
-                value[i] = stamp.isoformat(" ", "microseconds")[:26]
-        values.append(tuple(value))
-    session.connection().exec_driver_sql(sql, values)
+    values = [list(row.values()) for row in rows]
+    for i in stamps:
+        # Column-wise, vectorised: formatting each datetime in Python cost more than the
+        # INSERT itself on a 1M-bar run's ~100k trade/order/position rows.
+        texts = _sqlite_stamps([value[i] for value in values])
+        for value, text in zip(values, texts, strict=True):
+            value[i] = text
+    session.connection().exec_driver_sql(sql, [tuple(v) for v in values])
+
+
+def _sqlite_stamps(times: list[Any]) -> list[str | None]:
+    """UTC datetimes (or None) as the text SQLAlchemy's SQLite DateTime stores."""
+    present = [t for t in times if t is not None]
+    if not present:
+        return [None] * len(times)
+    texts = iter(_sqlite_times(pd.DatetimeIndex(present)))
+    return [None if t is None else next(texts) for t in times]
 
 
 def insert_columns(session: Session, table: Any, columns: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 A geometric random walk in the bundled file's format (header
 `timestamp,open,high,low,close,volume`, ISO-8601 UTC open times), vectorised with numpy so
-a million rows take about a second to make. Prices are high (~1e6 quote units) relative to
-cash-insensitive comparisons: callers pick `start_price`.
+a million rows take a few seconds to make.
+
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def random_walk_bars(
 def write_bars_csv(bars: pd.DataFrame, path: Path) -> Path:
     """Write `bars` as the loader reads them (gzip when the name ends in .gz)."""
     out = bars.copy()
-    out.index = out.index.strftime("%Y-%m-%dT%H:%M:%SZ")
-    out.index.name = "timestamp"
+    # Vectorised ISO times: Index.strftime formats in Python, ~25 s for a million rows.
+    naive = out.index.tz_localize(None) if out.index.tz is not None else out.index
+    stamps = np.datetime_as_string(naive.values.astype("M8[s]"), unit="s")
+    out.index = pd.Index(np.char.add(stamps, "Z"), name="timestamp")
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(path, float_format="%.10g")
     return path

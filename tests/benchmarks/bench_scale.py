@@ -1,0 +1,231 @@
+"""Backtests at the scale users run (issue 18), on generated 1m random-walk files.
+
+Every figure is a whole process (`python -m atb ...` or a backtesting.py script, each in its
+own subprocess: import, load, run, record, summary), wall time from the parent and peak RSS
+from the kernel's rusage of that child (os.wait4). Files are generated on first use into
+$ATB_BENCH_DATA (default: the system temp dir) and never committed.
+
+Targets:
+- sma_crossover 10/30 on 1M bars: atb's whole process <= 0.5 x backtesting.py's whole
+  process on the same file, with the same entry times (backtesting.py with commission 0
+  and cash 1e12 never runs out of cash; entries do not depend on fees in either engine);
+- run store: <= 50 MB database growth for that run, and `record_s` <= the backtest's own
+  time (`elapsed_s`: signals + loop + metrics), both from the run's `backtest_end` event;
+- linear cost: 100k / 1M / 3M bars for sma_crossover and ml_basic (wall, RSS, and the
+  slope per million bars) -- printed; the 3M rows only with ATB_BENCH_3M=1 (minutes);
+- sweeps: an 8-job sma_crossover sweep on the 1M file, 2 workers >= 1.7x serial (the file
+  is parsed once into the bars cache, then memory-mapped by every job).
+
+The machine's load average is printed with every figure: on a shared box both sides of a
+ratio slow down, but not always alike.
+Run: `nox -s bench -- -k scale` or `python tests/benchmarks/bench_scale.py`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from atb_testkit.bigdata import big_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("ATB_BENCH_DATA", tempfile.gettempdir())) / "atb-bench-data"
+FAST, SLOW = 10, 30
+
+BACKTESTING_PY = r"""
+import sys
+import pandas as pd
+import backtesting.backtesting as engine
+from backtesting import Backtest, Strategy
+from backtesting.lib import crossover
+
+engine._tqdm = lambda seq, **_: seq  # its progress bar is not part of the work
+path, fast, slow, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+frame = pd.read_csv(path, index_col="timestamp", parse_dates=["timestamp"])
+frame.index = frame.index.tz_localize(None)
+frame.columns = [c.capitalize() for c in frame.columns]
+
+def sma(values, n):
+    return pd.Series(values).rolling(n).mean()
+
+class SmaCross(Strategy):
+    def init(self):
+        self.fast = self.I(sma, self.data.Close, fast)
+        self.slow = self.I(sma, self.data.Close, slow)
+
+    def next(self):
+        if crossover(self.fast, self.slow):
+            if not self.position:
+                self.buy()
+        elif crossover(self.slow, self.fast):
+            self.position.close()
+
+stats = Backtest(frame, SmaCross, cash=1e12, commission=0.0).run()
+print(stats)
+stats._trades[["EntryTime", "ExitTime"]].to_csv(out, index=False)
+"""
+
+
+@dataclass
+class Proc:
+    wall_s: float
+    rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Proc:
+    """Wall time and the child's own peak RSS (rusage of exactly this child)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    assert proc.returncode == 0, f"{' '.join(cmd[:6])} ... failed:\n{stderr[-3000:]}"
+    return Proc(wall, usage.ru_maxrss / 1024, stdout, stderr)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f} on {os.cpu_count()} cores"
+
+
+def atb_env(cache: Path) -> dict[str, str]:
+    env = {**os.environ, "ATB_CACHE_DIR": str(cache), "TQDM_DISABLE": "1"}
+    env["ATB_OUTPUT_DIR"] = str(cache.parent / "outputs")
+    env.pop("ATB_DB_URL", None)
+    return env
+
+
+def atb_backtest(
+    path: Path, tmp: Path, strategy: list[str], tag: str, *extra: str, cache: Path | None = None
+) -> tuple[Proc, dict[str, Any], int]:
+    """One whole `python -m atb` backtest: (process, its backtest_end event, db growth)."""
+    db = tmp / f"{tag}.db"
+    cmd = [sys.executable, "-m", "atb", *strategy, "data=csv", f"data.path={path}",
+           "timeframe=1m", f"db.url=sqlite:///{db}", "logging=json", *extra]  # fmt: skip
+    # The schema is created before the run so the growth is the run's own rows.
+    run_measured([sys.executable, "-m", "atb.cli", "db", "upgrade", "--db-url",
+                  f"sqlite:///{db}"], atb_env(tmp / "unused"))  # fmt: skip
+    size0 = db.stat().st_size
+    proc = run_measured(cmd, atb_env(cache or tmp / f"cache-{tag}"))
+    end = next(
+        json.loads(line)
+        for line in proc.stdout.splitlines()
+        if line.startswith("{") and '"backtest_end"' in line
+    )
+    return proc, end, db.stat().st_size - size0
+
+
+def test_sma_1m_whole_process_vs_backtesting_py(tmp_path: Path) -> None:
+    pytest.importorskip("backtesting", reason="bench-only dependency: pip install backtesting")
+    path = big_csv(1_000_000, DATA)
+    bt_trades = tmp_path / "bt_trades.csv"
+    bt = run_measured([sys.executable, "-c", BACKTESTING_PY, str(path), str(FAST), str(SLOW),
+                       str(bt_trades)])  # fmt: skip
+    trades_csv = tmp_path / "atb_trades.csv"
+    cold, end, growth = atb_backtest(
+        path, tmp_path, ["strategy=sma_crossover", f"strategy.fast={FAST}",
+                         f"strategy.slow={SLOW}"], "cold", "backtest.close_at_end=false",
+        f"backtest.export_csv={trades_csv}", cache=tmp_path / "cache")  # fmt: skip
+    warm, _, _ = atb_backtest(
+        path, tmp_path, ["strategy=sma_crossover", f"strategy.fast={FAST}",
+                         f"strategy.slow={SLOW}"], "warm", "backtest.close_at_end=false",
+        cache=tmp_path / "cache")  # fmt: skip
+    with bt_trades.open() as fh:
+        theirs = [row["EntryTime"] for row in csv.DictReader(fh)]
+    with trades_csv.open() as fh:
+        ours = [row["entry_time"] for row in csv.DictReader(fh)]
+    ours = [t.replace("T", " ").split("+")[0] for t in ours]
+    same = min(len(ours), len(theirs))
+    ratio = cold.wall_s / bt.wall_s
+    print(
+        f"\nsma_crossover({FAST},{SLOW}) on 1,000,000 1m bars, whole process ({load()}):"
+        f"\n  backtesting.py     {bt.wall_s:6.1f} s  {bt.rss_mb:6.0f} MB  {len(theirs)} trades"
+        f"\n  atb (parse+cache)  {cold.wall_s:6.1f} s  {cold.rss_mb:6.0f} MB  {len(ours)} trades"
+        f"  -> {ratio:.2f}x backtesting.py (target <= 0.5)"
+        f"\n  atb (cached bars)  {warm.wall_s:6.1f} s  {warm.rss_mb:6.0f} MB"
+        f"  -> {warm.wall_s / bt.wall_s:.2f}x"
+        f"\n  run store: db +{growth / 1e6:.1f} MB (target <= 50), record_s {end['record_s']:.2f}"
+        f" vs backtest {end['elapsed_s']:.2f} s (target record <= backtest)"
+    )
+    assert ours[:same] == theirs[:same], "entry times differ from backtesting.py"
+    assert abs(len(ours) - len(theirs)) <= 1
+    assert growth <= 50e6
+    assert end["record_s"] <= end["elapsed_s"]
+    assert ratio <= 0.5
+
+
+def _linear(strategy: list[str], label: str, sizes: list[int], tmp: Path) -> None:
+    rows = []
+    for n in sizes:
+        path = big_csv(n, DATA)
+        proc, end, growth = atb_backtest(path, tmp, strategy, f"{label}-{n}")
+        rows.append((n, proc.wall_s, proc.rss_mb, end["elapsed_s"], end["record_s"], growth))
+        print(f"  {label:14s} {n:>9,} bars: wall {proc.wall_s:6.1f} s, peak RSS"
+              f" {proc.rss_mb:6.0f} MB, backtest {end['elapsed_s']:6.2f} s, record"
+              f" {end['record_s']:5.2f} s, db +{growth / 1e6:5.1f} MB  ({load()})")  # fmt: skip
+    (n0, w0, r0, *_), (n1, w1, r1, *_) = rows[0], rows[-1]
+    per_m = (w1 - w0) / ((n1 - n0) / 1e6)
+    rss_per_m = (r1 - r0) / ((n1 - n0) / 1e6)
+    print(f"  {label}: slope {per_m:.2f} s and {rss_per_m:.0f} MB per million bars"
+          f" ({sizes[0]:,} -> {sizes[-1]:,})")  # fmt: skip
+
+
+def _sizes() -> list[int]:
+    return [100_000, 1_000_000] + ([3_000_000] if os.environ.get("ATB_BENCH_3M") else [])
+
+
+def test_linear_cost_sma(tmp_path: Path) -> None:
+    print("\nlinear cost, whole process:")
+    _linear(["strategy=sma_crossover", f"strategy.fast={FAST}", f"strategy.slow={SLOW}"],
+            "sma_crossover", _sizes(), tmp_path)  # fmt: skip
+
+
+def test_linear_cost_ml_basic(tmp_path: Path) -> None:
+    pytest.importorskip("atb.strategies.ml_basic", reason="ml_basic not built yet")
+    print("\nlinear cost, whole process:")
+    _linear(["strategy=ml_basic", "strategy.min_confidence=0"], "ml_basic", _sizes(), tmp_path)
+
+
+SWEEP_GRID = ["strategy.fast=5,10,15,20", "strategy.slow=40,60"]
+SWEEP_JOBS = 8
+
+
+def _sweep(workers: int, path: Path, tmp: Path) -> float:
+    tag = f"w{workers}-{time.monotonic_ns()}"
+    env = {**atb_env(tmp / f"cache-{tag}"), "ATB_SWEEP_JOBS": str(workers),
+           "ATB_MULTIRUN_DIR": str(tmp / tag)}  # fmt: skip
+    cmd = [sys.executable, "-m", "atb", "-m", "strategy=sma_crossover", *SWEEP_GRID,
+           "data=csv", f"data.path={path}", "timeframe=1m", "backtest.summary=false",
+           f"db.url=sqlite:///{tmp / tag}.db"]  # fmt: skip
+    return run_measured(cmd, env, cwd=tmp).wall_s
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs at least 2 cores")
+def test_sweep_1m_two_workers_vs_serial(tmp_path: Path) -> None:
+    path = big_csv(1_000_000, DATA)
+    serial = _sweep(1, path, tmp_path)
+    parallel = _sweep(2, path, tmp_path)
+    ratio = serial / parallel
+    print(f"\n{SWEEP_JOBS}-job sma_crossover sweep on 1,000,000 bars (file parsed once per"
+          f" sweep): serial {serial:.1f} s, 2 workers {parallel:.1f} s -> {ratio:.2f}x"
+          f" (target >= 1.7x; {load()})")  # fmt: skip
+    assert ratio >= 1.7
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-s", "-o", "python_files=bench_*.py"]))
