@@ -2,7 +2,7 @@
 
 Every figure is a whole process (`python -m atb ...` or a backtesting.py script, each in its
 own subprocess: import, load, run, record, summary), wall time from the parent and peak RSS
-from the kernel's rusage of that child (os.wait4). Files are generated on first use into
+from the kernel's rusage of that child. Files are generated on first use into
 $ATB_BENCH_DATA (default: the system temp dir) and never committed.
 
 Targets:
@@ -83,19 +83,24 @@ class Proc:
     stderr: str
 
 
+# The child runs under a small wrapper that reports its peak RSS: a child spawned straight
+# from this (large) pytest process would start with the parent's high-water mark.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "sys.stderr.write(f'\\n@maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); "
+    "sys.exit(rc)"
+)
+
+
 def run_measured(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Proc:
-    """Wall time and the child's own peak RSS (rusage of exactly this child)."""
+    """Wall time and the child's own peak RSS."""
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
+    proc = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], cwd=cwd, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - t0
+    stderr, _, rss = proc.stderr.rpartition("\n@maxrss_kb=")
     assert proc.returncode == 0, f"{' '.join(cmd[:6])} ... failed:\n{stderr[-3000:]}"
-    return Proc(wall, usage.ru_maxrss / 1024, stdout, stderr)
+    return Proc(wall, int(rss) / 1024, proc.stdout, stderr)
 
 
 def load() -> str:

@@ -17,8 +17,14 @@ from atb.runtime.context import RunContext
 
 def _node(path: Path, cache_dir: Path, **kw: object) -> MarketData:
     config = MarketDataConfig.model_validate(
-        {"_target_": "atb.data.node.MarketData", "path": str(path), "timeframe": "1m",
-         "cache": True, "cache_dir": str(cache_dir), **kw}  # fmt: skip
+        {
+            "_target_": "atb.data.node.MarketData",
+            "path": str(path),
+            "timeframe": "1m",
+            "cache": True,
+            "cache_dir": str(cache_dir),
+            **kw,
+        }
     )
     return MarketData(config, RunContext())
 
