@@ -232,5 +232,113 @@ def test_sweep_1m_two_workers_vs_serial(tmp_path: Path) -> None:
     assert ratio >= 1.7
 
 
+def _one_big_run(db_url: str, path: Path) -> str:
+    """A recorded 1M-bar sma run with a prediction per bar, written as a real run is."""
+    import numpy as np
+    import pandas as pd
+
+    from atb.data.cache import load_cached
+    from atb.db.node import Database, DatabaseConfig
+    from atb.engine.backtest import BacktestSettings, run_backtest
+    from atb.engine.records import RunRecorder
+    from atb.runtime.context import RunContext
+    from atb.strategies.sma_crossover import SmaCrossover, SmaCrossoverConfig
+
+    bars, digest = load_cached(path, "1m")
+    ctx = RunContext(timeframe="1m")
+    strategy = SmaCrossover(SmaCrossoverConfig(_target_="x", fast=FAST, slow=SLOW), ctx)
+    result = run_backtest(bars, strategy, BacktestSettings(), bar_seconds=60.0)
+    db = Database(DatabaseConfig.model_validate({"_target_": "x", "url": db_url}), ctx)
+    db.start()
+    try:
+        recorder = RunRecorder(db, ctx)
+        recorder.begin(strategy="sma_crossover", parameters=strategy.parameters(),
+                       data_fingerprint=digest, data_source=str(path),
+                       data_start=bars.index[0].to_pydatetime(),
+                       data_end=bars.index[-1].to_pydatetime(), bars=len(bars))  # fmt: skip
+        close = bars["close"].to_numpy()
+        r = np.random.default_rng(1).normal(0, 1e-3, len(bars))
+        predictions = pd.DataFrame(
+            {"predicted_price": close * (1 + r), "r": r, "confidence": np.abs(r) * 300,
+             "direction": np.sign(r), "model_id": "bench"}, index=bars.index)  # fmt: skip
+        recorder.write(
+            trades=result.trades, orders=result.orders, positions=result.positions,
+            decisions=result.decisions, predictions=predictions,
+            account={"times": result.times, "balance": result.balance, "equity": result.equity,
+                     "drawdown": result.drawdown, "qty": result.qty, "close": close},
+        )  # fmt: skip
+        recorder.finish(result.metrics, result.result_hash)
+    finally:
+        db.stop()
+    return ctx.run_id
+
+
+def test_dashboards_on_a_1m_bar_run(tmp_path: Path) -> None:
+    """First paint still holds on a 1M-bar run stored compactly: server-side loads of each
+    dashboard's per-run data, and headless Chromium's first meaningful paint (<= 2 s)."""
+    import statistics
+
+    from sqlalchemy import create_engine
+
+    from atb.dashboards.backtesting import model as bt
+    from atb.dashboards.market_prediction import model as mp
+    from atb.dashboards.monitoring.model import MonitoringModel
+
+    path = big_csv(1_000_000, DATA)
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    run_id = _one_big_run(url, path)
+    engine = create_engine(url)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        timings[name] = time.perf_counter() - t0
+        return out
+
+    with engine.connect() as conn:
+        run = bt.get_run_row(conn, run_id)
+        assert run is not None
+        curve = timed("backtesting equity_curve", lambda: bt.equity_curve(conn, run_id))
+        timed("backtesting candles_for", lambda: bt.candles_for(run))
+        preds = timed("market_prediction load", lambda: mp.load_predictions(conn, run_id))
+    snap = timed("monitoring load", lambda: MonitoringModel(engine, run_id).load())
+    engine.dispose()
+    assert len(curve) <= bt.MAX_POINTS and len(preds) == 20_000 and len(snap.account)
+    print(f"\nserver-side first load on a 1,000,000-bar run ({load()}):")
+    for name, seconds in timings.items():
+        print(f"  {name:26s} {seconds * 1e3:7.0f} ms")
+
+    from atb.dashboards.browser import chromium, chromium_path, first_meaningful_paint, new_page
+    from atb.dashboards.discovery import app_factory, find
+    from atb.dashboards.server import DashboardServer
+    from atb.dashboards.settings import DashboardSettings
+
+    if chromium_path() is None:
+        pytest.skip("chromium not installed")
+    ready = {"backtesting": "#kpi-total_return[data-filled]",
+             "market_prediction": "#kpi-accuracy[data-filled]"}  # fmt: skip
+    settings = DashboardSettings(db_url=url, update_interval=5)
+    apps = {n: (lambda f=app_factory(find(n)): f(settings)) for n in ready}
+    server = DashboardServer(apps, port=0)
+    server.start()
+    medians = {}
+    try:
+        with chromium() as browser:
+            for name, selector in ready.items():
+                times = []
+                for _ in range(3):
+                    page, log = new_page(browser)
+                    times.append(first_meaningful_paint(page, server.app_url(name), selector))
+                    assert log.errors() == []
+                    page.context.close()
+                medians[name] = statistics.median(times)
+    finally:
+        server.stop()
+    for name, median in medians.items():
+        print(f"  first meaningful paint {name}: median {median:.2f} s (target <= 2 s)")
+    assert all(m <= 2.0 for m in medians.values())
+
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-s", "-o", "python_files=bench_*.py"]))
