@@ -138,12 +138,12 @@ class Downloader:
         return out.with_name(out.name[: -len(suffix)] + ".part" + suffix)
 
     # -- the pieces ---------------------------------------------------------------------
-    def _market(self) -> str:
+    def _market(self, client: Any) -> str:
         import ccxt
 
         from atb.exchange.ccxt_exchange import CcxtExchange
 
-        req, client = self.request, self.client
+        req = self.request
         try:
             markets = self._call(client.load_markets)
         except ccxt.BaseError as exc:
@@ -198,7 +198,7 @@ class Downloader:
         req = self.request
         if self.client is None:
             self.client = make_client(req.exchange, req.base_url)
-        symbol = self._market()
+        symbol = self._market(self.client)
         req.out.parent.mkdir(parents=True, exist_ok=True)
         existing, resumed_from = self._existing()
         since_ms = int(req.since.value // 1_000_000)

@@ -1,6 +1,6 @@
 """Compact per-bar series: one compressed blob per column in `run_series`.
 
-A backtest's per-bar columns (equity, drawdown, predictions, ...) are what the dashboards
+A backtest's per-bar columns (equity, drawdown, predictions, decisions, ...) are what the dashboards
 plot, but a row per bar made a 1M-bar run 200+ MB and took longer to write than to run.
 Each column is instead stored whole:
 
@@ -33,6 +33,7 @@ from atb.db.models.run_records import RunSeries
 run_series: Table = RunSeries.__table__  # type: ignore[assignment]
 
 ACCOUNT = "account"
+DECISIONS = "decisions"
 PREDICTIONS = "predictions"
 LEVEL = 1
 """zlib level: level 1 is within a few percent of level 6 on these planes at 3-4x the speed."""
@@ -150,4 +151,11 @@ def read_series(
         return None
     data = {name: decode(codec, length, blob) for name, length, codec, blob in rows}
     order = wanted if wanted is not None else ["time", *sorted(k for k in data if k != "time")]
-    return pd.DataFrame({k: data[k] for k in order if k in data})
+    # Text stays object dtype: None for a missing value, as the row tables give it.
+    return pd.DataFrame(
+        {
+            k: pd.Series(data[k], dtype=object) if isinstance(data[k], list) else data[k]
+            for k in order
+            if k in data
+        }
+    )

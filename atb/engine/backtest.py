@@ -48,7 +48,7 @@ class RecordSettings(StrictModel):
     account_history: bool = Field(
         True, description="per-bar balance/equity/drawdown/exposure (compressed, run_series)"
     )
-    decisions: bool = True
+    decisions: bool = Field(True, description="every non-HOLD signal and its outcome (run_series)")
     predictions: bool = Field(True, description="per-bar model predictions (run_series)")
 
 
@@ -400,6 +400,6 @@ def no_trade_note(result: BacktestResult) -> str:
     reason, count = reasons.most_common(1)[0]
     return (
         f"\nNo trades: {len(result.decisions):,} signals, {sum(reasons.values()):,} sized to zero;"
-        f" most often ({count:,}x): {reason}.\nEvery decision and its reason is in the"
-        " `decisions` table of this run."
+        f" most often ({count:,}x): {reason}.\nEvery decision and its reason is recorded with"
+        " this run (run_series 'decisions': atb.db.series.read_series)."
     )

@@ -25,13 +25,12 @@ from sqlalchemy import JSON, DateTime, insert, update
 from sqlalchemy.orm import Session
 
 from atb.db.models.run_records import (
-    DecisionRecordRow,
     OrderRecord,
     PositionRecord,
     Run,
     TradeRecord,
 )
-from atb.db.series import ACCOUNT, PREDICTIONS, insert_series_rows, series_rows
+from atb.db.series import ACCOUNT, DECISIONS, PREDICTIONS, insert_series_rows, series_rows
 from atb.engine.decision import DecisionRecord
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position, Trade
@@ -180,16 +179,17 @@ def _py_values(value: Any) -> list[Any]:
 
 
 def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
-    """The decisions table's columns, in the layout `insert_columns` takes."""
+    """The decisions series' columns (what `decisions` rows hold), numbers as float arrays
+    (NaN where a confidence is missing), actions and reasons as text."""
     _bar, times, direction, confidence, action, size, reason, price = zip(*decisions, strict=True)
     return {
         "time": pd.DatetimeIndex(times),
-        "signal": list(direction),
-        "confidence": list(confidence),
+        "signal": np.asarray(direction, dtype=float),
+        "confidence": np.array([np.nan if c is None else c for c in confidence], dtype=float),
         "action": list(action),
-        "size": list(size),
+        "size": np.asarray(size, dtype=float),
         "reason": list(reason),
-        "price": list(price),
+        "price": np.asarray(price, dtype=float),
     }
 
 
@@ -332,6 +332,10 @@ class RunRecorder:
     ) -> None:
         """Bulk-write a batch of child rows in one transaction."""
         series: list[tuple[str, dict[str, Any]]] = []
+        if decisions:
+            # One per non-HOLD signal: on a 1M-bar ml_basic run that is ~300k, so they are
+            # columns like the per-bar series (the `decisions` table is the live path's).
+            series.append((DECISIONS, decision_columns(decisions)))
         if account is not None:
             series.append((ACCOUNT, account_columns(account)))
         if predictions is not None and len(predictions):
@@ -356,13 +360,6 @@ class RunRecorder:
                         session,
                         PositionRecord.__table__,
                         self.position_columns(positions, trades, open_position_mark),
-                    )
-                if decisions:
-                    # Column-wise like the per-bar tables: thousands of rows, no row dicts.
-                    insert_columns(
-                        session,
-                        DecisionRecordRow.__table__,
-                        {**self._common(), **decision_columns(decisions)},
                     )
                 insert_series_rows(session, encoded.result())
 

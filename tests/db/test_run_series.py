@@ -16,8 +16,14 @@ from atb.dashboards.market_prediction import model as mp
 from atb.dashboards.monitoring import queries as mq
 from atb.dashboards.tables import list_runs
 from atb.data.loader import load_bars
-from atb.db.models.run_records import AccountSnapshot, PredictionRecord, Run, RunSeries
-from atb.db.series import ACCOUNT, PREDICTIONS, decode, encode, read_series
+from atb.db.models.run_records import (
+    AccountSnapshot,
+    DecisionRecordRow,
+    PredictionRecord,
+    Run,
+    RunSeries,
+)
+from atb.db.series import ACCOUNT, DECISIONS, PREDICTIONS, decode, encode, read_series
 from atb.engine.backtest import BacktestSettings, run_backtest
 from atb.engine.metrics import drawdown_curve
 from atb.engine.records import RunRecorder
@@ -83,6 +89,7 @@ def _record_backtest(db: Any, bars: pd.DataFrame) -> tuple[str, Any]:
         trades=result.trades,
         orders=result.orders,
         positions=result.positions,
+        decisions=result.decisions,
         account={
             "times": result.times,
             "balance": result.balance,
@@ -108,6 +115,8 @@ def test_backtest_series_are_exact_and_dashboards_read_them(db_url: str) -> None
             assert conn.scalar(select(func.count()).select_from(PredictionRecord)) == 0
             account = read_series(conn, run_id, ACCOUNT, mode="backtest")
             preds = read_series(conn, run_id, PREDICTIONS)
+            decisions = read_series(conn, run_id, DECISIONS)
+            assert conn.scalar(select(func.count()).select_from(DecisionRecordRow)) == 0
             assert read_series(conn, run_id, ACCOUNT, mode="live") is None
             curve = bt.equity_curve(conn, run_id)
             predicted = mp.load_predictions(conn, run_id, limit=500)
@@ -118,7 +127,13 @@ def test_backtest_series_are_exact_and_dashboards_read_them(db_url: str) -> None
             newer = mq.new_account(conn, run_id, "backtest", len(bars) - 10, 100)
     finally:
         db.stop()
-    assert account is not None and preds is not None
+    assert account is not None and preds is not None and decisions is not None
+    assert len(decisions) == len(result.decisions) > 0
+    assert decisions["action"].tolist() == [d.action for d in result.decisions]
+    assert decisions["reason"].tolist() == [d.reason for d in result.decisions]
+    assert decisions["signal"].tolist() == [d.direction for d in result.decisions]
+    assert decisions["price"].tolist() == [d.price for d in result.decisions]
+    assert list(decisions["time"]) == [d.time for d in result.decisions]
     assert account["time"].tolist() == list(bars.index)
     np.testing.assert_array_equal(account["equity"], result.equity)
     np.testing.assert_array_equal(account["balance"], result.balance)

@@ -224,10 +224,11 @@ class RunSeries(Base):
     """One per-bar column of a run, stored whole and compressed (atb/db/series.py).
 
     A backtest's per-bar series (account: time, balance, equity, drawdown, position_qty,
-    exposure; predictions: time, predicted_price, r, confidence, direction, model_id) are
+    open_positions, exposure; predictions: time, predicted_price, r, confidence,
+    direction, model_id; decisions: the `decisions` table's columns) are
     a few blobs per run instead of a row per bar: a 1M-bar run adds megabytes, not hundreds
     of megabytes, and is written in tens of milliseconds. Live/paper runs still append
-    `account_history`/`predictions` rows as bars arrive.
+    `account_history`/`predictions`/`decisions` rows as bars arrive.
     """
 
     __tablename__ = "run_series"
@@ -235,7 +236,7 @@ class RunSeries(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = _run_fk()
     mode: Mapped[str] = mapped_column(String(16))
-    series: Mapped[str] = mapped_column(String(32))  # "account" | "predictions"
+    series: Mapped[str] = mapped_column(String(32))  # "account" | "predictions" | "decisions"
     column: Mapped[str] = mapped_column(String(32))
     length: Mapped[int] = mapped_column(Integer)
     codec: Mapped[str] = mapped_column(String(32))

@@ -1,8 +1,8 @@
 """run_series: a backtest's per-bar columns as compressed blobs (atb/db/series.py)
 
-Backtests stop writing a row per bar to account_history/predictions (a 1M-bar run was
-217 MB and its record step took longer than the backtest); their per-bar series go here,
-one row per column. Live/paper runs keep appending rows. Existing rows are left as they are:
+Backtests stop writing a row per bar to account_history/predictions, and a row per
+signal to decisions (a 1M-bar run was 217 MB, and its record step took longer than the
+backtest); those series go here, one row per column. Live/paper runs keep appending rows. Existing rows are left as they are:
 the dashboards read either form.
 
 Revision ID: 0005_run_series
