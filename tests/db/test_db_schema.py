@@ -18,8 +18,8 @@ from atb.db.migrate import downgrade, head_revision, is_current, schema_state, u
 from atb.db.migrations import HEAD_REVISION
 from atb.db.models import Base
 
-RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions", "run_series",
-              "decisions"}  # fmt: skip
+RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions",
+              "decisions", "run_series"}  # fmt: skip
 
 
 def test_fresh_database_is_created_and_migrated(db_url: str) -> None:
