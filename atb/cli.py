@@ -31,6 +31,10 @@ COMMANDS: dict[str, Command] = {
     "db": Command("atb.db.cli", "database migrations: atb db upgrade | atb db current"),
     "tests": Command("atb.db.cli", "operational self-tests: atb tests heartbeat"),
     "alerts": Command("atb.alerts.cli", "alert channels: atb alerts test"),
+    "data": Command(
+        "atb.data.cli",
+        "candles: atb data download --exchange binance --symbol BTC/USDT --timeframe 1m ...",
+    ),
 }
 
 

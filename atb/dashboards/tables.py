@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, and_, exists, select
+from sqlalchemy import Connection, Table, and_, exists, or_, select
 
 from atb.db.models.run_records import (
     AccountSnapshot,
@@ -22,6 +22,7 @@ from atb.db.models.run_records import (
     TradeRecord,
 )
 from atb.db.models.system_events import SystemEvent
+from atb.db.series import PREDICTIONS, run_series
 
 runs: Table = Run.__table__  # type: ignore[assignment]
 trades: Table = TradeRecord.__table__  # type: ignore[assignment]
@@ -72,7 +73,15 @@ def list_runs(
     if mode is not None:
         query = query.where(runs.c.mode == mode)
     if with_predictions:
-        query = query.where(exists().where(predictions.c.run_id == runs.c.id))
+        # Backtests keep predictions as compressed columns (run_series), live runs as rows.
+        query = query.where(
+            or_(
+                exists().where(predictions.c.run_id == runs.c.id),
+                exists().where(
+                    and_(run_series.c.run_id == runs.c.id, run_series.c.series == PREDICTIONS)
+                ),
+            )
+        )
     return [dict(row._mapping) for row in conn.execute(query)]
 
 

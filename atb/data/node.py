@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 from pydantic import Field, model_validator
 
 from atb.config.base import NodeConfig, UtcDatetime, field_error
+from atb.data.cache import AUTO_MIN_BYTES, load_cached
 from atb.data.loader import (
     BUNDLED_PATH,
     BUNDLED_SYMBOL,
@@ -33,6 +34,11 @@ class MarketDataConfig(NodeConfig):
     end: UtcDatetime | None = Field(None, description="end time, exclusive (UTC)")
     symbol: str = Field(BUNDLED_SYMBOL, min_length=1, description="what the file holds")
     timeframe: str = Field(BUNDLED_TIMEFRAME, pattern=r"^[1-9][0-9]*[mhdwM]$")
+    cache: Literal["auto"] | bool = Field(
+        "auto",
+        description="keep a parsed columnar copy (sweep jobs share it); auto: files >= 8 MB",
+    )
+    cache_dir: Path | None = Field(None, description="null = $ATB_CACHE_DIR or ~/.cache/atb/bars")
 
     @model_validator(mode="after")
     def _check(self) -> MarketDataConfig:
@@ -80,11 +86,15 @@ class MarketData(Node[MarketDataConfig]):
 
     def load(self) -> Bars:
         cfg = self.config
-        bars = select_period(load_bars(cfg.path, cfg.timeframe), _ts(cfg.start), _ts(cfg.end))
+        loaded, digest = self._read()
+        bars = select_period(loaded, _ts(cfg.start), _ts(cfg.end))
         if bars.empty:
             raise DataError(self.source, f"no bars in the selected period [{cfg.start}, {cfg.end})")
         self._bars = bars
-        self.fingerprint = fingerprint(bars)
+        # The whole file's fingerprint is kept with the cached copy; a period needs its own.
+        self.fingerprint = (
+            digest if digest is not None and len(bars) == len(loaded) else (fingerprint(bars))
+        )
         self.gaps = find_gaps(bars, cfg.timeframe)
         for gap in self.gaps:
             log_data_event(
@@ -109,6 +119,16 @@ class MarketData(Node[MarketDataConfig]):
             file=str(self.source),
         )
         return bars
+
+    def _read(self) -> tuple[Bars, str | None]:
+        cfg = self.config
+        if cfg.path is not None and self.source.is_file():
+            use = cfg.cache
+            if use == "auto":
+                use = self.source.stat().st_size >= AUTO_MIN_BYTES
+            if use:
+                return load_cached(self.source.expanduser(), cfg.timeframe, cfg.cache_dir)
+        return load_bars(cfg.path, cfg.timeframe), None
 
 
 def _ts(value: datetime | None) -> pd.Timestamp | None:

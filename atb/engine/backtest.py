@@ -45,9 +45,11 @@ if TYPE_CHECKING:
 
 class RecordSettings(StrictModel):
     enabled: bool = Field(True, description="write the run and its results to the db node")
-    account_history: bool = Field(True, description="one balance/equity/drawdown row per bar")
-    decisions: bool = True
-    predictions: bool = True
+    account_history: bool = Field(
+        True, description="per-bar balance/equity/drawdown/exposure (compressed, run_series)"
+    )
+    decisions: bool = Field(True, description="every non-HOLD signal and its outcome (run_series)")
+    predictions: bool = Field(True, description="per-bar model predictions (run_series)")
 
 
 class BacktestConfig(NodeConfig):
@@ -399,6 +401,6 @@ def no_trade_note(result: BacktestResult) -> str:
     reason, count = reasons.most_common(1)[0]
     return (
         f"\nNo trades: {len(result.decisions):,} signals, {sum(reasons.values()):,} sized to zero;"
-        f" most often ({count:,}x): {reason}.\nEvery decision and its reason is in the"
-        " `decisions` table of this run."
+        f" most often ({count:,}x): {reason}.\nEvery decision and its reason is recorded with"
+        " this run (run_series 'decisions': atb.db.series.read_series)."
     )

@@ -1,8 +1,9 @@
 """Persist a run: the `runs` row (written at start, closed at the end) and its children.
 
-Children are written in bulk, one executemany per table, so recording a full backtest costs
-tens of milliseconds, not one round trip per row. The paper/live engine uses the same
-`RunRecorder` with `append_*` calls as things happen.
+Children are written column-wise in bulk, one executemany per table, and a backtest's
+per-bar series as compressed columns (atb/db/series.py), so recording a 1M-bar run costs
+about what the run itself did, not one round trip (or row) per bar. The paper/live engine
+(LiveRecorder) appends rows as things happen.
 """
 
 from __future__ import annotations
@@ -13,24 +14,23 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, DateTime, Table, insert, update
+from sqlalchemy import JSON, DateTime, insert, update
 from sqlalchemy.orm import Session
 
 from atb.db.models.run_records import (
-    AccountSnapshot,
-    DecisionRecordRow,
     OrderRecord,
     PositionRecord,
-    PredictionRecord,
     Run,
     TradeRecord,
 )
+from atb.db.series import ACCOUNT, DECISIONS, PREDICTIONS, insert_series_rows, series_rows
 from atb.engine.decision import DecisionRecord
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position, Trade
@@ -110,42 +110,13 @@ def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime stores
-
-
-def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """One executemany for `rows` (dicts with the same keys).
-
-    On SQLite the rows go straight to the driver: SQLAlchemy's per-value type processing
-    costs about three times the insert itself, and a backtest writes ~10k rows per table.
-    Only datetimes need converting (to the text SQLAlchemy itself would store), so tables
-    with JSON columns take the normal path. Other databases take the normal path too.
-    """
-    if not rows:
-        return
-    bind = session.get_bind()
-    columns = list(rows[0])
-    if bind.dialect.name != "sqlite" or any(
-        isinstance(table.c[name].type, JSON) for name in columns
-    ):
-        session.execute(insert(table), rows)
-        return
-    prep = bind.dialect.identifier_preparer
-    sql = (
-        f"INSERT INTO {prep.format_table(table)} "
-        f"({', '.join(prep.quote(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
-    )
-    stamps = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, DateTime)]
-    values = []
-    for row in rows:
-        value = list(row.values())
-        for i in stamps:
-            stamp = value[i]
-            if stamp is not None:
-                # == strftime(_SQLITE_DATETIME) for UTC times, at a fraction of the cost.
-                value[i] = stamp.isoformat(" ", "microseconds")[:26]
-        values.append(tuple(value))
-    session.connection().exec_driver_sql(sql, values)
+def _sqlite_stamps(times: list[Any]) -> list[str | None]:
+    """UTC datetimes (or None) as the text SQLAlchemy's SQLite DateTime stores."""
+    present = [t for t in times if t is not None]
+    if not present:
+        return [None] * len(times)
+    texts = iter(_sqlite_times(pd.DatetimeIndex(present)))
+    return [None if t is None else next(texts) for t in times]
 
 
 def insert_columns(session: Session, table: Any, columns: dict[str, Any]) -> None:
@@ -156,9 +127,11 @@ def insert_columns(session: Session, table: Any, columns: dict[str, Any]) -> Non
         return
     sqlite = session.get_bind().dialect.name == "sqlite"
     lists: list[Any] = []
-    for value in columns.values():
+    for name, value in columns.items():
         if _scalar(value):
             lists.append(itertools.repeat(value, n))
+        elif sqlite and isinstance(value, list) and isinstance(table.c[name].type, DateTime):
+            lists.append(_sqlite_stamps(value))  # datetimes or None
         elif isinstance(value, pd.DatetimeIndex):
             utc = value.tz_convert("UTC") if value.tz is not None else value
             if sqlite:
@@ -206,44 +179,64 @@ def _py_values(value: Any) -> list[Any]:
 
 
 def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
-    """The decisions table's columns, in the layout `insert_columns` takes."""
+    """The decisions series' columns (what `decisions` rows hold), numbers as float arrays
+    (NaN where a confidence is missing), actions and reasons as text."""
     _bar, times, direction, confidence, action, size, reason, price = zip(*decisions, strict=True)
     return {
         "time": pd.DatetimeIndex(times),
-        "signal": list(direction),
-        "confidence": list(confidence),
+        "signal": np.asarray(direction, dtype=float),
+        "confidence": np.array([np.nan if c is None else c for c in confidence], dtype=float),
         "action": list(action),
-        "size": list(size),
+        "size": np.asarray(size, dtype=float),
         "reason": list(reason),
-        "price": list(price),
+        "price": np.asarray(price, dtype=float),
     }
 
 
 def prediction_columns(predictions: pd.DataFrame) -> dict[str, Any]:
-    """The predictions table's columns from a strategy's predictions frame."""
+    """The predictions series' columns from a strategy's predictions frame.
+
+    Numbers stay float arrays (direction too: NaN where the model gave none), so the
+    compact store keeps them as exact doubles; a missing column is None on every bar.
+    """
     frame = predictions.reset_index() if "time" not in predictions.columns else predictions
     n = len(frame)
 
     def floats(name: str) -> Any:
-        return frame[name].to_numpy(dtype=float) if name in frame.columns else None
+        return frame[name].to_numpy(dtype=float) if name in frame.columns else [None] * n
 
-    direction: Any = None
-    if "direction" in frame.columns:
-        values = frame["direction"].to_numpy(dtype=float)
-        direction = [None if v != v else int(v) for v in values.tolist()]
-    model_id: Any = None
+    model_id: Any = [None] * n
     if "model_id" in frame.columns:
         model_id = [None if v is None else str(v) for v in frame["model_id"].tolist()]
-    columns = {
+    return {
         "time": pd.DatetimeIndex(frame["time"]),
         "predicted_price": floats("predicted_price"),
         "r": floats("r"),
         "confidence": floats("confidence"),
-        "direction": direction,
+        "direction": floats("direction"),
         "model_id": model_id,
     }
-    # A missing column is NULL on every row.
-    return {k: ([None] * n if v is None else v) for k, v in columns.items()}
+
+
+def account_columns(account: dict[str, Any]) -> dict[str, Any]:
+    """The account series' columns (what `account_history` rows hold) from whole arrays."""
+    qty = np.asarray(account["qty"], dtype=float)
+    equity = np.asarray(account["equity"], dtype=float)
+    close = account.get("close")
+    exposure = (
+        exposure_ratio(qty, np.asarray(close, dtype=float), equity)
+        if close is not None
+        else np.full(len(qty), np.nan)
+    )
+    return {
+        "time": pd.DatetimeIndex(account["times"]),
+        "balance": np.asarray(account["balance"], dtype=float),
+        "equity": equity,
+        "drawdown": np.asarray(account["drawdown"], dtype=float),
+        "position_qty": qty,
+        "open_positions": (qty != 0).astype(float),  # one net position per symbol
+        "exposure": exposure,
+    }
 
 
 def exposure_ratio(qty: Any, price: Any, equity: Any) -> Any:
@@ -338,50 +331,110 @@ class RunRecorder:
         predictions: pd.DataFrame | None = None,
     ) -> None:
         """Bulk-write a batch of child rows in one transaction."""
-        with self.db.session() as session:
-            self._insert(session, TradeRecord, self.trade_rows(trades))
-            self._insert(session, OrderRecord, self.order_rows(orders))
-            self._insert(
-                session, PositionRecord, self.position_rows(positions, trades, open_position_mark)
+        series: list[tuple[str, dict[str, Any]]] = []
+        if decisions:
+            # One per non-HOLD signal: on a 1M-bar ml_basic run that is ~300k, so they are
+            # columns like the per-bar series (the `decisions` table is the live path's).
+            series.append((DECISIONS, decision_columns(decisions)))
+        if account is not None:
+            series.append((ACCOUNT, account_columns(account)))
+        if predictions is not None and len(predictions):
+            series.append((PREDICTIONS, prediction_columns(predictions)))
+        # The per-bar series compress (zlib, GIL released) while the row tables insert
+        # (sqlite3/psycopg release the GIL too): on a 1M-bar run the two overlap.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            encoded = pool.submit(
+                lambda: [
+                    r
+                    for name, cols in series
+                    for r in series_rows(self.run_id, self.mode, name, cols)
+                ]
             )
-            if decisions:
-                # Column-wise like the per-bar tables: thousands of rows, no per-row dicts.
-                insert_columns(
-                    session,
-                    DecisionRecordRow.__table__,
-                    {**self._common(), **decision_columns(decisions)},
-                )
-            # The two per-bar tables go column-wise: ~10k rows each, no per-row dicts.
-            if account is not None:
-                qty = np.asarray(account["qty"], dtype=float)
-                equity = np.asarray(account["equity"], dtype=float)
-                close = account.get("close")
-                insert_columns(session, AccountSnapshot.__table__, {
-                    **self._common(),
-                    "time": pd.DatetimeIndex(account["times"]),
-                    "balance": np.asarray(account["balance"], dtype=float),
-                    "equity": equity,
-                    "drawdown": np.asarray(account["drawdown"], dtype=float),
-                    "position_qty": qty,
-                    # One net position per symbol: open or not.
-                    "open_positions": (qty != 0).astype(np.int64),
-                    "exposure": (
-                        exposure_ratio(qty, np.asarray(close, dtype=float), equity)
-                        if close is not None
-                        else None
-                    ),
-                })  # fmt: skip
-            if predictions is not None and len(predictions):
-                insert_columns(
-                    session,
-                    PredictionRecord.__table__,
-                    {**self._common(), **prediction_columns(predictions)},
-                )
+            with self.db.session() as session:
+                if trades:
+                    insert_columns(session, TradeRecord.__table__, self.trade_columns(trades))
+                if orders:
+                    insert_columns(session, OrderRecord.__table__, self.order_columns(orders))
+                if positions:
+                    insert_columns(
+                        session,
+                        PositionRecord.__table__,
+                        self.position_columns(positions, trades, open_position_mark),
+                    )
+                insert_series_rows(session, encoded.result())
 
-    @staticmethod
-    def _insert(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            bulk_insert(session, model.__table__, rows)  # type: ignore[attr-defined]
+    # Column-wise builders for whole backtests (tens of thousands of rows): one list per
+    # column instead of a dict per row. The *_rows methods below stay for the live path.
+    def trade_columns(self, trades: Sequence[Trade]) -> dict[str, Any]:
+        return {
+            **self._common(),
+            "trade_no": [t.id for t in trades],
+            "position_no": [t.position_id for t in trades],
+            "symbol": self.symbol,
+            "side": [_side(t.side) for t in trades],
+            "qty": [t.qty for t in trades],
+            "entry_time": [t.entry_time for t in trades],
+            "entry_price": [t.entry_price for t in trades],
+            "exit_time": [t.exit_time for t in trades],
+            "exit_price": [t.exit_price for t in trades],
+            "fees": [t.fees for t in trades],
+            "pnl": [t.pnl for t in trades],
+            "return_pct": [t.return_pct for t in trades],
+            "exit_reason": [t.exit_reason for t in trades],
+            "bars_held": [t.bars_held for t in trades],
+        }
+
+    def order_columns(self, orders: Sequence[Order]) -> dict[str, Any]:
+        filled = [o.status == "filled" for o in orders]
+        return {
+            **self._common(),
+            "order_no": [o.id for o in orders],
+            "symbol": self.symbol,
+            "created_at": [o.created for o in orders],
+            "side": [o.side_name for o in orders],
+            "kind": [o.kind for o in orders],
+            "order_type": "market",
+            "reason": [o.reason for o in orders],
+            "status": [o.status for o in orders],
+            "size": [o.size if o.kind == "entry" else None for o in orders],
+            "filled_at": [o.filled_at for o in orders],
+            "qty": [o.qty if f else None for o, f in zip(orders, filled, strict=True)],
+            "price": [o.price if f else None for o, f in zip(orders, filled, strict=True)],
+            "fee": [o.fee if f else None for o, f in zip(orders, filled, strict=True)],
+            "position_no": [o.position_id for o in orders],
+            "exchange_order_id": None,
+            "note": [o.note for o in orders],
+            "error_code": None,  # only exchange rejections have one (LiveRecorder)
+        }
+
+    def position_columns(
+        self, positions: Sequence[Position], trades: Sequence[Trade], mark: float | None
+    ) -> dict[str, Any]:
+        closed = {t.position_id: t for t in trades}
+        exits = [closed.get(p.id) for p in positions]
+        unrealized = [
+            p.side * (mark - p.entry_price) * p.qty - p.entry_fee
+            if t is None and mark is not None
+            else None
+            for p, t in zip(positions, exits, strict=True)
+        ]
+        return {
+            **self._common(),
+            "position_no": [p.id for p in positions],
+            "symbol": self.symbol,
+            "side": [_side(p.side) for p in positions],
+            "qty": [p.qty for p in positions],
+            "entry_time": [p.entry_time for p in positions],
+            "entry_price": [p.entry_price for p in positions],
+            "stop_loss": [p.stop_price for p in positions],
+            "take_profit": [p.take_price for p in positions],
+            "status": ["closed" if t else "open" for t in exits],
+            "closed_at": [t.exit_time if t else None for t in exits],
+            "exit_price": [t.exit_price if t else None for t in exits],
+            "realized_pnl": [t.pnl if t else None for t in exits],
+            "last_price": [None if t else mark for t in exits],
+            "unrealized_pnl": unrealized,
+        }
 
     def trade_rows(self, trades: Iterable[Trade]) -> list[dict[str, Any]]:
         common = self._common()

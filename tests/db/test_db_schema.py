@@ -19,7 +19,7 @@ from atb.db.migrations import HEAD_REVISION
 from atb.db.models import Base
 
 RUN_TABLES = {"runs", "trades", "orders", "positions", "account_history", "predictions",
-              "decisions"}  # fmt: skip
+              "decisions", "run_series"}  # fmt: skip
 
 
 def test_fresh_database_is_created_and_migrated(db_url: str) -> None:

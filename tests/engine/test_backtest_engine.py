@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from atb.db.models.run_records import (
     Run,
     TradeRecord,
 )
+from atb.db.series import ACCOUNT, PREDICTIONS, read_series
 from atb.engine.backtest import BacktestSettings, run_backtest
 from atb.engine.risk import RiskSettings
 from atb.runtime.context import RunContext
@@ -134,13 +136,17 @@ def test_run_is_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
             m.__tablename__: s.scalar(select(func.count()).select_from(m))
             for m in (TradeRecord, OrderRecord, PositionRecord, DecisionRecordRow, AccountSnapshot)
         }
+        curve = read_series(s.connection(), run.id, ACCOUNT)
     assert run.status == "finished" and run.error is None and run.finished_at is not None
     assert run.result_hash == result["result_hash"]
     assert run.data_fingerprint == data.fingerprint and run.bars == len(data.bars)
     assert run.overrides == ["strategy=sma_crossover"] and run.config == {"a": 1}
     assert run.parameters is not None and run.parameters["fast"] == 10
     assert run.metrics is not None and run.metrics["num_trades"] == counts["trades"] > 0
-    assert counts["account_history"] == len(data.bars)
+    # The per-bar curve is one compressed column per series, not a row per bar.
+    assert counts["account_history"] == 0
+    assert curve is not None and len(curve) == len(data.bars)
+    assert (curve["time"] == data.bars.index).all()
     assert counts["positions"] == counts["trades"]
     assert counts["orders"] >= 2 * counts["trades"]
     assert run.code_version
@@ -201,7 +207,7 @@ def test_open_position_recorded_as_open_when_not_closed_at_end() -> None:
     # Account rows say how much of the equity the position is: |qty| × close / equity.
     bars = runner.nodes["data"].bars
     with runner.nodes["db"].session() as s:
-        account = s.execute(select(AccountSnapshot).order_by(AccountSnapshot.id)).scalars().all()
+        account = _account_rows(s)
     flat, held = account[60], account[-1]
     assert (flat.open_positions, flat.exposure) == (0, 0.0)
     assert held.open_positions == 1 and held.position_qty == pytest.approx(pos.qty)
@@ -210,13 +216,39 @@ def test_open_position_recorded_as_open_when_not_closed_at_end() -> None:
     assert 0.9 < held.exposure < 1.01  # sized near the whole balance
 
 
+def _rows(session: Any, series: str) -> list[Any]:
+    """A backtest's stored series as row-like objects (attribute per column)."""
+    run_id = session.execute(select(Run.id)).scalar_one()
+    frame = read_series(session.connection(), run_id, series)
+    assert frame is not None
+    frame["mode"] = "backtest"
+    return [SimpleNamespace(**row) for row in frame.to_dict("records")]
+
+
+def _account_rows(session: Any) -> list[Any]:
+    rows = _rows(session, ACCOUNT)
+    for row in rows:
+        row.open_positions = int(row.open_positions)
+    return rows
+
+
+def _prediction_rows(session: Any) -> list[Any]:
+    rows = _rows(session, PREDICTIONS)
+    for row in rows:
+        row.time = row.time.to_pydatetime()
+        row.confidence = None if row.confidence != row.confidence else row.confidence
+        row.direction = None if row.direction != row.direction else int(row.direction)
+    return rows
+
+
 def test_predictions_and_account_history_round_trip() -> None:
     cfg = run_config(strategy={"_target_": "engine_helpers.PredictingStrategy", "name": "p"})
     runner, _ = run_graph(cfg)
     bars = runner.nodes["data"].bars
     with runner.nodes["db"].session() as s:
-        preds = s.execute(select(PredictionRecord).order_by(PredictionRecord.id)).scalars().all()
-        account = s.execute(select(AccountSnapshot).order_by(AccountSnapshot.id)).scalars().all()
+        preds = _prediction_rows(s)
+        account = _account_rows(s)
+        assert s.scalar(select(func.count()).select_from(PredictionRecord)) == 0
     assert len(preds) == len(account) == len(bars)
     first, second = preds[0], preds[1]
     assert first.time.replace(tzinfo=None) == bars.index[0].to_pydatetime().replace(tzinfo=None)

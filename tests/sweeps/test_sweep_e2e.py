@@ -47,7 +47,12 @@ def test_sma_sweep_records_every_job_and_ranks_them(run_sweep: RunSweep) -> None
         run_id, metrics = by_job[job][0], json.loads(by_job[job][5])
         trades = result.rows("select count(*) from trades where run_id = ?", run_id)[0][0]
         assert trades == metrics["num_trades"] > 0
-        history = result.rows("select count(*) from account_history where run_id = ?", run_id)
+        # Each job's equity curve: compact columns of the run (run_series), one per bar.
+        history = result.rows(
+            "select length from run_series where run_id = ? and series = 'account'"
+            " and \"column\" = 'equity'",
+            run_id,
+        )
         assert history[0][0] > 0
 
     # The ranking: by Sharpe, highest first, the failed job last without a rank.

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
+from atb.db.series import ACCOUNT, read_series
 from atb.engine.report import TRADE_COLUMNS
 
 MODE = "backtest"
@@ -127,6 +128,11 @@ def _thin(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
 
 
 def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
+    # Backtests store the curve as compressed columns; older runs as account_history rows.
+    compact = read_series(conn, run_id, ACCOUNT, ("equity", "balance", "drawdown"), MODE)
+    if compact is not None:
+        thinned = _thin(compact)
+        return _with_return(thinned.assign(time=naive_utc(thinned["time"])))
     rows = conn.execute(
         select(account.c.time, account.c.equity, account.c.balance, account.c.drawdown)
         .where(where_run(account, run_id, MODE))
@@ -135,10 +141,16 @@ def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
     df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "equity", "balance", "drawdown"])
     if len(df):
         df["time"] = naive_utc(df["time"])
+    return _with_return(_thin(df))
+
+
+def _with_return(df: pd.DataFrame) -> pd.DataFrame:
+    """Thinning keeps the first row, so the return is still relative to the start."""
+    if len(df):
         df["return"] = df["equity"] / df["equity"].iloc[0] - 1.0
     else:
         df["return"] = []
-    return _thin(df)
+    return df
 
 
 def run_trades(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
@@ -200,14 +212,21 @@ def candles_for(run: dict[str, Any], limit: int = MAX_POINTS) -> pd.DataFrame | 
         mask &= idx <= pd.Timestamp(end)
     df = bars[mask].reset_index()
     df = df.rename(columns={df.columns[0]: "time"})
+    # Thinned first: converting a million times to draw a few thousand wastes the paint.
+    df = _thin(df[["time", "open", "high", "low", "close"]], limit)
     df["time"] = naive_utc(df["time"])
-    return _thin(df[["time", "open", "high", "low", "close"]], limit)
+    return df
 
 
 @lru_cache(maxsize=4)
 def _load_bars(path: str, _mtime: float, timeframe: str) -> pd.DataFrame:
+    from atb.data.cache import AUTO_MIN_BYTES, load_cached
     from atb.data.loader import load_bars
 
+    # A 1M-bar file is memory-mapped from the bars cache the run itself filled, rather
+    # than parsed again on the page's first paint.
+    if Path(path).stat().st_size >= AUTO_MIN_BYTES:
+        return load_cached(Path(path), timeframe)[0]
     return load_bars(path, timeframe)
 
 

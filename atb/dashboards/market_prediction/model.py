@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from atb.dashboards.tables import naive_utc, predictions, runs
+from atb.db.series import PREDICTIONS, read_series
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "ml" / "models"
 ROLLING = 50
@@ -27,7 +28,14 @@ DRIFT_Z = 2.0
 
 
 def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.DataFrame:
-    """The run's newest `limit` predictions in time order (index (run_id, time))."""
+    """The run's newest `limit` predictions in time order (index (run_id, time)).
+
+    Backtests store them as compressed columns (run_series; ids are row numbers there),
+    paper/live runs as rows.
+    """
+    compact = read_series(conn, run_id, PREDICTIONS)
+    if compact is not None:
+        return _compact_predictions(conn, run_id, compact, limit)
     cols = [
         predictions.c[c]
         for c in (
@@ -55,6 +63,21 @@ def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.D
     if len(df):
         df["time"] = naive_utc(df["time"])
     return df
+
+
+def _compact_predictions(
+    conn: Connection, run_id: str, frame: pd.DataFrame, limit: int
+) -> pd.DataFrame:
+    start = max(len(frame) - limit, 0)
+    tail = frame.iloc[start:].reset_index(drop=True)
+    mode = conn.execute(select(runs.c.mode).where(runs.c.id == run_id)).scalar()
+    out = pd.DataFrame({"id": np.arange(start + 1, len(frame) + 1)})
+    for name in ("time", "predicted_price", "r", "confidence", "direction", "model_id"):
+        out[name] = tail[name].to_numpy() if name in tail.columns else None
+    out["direction"] = [None if v != v or v is None else int(v) for v in out["direction"]]
+    out["mode"] = mode
+    out["time"] = naive_utc(out["time"])
+    return out
 
 
 def runs_with_predictions(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:

@@ -4,12 +4,14 @@ bounded by LIMIT or reads only rows newer than an id the caller has already seen
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, case, func, select
 
 from atb.dashboards.tables import account, events, positions, trades, where_run
+from atb.db.series import ACCOUNT, read_series
 
 TRADE_COLUMNS = (
     "id",
@@ -66,8 +68,39 @@ def trade_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
     return {"count": row[0] or 0, "wins": row[1] or 0, "pnl": row[2] or 0.0, "last_id": row[3]}
 
 
+class AccountRow(NamedTuple):
+    time: Any
+    balance: float
+    equity: float
+
+
+def _compact(conn: Connection, run_id: str, mode: str, columns: tuple[str, ...]) -> Any:
+    """A backtest's account series (`run_series`) with row numbers as ids; None for runs
+    that append account_history rows (paper/live, older backtests)."""
+    if mode != "backtest":
+        return None
+    frame = read_series(conn, run_id, ACCOUNT, columns, mode)
+    if frame is not None:
+        frame.insert(0, "id", np.arange(1, len(frame) + 1))
+    return frame
+
+
 def account_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
     """Max drawdown, last id and the per-row equity return sums behind the Sharpe ratio."""
+    compact = _compact(conn, run_id, mode, ("equity", "drawdown"))
+    if compact is not None:
+        equity = compact["equity"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = equity[1:] / equity[:-1] - 1.0
+        r = r[np.isfinite(r)]
+        return {
+            "rows": len(compact),
+            "max_drawdown": float(np.nanmax(compact["drawdown"])) if len(compact) else 0.0,
+            "last_id": len(compact) or None,
+            "n": len(r),
+            "sum": float(r.sum()),
+            "sumsq": float((r * r).sum()),
+        }
     prev = func.lag(account.c.equity).over(order_by=(account.c.time, account.c.id))
     inner = (
         select(
@@ -101,6 +134,14 @@ def account_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
 def first_account_row(
     conn: Connection, run_id: str, mode: str, since: datetime | None = None
 ) -> Any:
+    compact = _compact(conn, run_id, mode, ("balance", "equity"))
+    if compact is not None:
+        if since is not None:
+            compact = compact[compact["time"] >= pd.Timestamp(since)]
+        if not len(compact):
+            return None
+        first = compact.iloc[0]
+        return AccountRow(first["time"], float(first["balance"]), float(first["equity"]))
     query = select(account.c.time, account.c.balance, account.c.equity).where(
         where_run(account, run_id, mode)
     )
@@ -110,6 +151,9 @@ def first_account_row(
 
 
 def recent_account(conn: Connection, run_id: str, mode: str, limit: int) -> pd.DataFrame:
+    compact = _compact(conn, run_id, mode, ACCOUNT_COLUMNS[2:])
+    if compact is not None:
+        return compact.tail(limit).reset_index(drop=True)[list(ACCOUNT_COLUMNS)]
     cols = [account.c[c] for c in ACCOUNT_COLUMNS]
     rows = conn.execute(
         select(*cols)
@@ -123,6 +167,11 @@ def recent_account(conn: Connection, run_id: str, mode: str, limit: int) -> pd.D
 def new_account(
     conn: Connection, run_id: str, mode: str, after_id: int, limit: int
 ) -> pd.DataFrame:
+    compact = _compact(conn, run_id, mode, ACCOUNT_COLUMNS[2:])
+    if compact is not None:
+        return compact.iloc[after_id : after_id + limit].reset_index(drop=True)[
+            list(ACCOUNT_COLUMNS)
+        ]
     cols = [account.c[c] for c in ACCOUNT_COLUMNS]
     query = (
         select(*cols)

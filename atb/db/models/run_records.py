@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -219,6 +220,33 @@ class PredictionRecord(Base):
     __table_args__ = (Index("ix_predictions_run_id_time", "run_id", "time"),)
 
 
+class RunSeries(Base):
+    """One per-bar column of a run, stored whole and compressed (atb/db/series.py).
+
+    A backtest's per-bar series (account: time, balance, equity, drawdown, position_qty,
+    open_positions, exposure; predictions: time, predicted_price, r, confidence,
+    direction, model_id; decisions: the `decisions` table's columns) are
+    a few blobs per run instead of a row per bar: a 1M-bar run adds megabytes, not hundreds
+    of megabytes, and is written in tens of milliseconds. Live/paper runs still append
+    `account_history`/`predictions`/`decisions` rows as bars arrive.
+    """
+
+    __tablename__ = "run_series"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    mode: Mapped[str] = mapped_column(String(16))
+    series: Mapped[str] = mapped_column(String(32))  # "account" | "predictions" | "decisions"
+    column: Mapped[str] = mapped_column(String(32))
+    length: Mapped[int] = mapped_column(Integer)
+    codec: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        Index("ix_run_series_run_id_series_column", "run_id", "series", "column", unique=True),
+    )
+
+
 __all__ = [
     "AccountSnapshot",
     "DecisionRecordRow",
@@ -226,5 +254,6 @@ __all__ = [
     "PositionRecord",
     "PredictionRecord",
     "Run",
+    "RunSeries",
     "TradeRecord",
 ]

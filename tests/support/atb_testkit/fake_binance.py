@@ -27,6 +27,7 @@ Market model, kept deliberately simple:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -271,6 +272,7 @@ class FakeBinance:
         warmup: int = 100,
         forming_candle: bool = False,
         rules: SymbolRules | None = None,
+        klines_max_limit: int = 1000,
     ) -> None:
         if interval not in INTERVAL_MS:
             raise ValueError(f"unsupported interval {interval!r}")
@@ -294,6 +296,12 @@ class FakeBinance:
         self.faults.subscribe(self._on_switch)
 
         self._candles: tuple[Candle, ...] = tuple(sorted(loaded, key=lambda c: c.timestamp))
+        self._stamps: list[int] = [c.timestamp for c in self._candles]
+        # Binance caps a klines page at 1000 candles; a smaller cap makes paging testable
+        # on short histories.
+        self.klines_max_limit = klines_max_limit
+        self.klines_served = 0
+        self._klines_fault: tuple[int, BinanceError] | None = None
         self._interval_ms = INTERVAL_MS[interval]
         self._warmup = max(1, min(warmup, len(self._candles)))
         initial = {base: 0.0, quote: 10_000.0} if balances is None else dict(balances)
@@ -512,6 +520,10 @@ class FakeBinance:
     def request_log(self) -> list[RequestRecord]:
         with self._lock:
             return list(self._log)
+
+    def clear_request_log(self) -> None:
+        with self._lock:
+            self._log = []
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         return [r for r in self.request_log if r.path == path]
@@ -744,16 +756,28 @@ class FakeBinance:
         if interval != self.interval:
             # Only the configured interval exists; resampling would invent data.
             raise BinanceError(-1120, "Invalid interval.")
-        limit = self._limit(params, 500, 1000)
+        limit = self._limit(params, 500, self.klines_max_limit)
         start = self._int(params, "startTime")
         end = self._int(params, "endTime")
         with self._lock:
-            visible = list(self._candles[: self._visible_cursor()])
+            self.klines_served += 1
+            fault = self._klines_fault
+            if fault is not None and self.klines_served > fault[0]:
+                raise fault[1]
+            visible = self._visible_cursor()
             frozen = self.faults.candles_frozen
             price = self._current_price()
-        rows = [self._kline_row(c) for c in visible]
-        if self.forming_candle and not frozen:
-            last = visible[-1]
+        # Pages are cut by binary search on the open times: a history of millions of candles
+        # costs one page per request, not a pass over the whole list.
+        lo = 0 if start is None else bisect.bisect_left(self._stamps, start, 0, visible)
+        hi = visible if end is None else bisect.bisect_right(self._stamps, end, lo, visible)
+        if start is not None:
+            hi = min(hi, lo + limit)
+        else:
+            lo = max(lo, hi - limit)
+        rows = [self._kline_row(c) for c in self._candles[lo:hi]]
+        if self.forming_candle and not frozen and hi == visible:
+            last = self._candles[visible - 1]
             prev_close = Decimal(str(last.close))
             forming = Candle(
                 last.timestamp + self._interval_ms,
@@ -763,13 +787,29 @@ class FakeBinance:
                 float(price),
                 0.0,
             )
-            rows.append(self._kline_row(forming))
-        if start is not None:
-            rows = [r for r in rows if int(r[0]) >= start]
-        if end is not None:
-            rows = [r for r in rows if int(r[0]) <= end]
+            if (start is None or forming.timestamp >= start) and (
+                end is None or forming.timestamp <= end
+            ):
+                rows.append(self._kline_row(forming))
         # Binance pages forward from startTime, otherwise returns the most recent bars.
         return rows[:limit] if start is not None else rows[-limit:]
+
+    def fail_klines_after(
+        self,
+        pages: int,
+        code: int = -1000,
+        msg: str = "An unknown error occurred.",
+        status: int = 400,
+    ) -> None:
+        """Answer every klines request after the first `pages` with a Binance error (a
+        download dying half-way); `clear_klines_fault()` lets it through again."""
+        with self._lock:
+            self.klines_served = 0
+            self._klines_fault = (pages, BinanceError(code, msg, status))
+
+    def clear_klines_fault(self) -> None:
+        with self._lock:
+            self._klines_fault = None
 
     def _kline_row(self, c: Candle) -> list[Any]:
         quote_volume = c.volume * (c.open + c.close) / 2

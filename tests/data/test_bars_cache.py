@@ -1,0 +1,86 @@
+"""The columnar bars cache: a big file is parsed once, then memory-mapped by every run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from atb_testkit.bigdata import random_walk_bars, write_bars_csv
+
+from atb.data import cache as bars_cache
+from atb.data.loader import DataError, fingerprint, load_bars
+from atb.data.node import MarketData, MarketDataConfig
+from atb.runtime.context import RunContext
+
+
+def _node(path: Path, cache_dir: Path, **kw: object) -> MarketData:
+    config = MarketDataConfig.model_validate(
+        {
+            "_target_": "atb.data.node.MarketData",
+            "path": str(path),
+            "timeframe": "1m",
+            "cache": True,
+            "cache_dir": str(cache_dir),
+            **kw,
+        }
+    )
+    return MarketData(config, RunContext())
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    return write_bars_csv(random_walk_bars(5000), tmp_path / "walk.csv")
+
+
+def test_second_run_reads_the_cached_copy_without_parsing(
+    csv_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _node(csv_file, tmp_path / "cache")
+    first.load()
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    def no_parse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the file was parsed again")
+
+    monkeypatch.setattr(bars_cache, "load_bars", no_parse)
+    second = _node(csv_file, tmp_path / "cache")
+    second.load()
+    assert second.bars.equals(first.bars) and second.fingerprint == first.fingerprint
+    assert second.fingerprint == fingerprint(load_bars(csv_file, "1m"))
+    assert str(second.bars.index.tz) == "UTC"
+
+
+def test_a_period_gets_its_own_fingerprint(csv_file: Path, tmp_path: Path) -> None:
+    whole = _node(csv_file, tmp_path / "cache")
+    whole.load()
+    part = _node(csv_file, tmp_path / "cache", start="2021-01-01T10:00:00Z")
+    part.load()
+    assert len(part.bars) == 5000 - 600 and part.fingerprint == fingerprint(part.bars)
+    assert part.fingerprint != whole.fingerprint
+
+
+def test_a_changed_file_is_parsed_and_validated_again(csv_file: Path, tmp_path: Path) -> None:
+    _node(csv_file, tmp_path / "cache").load()
+    lines = csv_file.read_text().splitlines()
+    lines[3] = lines[3].replace("Z,", "Z,-", 1)  # negative open
+    csv_file.write_text("\n".join(lines) + "\n")
+    os.utime(csv_file, ns=(1, 1))
+    with pytest.raises(DataError, match="row 3"):
+        _node(csv_file, tmp_path / "cache").load()
+
+
+def test_a_damaged_entry_is_ignored(csv_file: Path, tmp_path: Path) -> None:
+    node = _node(csv_file, tmp_path / "cache")
+    node.load()
+    (entry,) = (tmp_path / "cache").iterdir()
+    (entry / "close.npy").write_bytes(b"garbage")
+    again = _node(csv_file, tmp_path / "cache")
+    again.load()
+    np.testing.assert_array_equal(again.bars["close"], node.bars["close"])
+
+
+def test_auto_leaves_small_files_alone(csv_file: Path, tmp_path: Path) -> None:
+    _node(csv_file, tmp_path / "cache", cache="auto").load()
+    assert not (tmp_path / "cache").exists()
