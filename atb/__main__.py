@@ -22,8 +22,8 @@ def run_job(cfg: Any) -> Any:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from atb.config.secrets import redact_obj, redact_override, redact_text
     from atb.config.validate import validate_config
+    from atb.logging.redaction import redact_obj, redact_override, redact_text
     from atb.runtime.context import RunContext
     from atb.runtime.errors import ConfigError, NodeError
     from atb.runtime.outputs import config_sources, write_outputs
@@ -49,6 +49,7 @@ def run_job(cfg: Any) -> Any:
         return _failed_job(cfg, identity, "config error: " + "; ".join(exc.problems), label)
 
     secrets = validated.secrets
+    install_run_redactor(validated)
     safe_overrides = [redact_override(o, secrets) for o in overrides]
     strategy = validated.nodes["strategy"].config if "strategy" in validated.nodes else None
     ctx = RunContext(
@@ -87,10 +88,32 @@ def run_job(cfg: Any) -> Any:
     return result
 
 
+def install_run_redactor(validated: Any) -> None:
+    """The run's redactor, in place before the first file or row is written.
+
+    The `redaction` node installs the same one when the graph is built; doing it here too
+    means `.hydra/` copies and the run record already obey the user's extra keys/patterns.
+    """
+    from atb.logging.redaction import (
+        DEFAULT_SECRET_ENV,
+        Redactor,
+        secrets_from_env,
+        set_redactor,
+    )
+    from atb.logging.redaction_node import redactor_from_config
+
+    spec = validated.nodes.get("redaction")
+    if spec is not None:
+        set_redactor(redactor_from_config(spec.config, validated.secrets))
+    else:
+        env = secrets_from_env(DEFAULT_SECRET_ENV)
+        set_redactor(Redactor(secrets=set(validated.secrets) | env))
+
+
 def _failed_job(cfg: Any, identity: dict[str, Any], error: str, label: str) -> Any:
     from omegaconf import OmegaConf
 
-    from atb.config.secrets import redact_obj
+    from atb.logging.redaction import redact_obj
     from atb.runtime.sweep import record_failed_job
 
     try:
@@ -150,6 +173,30 @@ def _skip_mode_probe(args: list[str]) -> None:
     Hydra.get_mode = get_mode  # type: ignore[method-assign]
 
 
+def _redact_printed_config(args: list[str]) -> None:
+    """`--cfg job|hydra|all` (with or without `--resolve`) and `--info` print through the
+    redactor: command-line keys, URL passwords and webhook URLs never reach the terminal."""
+    from hydra._internal.hydra import Hydra
+
+    if getattr(Hydra.show_cfg, "_atb_redacted", False):
+        return
+    from atb.runtime.printed import redacting_stdout
+
+    show_cfg, show_info = Hydra.show_cfg, Hydra.show_info
+
+    def redacted_cfg(self: Hydra, *a: Any, **kw: Any) -> None:
+        with redacting_stdout(args, structured=True):
+            show_cfg(self, *a, **kw)
+
+    def redacted_info(self: Hydra, *a: Any, **kw: Any) -> None:
+        with redacting_stdout(args, structured=False):
+            show_info(self, *a, **kw)
+
+    redacted_cfg._atb_redacted = True  # type: ignore[attr-defined]
+    Hydra.show_cfg = redacted_cfg  # type: ignore[method-assign]
+    Hydra.show_info = redacted_info  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run Hydra with our own error reporting.
 
@@ -172,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     _skip_mode_probe(args)
+    _redact_printed_config(args)
     entry = hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(run_job)
     try:
         entry()

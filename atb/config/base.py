@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from atb.logging.redaction import is_secret_key, redact_text
+
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
@@ -71,12 +73,16 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
             if err["type"] in {"extra_forbidden", "missing"} or isinstance(value, dict | list)
             else f" (got {value!r})"
         )
-        if _looks_secret(key):
+        if shown and (is_secret_key(loc[-1] if loc else key) or is_secret_key(key)):
             shown = ""
+        elif shown:
+            shown = redact_text(_clip(shown))
         lines.append(f"{key}: {msg}{shown}")
     return lines
 
 
-def _looks_secret(key: str) -> bool:
-    lowered = key.lower()
-    return any(word in lowered for word in ("secret", "key", "password", "token", "passphrase"))
+def _clip(shown: str, limit: int = 200) -> str:
+    """An echoed value stays one readable line: a 5 MB cell is not printed whole."""
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}… ({len(shown)} characters)"

@@ -126,7 +126,7 @@ def db_command(argv: list[str]) -> int:
         print(f"atb db: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # Hydra composition, validation: one line, no traceback
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
 
         print(f"atb db: error: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return 2
@@ -271,7 +271,7 @@ def heartbeat(argv: list[str]) -> int:
         )
         return 0
     except Exception as exc:
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
 
         _say(f"❌ Heartbeat failed: {redact_text(str(exc))}", "FAIL")
         return 1

@@ -19,9 +19,9 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from atb.config.base import NodeConfig, StrictModel
-from atb.config.secrets import redact_text
 from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable
 from atb.db.url import DEFAULT_URL, parse_url, redact_url, sqlite_path
+from atb.logging.redaction import get_redactor, redact_text
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -60,7 +60,37 @@ def _json_default(value: Any) -> Any:
 
 
 def json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    # JSON columns (run config, overrides, event details) are redacted as structure, so a
+    # value under a sensitive key goes whatever its type; the cursor hook sees only text.
+    return json.dumps(get_redactor().redact(value), default=_json_default, separators=(",", ":"))
+
+
+def _redact_params(params: Any) -> Any:
+    red = get_redactor()
+    if isinstance(params, dict):
+        return {k: red.redact_text(v) if isinstance(v, str) else v for k, v in params.items()}
+    if isinstance(params, tuple):
+        return tuple(red.redact_text(v) if isinstance(v, str) else v for v in params)
+    if isinstance(params, list):
+        return [red.redact_text(v) if isinstance(v, str) else v for v in params]
+    return params
+
+
+def _install_redaction(engine: Engine) -> None:
+    """Every text parameter bound to a statement goes through the run's redactor.
+
+    One hook covers every text column (orders.note, decision reasons, run errors, event
+    messages) whichever code path writes it, so an exchange error that echoes a key, a
+    Bearer header or a URL password is stored masked.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _redact(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> tuple[str, Any]:
+        if executemany and isinstance(params, list | tuple):
+            return statement, [_redact_params(p) for p in params]
+        return statement, _redact_params(params)
 
 
 def build_engine(config: DatabaseConfig) -> Engine:
@@ -96,6 +126,7 @@ def build_engine(config: DatabaseConfig) -> Engine:
         ) from exc
     if backend == "sqlite":
         _install_sqlite_pragmas(engine, config.sqlite)
+    _install_redaction(engine)
     return engine
 
 
