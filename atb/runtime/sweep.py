@@ -182,7 +182,7 @@ def install_redacted_multirun_save() -> None:
     from hydra._internal.core_plugins import basic_sweeper
 
     if not isinstance(basic_sweeper.OmegaConf, _RedactingOmegaConf):
-        basic_sweeper.OmegaConf = _RedactingOmegaConf()  # type: ignore[misc]
+        basic_sweeper.OmegaConf = _RedactingOmegaConf()  # type: ignore[misc, assignment]
 
 
 def redact_multirun_yaml(sweep_dir: Path) -> None:
