@@ -59,20 +59,33 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class RedactedJson(str):
+    """JSON text already redacted as structure; the cursor hook passes it through as is."""
+
+    __slots__ = ()
+
+
 def json_dumps(value: Any) -> str:
     # JSON columns (run config, overrides, event details) are redacted as structure, so a
-    # value under a sensitive key goes whatever its type; the cursor hook sees only text.
-    return json.dumps(get_redactor().redact(value), default=_json_default, separators=(",", ":"))
+    # value under a sensitive key goes whatever its type, and the text stays valid JSON.
+    text = json.dumps(get_redactor().redact(value), default=_json_default, separators=(",", ":"))
+    return RedactedJson(text)
+
+
+def _redact_value(red: Any, value: Any) -> Any:
+    if value.__class__ is str:
+        return red.redact_text(value)
+    return value
 
 
 def _redact_params(params: Any) -> Any:
     red = get_redactor()
     if isinstance(params, dict):
-        return {k: red.redact_text(v) if isinstance(v, str) else v for k, v in params.items()}
+        return {k: _redact_value(red, v) for k, v in params.items()}
     if isinstance(params, tuple):
-        return tuple(red.redact_text(v) if isinstance(v, str) else v for v in params)
+        return tuple(_redact_value(red, v) for v in params)
     if isinstance(params, list):
-        return [red.redact_text(v) if isinstance(v, str) else v for v in params]
+        return [_redact_value(red, v) for v in params]
     return params
 
 

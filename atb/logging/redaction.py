@@ -92,6 +92,8 @@ _CACHE_LIMIT = 8192
 # because its str() could carry a secret past the JSON encoder.
 _PLAIN = (bool, int, float, type(None), datetime, date, UUID)
 _SCALARS = frozenset({int, float, bool, type(None)})
+# Unquoted words that say "no value" (JSON, YAML, Python reprs).
+_UNSET = frozenset({"null", "None", "none", "NULL", "~", "true", "false", "True", "False"})
 
 
 def normalize_key(key: str) -> str:
@@ -242,6 +244,9 @@ class Redactor:
     def _sub_kv(self, m: re.Match[str]) -> str:
         val = m.group("val")
         if val == self.replacement or val.strip("\"'") == self.replacement:
+            return m.group(0)
+        if val in _UNSET:
+            # `"api_key": null` is no secret, and replacing it would break the JSON/YAML
             return m.group(0)
         if len(val) >= 2 and val[0] in "\"'" and val[-1] == val[0]:
             new = val[0] + self.replacement + val[0]

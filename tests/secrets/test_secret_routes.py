@@ -6,6 +6,7 @@ a run writes, the run records, or the printed config. Real commands, real databa
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -76,6 +77,7 @@ def test_r2_webhook_url_from_env_not_in_outputs_or_run_records(tmp_path: Path) -
         everything = "\n".join(str(r) for table in ("runs", "system_events", "sweeps")
                                for r in conn.execute(f"select * from {table}"))  # fmt: skip
     assert all("[REDACTED]" in config for config, _ in rows)
+    assert all(json.loads(config)["exchange"]["api_secret"] is None for config, _ in rows)
     assert_absent(WEBHOOK_TOKEN, "runs/system_events/sweeps", everything)
 
 
@@ -102,6 +104,7 @@ def test_r3_multirun_yaml_body_on_postgres(tmp_path: Path, pg_cluster) -> None: 
     finally:
         engine.dispose()
     assert len(runs) == 2
+    assert all(json.loads(config)["exchange"]["api_key"] == "[REDACTED]" for config, _ in runs)
     for secret in (CLI_KEY, DB_PW):
         assert_absent(secret, "runs", str(runs))
         assert_absent(secret, "system_events", str(events))
