@@ -197,6 +197,20 @@ def _redact_printed_config(args: list[str]) -> None:
     Hydra.show_info = redacted_info  # type: ignore[method-assign]
 
 
+def output_error(exc: OSError) -> str:
+    """One line for a file atb could not write, naming the setting that chose the place."""
+    from atb.logging.redaction import redact_text
+
+    path = str(exc.filename)
+    hint = ""
+    for var in ("ATB_OUTPUT_DIR", "ATB_MULTIRUN_DIR"):
+        value = os.environ.get(var)
+        if value and path.startswith(value.rstrip("/")):
+            hint = f" (from {var}={value})"
+    reason = exc.strerror or type(exc).__name__
+    return redact_text(f"cannot write {path}: {reason}{hint}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run Hydra with our own error reporting.
 
@@ -235,6 +249,12 @@ def main(argv: list[str] | None = None) -> None:
             if line.strip() and not NOISE.match(line):
                 print(f"config error: {line.strip()}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as exc:
+        # Hydra creates the output dir before atb's code runs (ATB_OUTPUT_DIR=/proc/atb)
+        if full_error or not exc.filename:
+            raise
+        print(f"atb: error: {output_error(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from atb.config.base import NodeConfig, StrictModel
+from atb.config.base import NodeConfig, StrictModel, field_error
 from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable
+from atb.db.startup import check_not_foreign, check_sqlite_file
 from atb.db.url import DEFAULT_URL, parse_url, redact_url, sqlite_path
 from atb.logging.redaction import get_redactor, redact_text
 from atb.runtime.context import RunContext
@@ -39,6 +40,9 @@ class SqliteSettings(StrictModel):
     # SQLite's 2 MB default keeps that index in memory for longer runs.
     cache_size_kib: int = Field(32768, ge=0, description="page cache per connection (KiB)")
     foreign_keys: bool = True
+    quick_check: bool = Field(
+        True, description="refuse a file with corrupt pages at start (PRAGMA quick_check)"
+    )
 
 
 class DatabaseConfig(NodeConfig):
@@ -51,7 +55,29 @@ class DatabaseConfig(NodeConfig):
     connect_timeout: float = Field(5.0, gt=0, description="seconds to establish a connection")
     echo: bool = False
     auto_migrate: bool = Field(True, description="migrate an empty database at start")
+    adopt: bool = Field(
+        False, description="add atb's tables to a database that holds another application's"
+    )
+    allow_memory: bool = Field(
+        False, description="accept sqlite:// (in-memory: every record is lost at exit)"
+    )
     sqlite: SqliteSettings = Field(default_factory=SqliteSettings)
+
+    @model_validator(mode="after")
+    def _not_in_memory(self) -> DatabaseConfig:
+        if self.allow_memory:
+            return self
+        try:
+            url = parse_url(self.url)
+        except BadDatabaseUrl:
+            return self  # reported with its reason when the node starts
+        if url.get_backend_name() == "sqlite" and sqlite_path(url) is None:
+            raise field_error(
+                "url",
+                f"{self.url} is an in-memory database: the run's records are gone when it "
+                "exits; use a file (sqlite:///atb.db), or set db.allow_memory=true",
+            )
+        return self
 
 
 def _json_default(value: Any) -> Any:
@@ -194,7 +220,12 @@ class Database(Node[DatabaseConfig]):
     def start(self) -> None:
         from atb.db.migrate import check_schema
 
+        # before the first pooled connection: its connect hook switches SQLite to WAL
+        check_sqlite_file(
+            self.engine, quick_check=self.config.sqlite.quick_check, adopt=self.config.adopt
+        )
         connect_check(self.engine)
+        check_not_foreign(self.engine, adopt=self.config.adopt)
         check_schema(self.engine, auto_migrate=self.config.auto_migrate)
 
     @contextmanager
