@@ -30,8 +30,9 @@ Bars: TypeAlias = pd.DataFrame
 _UNITS = {"m": "min", "h": "h", "d": "D", "w": "W"}
 
 
-# A corrupt .zip/.xz raises these rather than OSError: the error must still name the file.
-_ARCHIVE_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, lzma.LZMAError)
+# A corrupt .zip/.xz raises BadZipFile/LZMAError rather than OSError: still name the file.
+_READ_ERRORS = (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, lzma.LZMAError)
+_TEXT_READ_ERRORS = (*_READ_ERRORS, ValueError)
 
 
 def _shown(value: object, limit: int = 80) -> str:
@@ -87,7 +88,7 @@ def load_bars(
         raw = pd.read_csv(source, dtype={c: "float64" for c in COLUMNS})
     except ValueError:
         raw = _read_text(source)
-    except (OSError, UnicodeDecodeError, EOFError, *_ARCHIVE_ERRORS) as exc:
+    except _READ_ERRORS as exc:
         raise DataError(source, f"cannot read as CSV: {exc}") from exc
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     missing = [c for c in ("timestamp", *COLUMNS) if c not in raw.columns]
@@ -107,7 +108,7 @@ def load_bars(
 def _read_text(source: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, EOFError, ValueError, *_ARCHIVE_ERRORS) as exc:
+    except _TEXT_READ_ERRORS as exc:
         raise DataError(source, f"cannot read as CSV: {exc}") from exc
 
 

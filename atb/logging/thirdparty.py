@@ -80,7 +80,7 @@ def install(forward: logging.Handler) -> None:
                 ):
                     reclaim(self)
 
-            logging.Logger.addHandler = add_handler  # type: ignore[method-assign]
+            logging.Logger.addHandler = add_handler  # type: ignore[method-assign, assignment]
         logging.lastResort = forward
     reclaim_all()
 
@@ -91,7 +91,7 @@ def uninstall() -> None:
     with _lock:
         _forward = None
         if _original_add is not None:
-            logging.Logger.addHandler = _original_add  # type: ignore[method-assign]
+            logging.Logger.addHandler = _original_add  # type: ignore[method-assign, assignment]
             logging.lastResort = _original_last_resort
             _original_add = None
             _original_last_resort = None

@@ -90,6 +90,7 @@ def test_r3_multirun_yaml_body_on_postgres(tmp_path: Path, pg_cluster) -> None: 
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (multirun_yaml,) = (tmp_path / "multirun").rglob("multirun.yaml")
+    assert list((tmp_path / "multirun").rglob("summary.csv"))  # the summary is checked too
     body = multirun_yaml.read_text()
     assert "api_key: '[REDACTED]'" in body and f"atb:[REDACTED]@127.0.0.1:{pg_cluster.port}" in body
     for secret in (CLI_KEY, DB_PW):
