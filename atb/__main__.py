@@ -25,8 +25,8 @@ def run_job(cfg: Any) -> Any:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from atb.config.secrets import redact_obj, redact_override, redact_text
     from atb.config.validate import validate_config
+    from atb.logging.redaction import redact_obj, redact_override, redact_text
     from atb.runtime.context import RunContext
     from atb.runtime.errors import ConfigError, NodeError
     from atb.runtime.outputs import config_sources, write_outputs
@@ -52,6 +52,7 @@ def run_job(cfg: Any) -> Any:
         return _failed_job(cfg, identity, "config error: " + "; ".join(exc.problems), label)
 
     secrets = validated.secrets
+    install_run_redactor(validated)
     safe_overrides = [redact_override(o, secrets) for o in overrides]
     strategy = validated.nodes["strategy"].config if "strategy" in validated.nodes else None
     ctx = RunContext(
@@ -90,10 +91,32 @@ def run_job(cfg: Any) -> Any:
     return result
 
 
+def install_run_redactor(validated: Any) -> None:
+    """The run's redactor, in place before the first file or row is written.
+
+    The `redaction` node installs the same one when the graph is built; doing it here too
+    means `.hydra/` copies and the run record already obey the user's extra keys/patterns.
+    """
+    from atb.logging.redaction import (
+        DEFAULT_SECRET_ENV,
+        Redactor,
+        secrets_from_env,
+        set_redactor,
+    )
+    from atb.logging.redaction_node import redactor_from_config
+
+    spec = validated.nodes.get("redaction")
+    if spec is not None:
+        set_redactor(redactor_from_config(spec.config, validated.secrets))
+    else:
+        env = secrets_from_env(DEFAULT_SECRET_ENV)
+        set_redactor(Redactor(secrets=set(validated.secrets) | env))
+
+
 def _failed_job(cfg: Any, identity: dict[str, Any], error: str, label: str) -> Any:
     from omegaconf import OmegaConf
 
-    from atb.config.secrets import redact_obj
+    from atb.logging.redaction import redact_obj
     from atb.runtime.sweep import record_failed_job
 
     try:
@@ -162,6 +185,42 @@ def version_line() -> str:
     from atb import __version__
 
     return f"atb {__version__} (Hydra {hydra_version}, Python {platform.python_version()})"
+def _redact_printed_config(args: list[str]) -> None:
+    """`--cfg job|hydra|all` (with or without `--resolve`) and `--info` print through the
+    redactor: command-line keys, URL passwords and webhook URLs never reach the terminal."""
+    from hydra._internal.hydra import Hydra
+
+    if getattr(Hydra.show_cfg, "_atb_redacted", False):
+        return
+    from atb.runtime.printed import redacting_stdout
+
+    show_cfg, show_info = Hydra.show_cfg, Hydra.show_info
+
+    def redacted_cfg(self: Hydra, *a: Any, **kw: Any) -> None:
+        with redacting_stdout(args, structured=True):
+            show_cfg(self, *a, **kw)
+
+    def redacted_info(self: Hydra, *a: Any, **kw: Any) -> None:
+        with redacting_stdout(args, structured=False):
+            show_info(self, *a, **kw)
+
+    redacted_cfg._atb_redacted = True  # type: ignore[attr-defined]
+    Hydra.show_cfg = redacted_cfg  # type: ignore[method-assign]
+    Hydra.show_info = redacted_info  # type: ignore[method-assign]
+
+
+def output_error(exc: OSError) -> str:
+    """One line for a file atb could not write, naming the setting that chose the place."""
+    from atb.logging.redaction import redact_text
+
+    path = str(exc.filename)
+    hint = ""
+    for var in ("ATB_OUTPUT_DIR", "ATB_MULTIRUN_DIR"):
+        value = os.environ.get(var)
+        if value and path.startswith(value.rstrip("/")):
+            hint = f" (from {var}={value})"
+    reason = exc.strerror or type(exc).__name__
+    return redact_text(f"cannot write {path}: {reason}{hint}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     _skip_mode_probe(args)
+    _redact_printed_config(args)
     entry = hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(run_job)
     try:
         entry()
@@ -204,6 +264,12 @@ def main(argv: list[str] | None = None) -> None:
             if line.strip() and not NOISE.match(line):
                 print(f"config error: {line.strip()}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as exc:
+        # Hydra creates the output dir before atb's code runs (ATB_OUTPUT_DIR=/proc/atb)
+        if full_error or not exc.filename:
+            raise
+        print(f"atb: error: {output_error(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         if not full_error:
             os.environ.pop("HYDRA_FULL_ERROR", None)

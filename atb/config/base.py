@@ -11,9 +11,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from atb.logging.redaction import is_secret_key, redact_text
+
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+    # inf/nan are never a meaningful setting (`live.check_interval=inf` would only fail at
+    # run time): every float of every config model must be finite.
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class NodeConfig(StrictModel):
@@ -66,17 +72,18 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
             msg = "unknown key"
         key = ".".join(p for p in [prefix, *loc] if p) or "<root>"
         value = err.get("input")
-        shown = (
-            ""
-            if err["type"] in {"extra_forbidden", "missing"} or isinstance(value, dict | list)
-            else f" (got {value!r})"
-        )
-        if _looks_secret(key):
+        hidden = err["type"] in {"extra_forbidden", "missing"} or isinstance(value, dict | list)
+        if hidden or is_secret_key(loc[-1] if loc else key) or is_secret_key(key):
             shown = ""
-        lines.append(f"{key}: {msg}{shown}")
+        else:
+            shown = f" (got {_clip(value)})"
+        lines.append(redact_text(f"{key}: {msg}{shown}"))
     return lines
 
 
-def _looks_secret(key: str) -> bool:
-    lowered = key.lower()
-    return any(word in lowered for word in ("secret", "key", "password", "token", "passphrase"))
+def _clip(value: Any, limit: int = 200) -> str:
+    """An echoed value stays one readable line: a 5 MB cell is not printed whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(str(value))} characters)"

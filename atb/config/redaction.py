@@ -1,8 +1,8 @@
 """Settings of the `redaction` node: which keys, patterns and values never reach an output.
 
-The built-in rules live here (and are repeated in `conf/redaction/default.yaml` so that
-`--cfg job` shows them); users extend them with `extra_keys` / `patterns` / `secret_env`
-without having to restate the defaults.
+The built-in rules live in `atb.logging.redaction` (and are repeated in
+`conf/redaction/default.yaml` so that `--cfg job` shows them); users extend them with
+`extra_keys` / `patterns` / `secret_env` without having to restate the defaults.
 """
 
 from __future__ import annotations
@@ -12,54 +12,7 @@ import re
 from pydantic import Field, field_validator
 
 from atb.config.base import NodeConfig, StrictModel
-
-# Key names whose values are always replaced. Matching ignores case and the separators
-# `_`, `-`, `.` and space, and also catches a prefixed name (`binance_api_key`,
-# `db_password`) because the comparison is on the end of the normalised name.
-DEFAULT_KEYS: tuple[str, ...] = (
-    "api_key",
-    "apiKey",
-    "api_secret",
-    "secret",
-    "secret_key",
-    "client_secret",
-    "token",
-    "access_token",
-    "refresh_token",
-    "auth_token",
-    "password",
-    "passwd",
-    "passphrase",
-    "private_key",
-    "authorization",
-    "signature",
-    "X-MBX-APIKEY",
-    "cookie",
-    "set-cookie",
-    "credentials",
-    "webhook_url",
-)
-
-# Environment variables whose values are secrets wherever they show up (a key read from
-# the environment may be logged before any config model has seen it).
-DEFAULT_SECRET_ENV: tuple[str, ...] = (
-    "BINANCE_API_KEY",
-    "BINANCE_API_SECRET",
-    "BINANCE_SECRET",
-    "EXCHANGE_API_KEY",
-    "EXCHANGE_API_SECRET",
-    "EXCHANGE_PASSPHRASE",
-    "DATABASE_URL",
-    "ATB_DB_URL",
-    "SLACK_WEBHOOK_URL",
-    "TELEGRAM_BOT_TOKEN",
-    "DISCORD_WEBHOOK_URL",
-    "ATB_API_TOKEN",
-    "ATB_DASHBOARD_PASSWORD",
-    "ATB_DASHBOARD_COOKIE_SECRET",
-    "ALERT_WEBHOOK_URL",
-    "ALERT_APPRISE_URLS",
-)
+from atb.logging.redaction import DEFAULT_KEYS, DEFAULT_SECRET_ENV
 
 
 class PatternRule(StrictModel):
@@ -81,7 +34,7 @@ class PatternRule(StrictModel):
 
 
 class RedactionConfig(NodeConfig):
-    target: str = Field("atb.logging.redaction.RedactionNode", alias="_target_", min_length=1)
+    target: str = Field("atb.logging.redaction_node.RedactionNode", alias="_target_", min_length=1)
     replacement: str = Field("[REDACTED]", min_length=1)
     keys: list[str] = Field(default_factory=lambda: list(DEFAULT_KEYS))
     extra_keys: list[str] = Field(default_factory=list, description="added to `keys`")

@@ -10,7 +10,9 @@ would invent prices, so they are returned for the caller to report.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -26,6 +28,19 @@ Bars: TypeAlias = pd.DataFrame
 """Columns open, high, low, close, volume (float64) on a UTC DatetimeIndex named `time`."""
 
 _UNITS = {"m": "min", "h": "h", "d": "D", "w": "W"}
+
+
+# A corrupt .zip/.xz raises BadZipFile/LZMAError rather than OSError: still name the file.
+_READ_ERRORS = (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, lzma.LZMAError)
+_TEXT_READ_ERRORS = (*_READ_ERRORS, ValueError)
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A cell as quoted in an error: a 5 MB cell is cut, with its length said."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(str(value))} characters)"
 
 
 class DataError(ValueError):
@@ -73,7 +88,7 @@ def load_bars(
         raw = pd.read_csv(source, dtype={c: "float64" for c in COLUMNS})
     except ValueError:
         raw = _read_text(source)
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise DataError(source, f"cannot read as CSV: {exc}") from exc
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     missing = [c for c in ("timestamp", *COLUMNS) if c not in raw.columns]
@@ -93,7 +108,7 @@ def load_bars(
 def _read_text(source: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, EOFError, ValueError) as exc:
+    except _TEXT_READ_ERRORS as exc:
         raise DataError(source, f"cannot read as CSV: {exc}") from exc
 
 
@@ -103,7 +118,9 @@ def _parse(source: Path, raw: pd.DataFrame) -> Bars:
     if bad.size:
         i = int(bad[0])
         raise DataError(
-            source, f"timestamp {raw['timestamp'].iloc[i]!r} is not an ISO-8601 time", row=i + 1
+            source,
+            f"timestamp {_shown(raw['timestamp'].iloc[i])} is not an ISO-8601 time",
+            row=i + 1,
         )
     data: dict[str, np.ndarray] = {}
     for col in COLUMNS:
@@ -117,7 +134,7 @@ def _parse(source: Path, raw: pd.DataFrame) -> Bars:
             problem = (
                 f"{col} is NaN or empty"
                 if column.dtype == "float64" or shown in ("", None)
-                else f"{col} {shown!r} is not a number"
+                else f"{col} {_shown(shown)} is not a number"
             )
             raise DataError(source, problem, row=i + 1)
         data[col] = values

@@ -76,6 +76,7 @@ def _say(text: str, fallback: str) -> None:
 def db_command(argv: list[str]) -> int:
     from atb.db.migrate import check_schema, schema_state, upgrade
     from atb.db.node import connect_check
+    from atb.db.startup import check_not_foreign, check_sqlite_file
 
     actions = ("upgrade", "current", "replay", "revision")
     if argv[0] == "revision":
@@ -91,6 +92,11 @@ def db_command(argv: list[str]) -> int:
         "--spill-file",
         help="replay: the journal spill file to load (default: this database's own spill file)",
     )
+    parser.add_argument(
+        "--adopt",
+        action="store_true",
+        help="upgrade: add atb's tables to a database that holds another application's",
+    )
     args, rest = parser.parse_known_args(argv[1:])
     args.action = argv[0]
     overrides = [*args.overrides, *rest]
@@ -98,7 +104,11 @@ def db_command(argv: list[str]) -> int:
     try:
         db_settings, journal_settings = load_db_settings(args.db_url, overrides)
         db = _open_database(db_settings, auto_migrate=False)
+        adopt = bool(args.adopt and args.action == "upgrade")
+        # before connect_check: its connection would switch a SQLite file to WAL
+        check_sqlite_file(db.engine, quick_check=True, adopt=adopt)
         connect_check(db.engine)
+        check_not_foreign(db.engine, adopt=adopt)
         where = db.redacted_url
         state = schema_state(db.engine)
         if args.action == "current":
@@ -118,7 +128,10 @@ def db_command(argv: list[str]) -> int:
             if state.status in ("ahead", "unversioned"):
                 check_schema(db.engine, auto_migrate=False)  # raises with the explanation
             upgrade(db.engine)
-            print(f"{where}: upgraded {state.current or 'empty database'} -> {state.head}")
+            was = state.current or (
+                "another application's tables only" if adopt else "empty database"
+            )
+            print(f"{where}: upgraded {was} -> {state.head}")
             return 0
         auto_migrate = bool(db_settings.get("auto_migrate", True))
         return _replay(db, journal_settings, args.spill_file, auto_migrate)
@@ -126,7 +139,7 @@ def db_command(argv: list[str]) -> int:
         print(f"atb db: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # Hydra composition, validation: one line, no traceback
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
 
         print(f"atb db: error: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return 2
@@ -271,7 +284,7 @@ def heartbeat(argv: list[str]) -> int:
         )
         return 0
     except Exception as exc:
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
 
         _say(f"❌ Heartbeat failed: {redact_text(str(exc))}", "FAIL")
         return 1

@@ -13,15 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from atb.config.base import NodeConfig, StrictModel
-from atb.config.secrets import redact_text
+from atb.config.base import NodeConfig, StrictModel, field_error
 from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable
+from atb.db.startup import check_not_foreign, check_sqlite_file
 from atb.db.url import DEFAULT_URL, parse_url, redact_url, sqlite_path
+from atb.logging.redaction import get_redactor, redact_text
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -39,6 +40,9 @@ class SqliteSettings(StrictModel):
     # SQLite's 2 MB default keeps that index in memory for longer runs.
     cache_size_kib: int = Field(32768, ge=0, description="page cache per connection (KiB)")
     foreign_keys: bool = True
+    quick_check: bool = Field(
+        True, description="refuse a file with corrupt pages at start (PRAGMA quick_check)"
+    )
 
 
 class DatabaseConfig(NodeConfig):
@@ -51,7 +55,29 @@ class DatabaseConfig(NodeConfig):
     connect_timeout: float = Field(5.0, gt=0, description="seconds to establish a connection")
     echo: bool = False
     auto_migrate: bool = Field(True, description="migrate an empty database at start")
+    adopt: bool = Field(
+        False, description="add atb's tables to a database that holds another application's"
+    )
+    allow_memory: bool = Field(
+        False, description="accept sqlite:// (in-memory: every record is lost at exit)"
+    )
     sqlite: SqliteSettings = Field(default_factory=SqliteSettings)
+
+    @model_validator(mode="after")
+    def _not_in_memory(self) -> DatabaseConfig:
+        if self.allow_memory:
+            return self
+        try:
+            url = parse_url(self.url)
+        except BadDatabaseUrl:
+            return self  # reported with its reason when the node starts
+        if url.get_backend_name() == "sqlite" and sqlite_path(url) is None:
+            raise field_error(
+                "url",
+                f"{self.url} is an in-memory database: the run's records are gone when it "
+                "exits; use a file (sqlite:///atb.db), or set db.allow_memory=true",
+            )
+        return self
 
 
 def _json_default(value: Any) -> Any:
@@ -59,8 +85,51 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class RedactedJson(str):
+    """JSON text already redacted as structure; the cursor hook passes it through as is."""
+
+    __slots__ = ()
+
+
 def json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    # JSON columns (run config, overrides, event details) are redacted as structure, so a
+    # value under a sensitive key goes whatever its type, and the text stays valid JSON.
+    text = json.dumps(get_redactor().redact(value), default=_json_default, separators=(",", ":"))
+    return RedactedJson(text)
+
+
+def _redact_value(red: Any, value: Any) -> Any:
+    if value.__class__ is str:
+        return red.redact_text(value)
+    return value
+
+
+def _redact_params(params: Any) -> Any:
+    red = get_redactor()
+    if isinstance(params, dict):
+        return {k: _redact_value(red, v) for k, v in params.items()}
+    if isinstance(params, tuple):
+        return tuple(_redact_value(red, v) for v in params)
+    if isinstance(params, list):
+        return [_redact_value(red, v) for v in params]
+    return params
+
+
+def _install_redaction(engine: Engine) -> None:
+    """Every text parameter bound to a statement goes through the run's redactor.
+
+    One hook covers every text column (orders.note, decision reasons, run errors, event
+    messages) whichever code path writes it, so an exchange error that echoes a key, a
+    Bearer header or a URL password is stored masked.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _redact(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> tuple[str, Any]:
+        if executemany and isinstance(params, list | tuple):
+            return statement, [_redact_params(p) for p in params]
+        return statement, _redact_params(params)
 
 
 def build_engine(config: DatabaseConfig) -> Engine:
@@ -101,6 +170,7 @@ def build_engine(config: DatabaseConfig) -> Engine:
         ) from exc
     if backend == "sqlite":
         _install_sqlite_pragmas(engine, config.sqlite)
+    _install_redaction(engine)
     return engine
 
 
@@ -155,7 +225,12 @@ class Database(Node[DatabaseConfig]):
     def start(self) -> None:
         from atb.db.migrate import check_schema
 
+        # before the first pooled connection: its connect hook switches SQLite to WAL
+        check_sqlite_file(
+            self.engine, quick_check=self.config.sqlite.quick_check, adopt=self.config.adopt
+        )
         connect_check(self.engine)
+        check_not_foreign(self.engine, adopt=self.config.adopt)
         check_schema(self.engine, auto_migrate=self.config.auto_migrate)
 
     @contextmanager

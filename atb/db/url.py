@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from atb.config.secrets import redact_text
 from atb.db.errors import BadDatabaseUrl
+from atb.logging.redaction import redact_text
 
 DEFAULT_URL = "sqlite:///atb.db"
 # Anything between "//user:" and "@" is a password, even in a URL too broken to parse.

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from atb.config.logging import LoggingConfig
 from atb.logging.context import set_run_context
-from atb.logging.redaction import RedactionNode
+from atb.logging.redaction_node import RedactionNode
 from atb.logging.setup import configure_logging, shutdown
 from atb.runtime.context import RunContext
 

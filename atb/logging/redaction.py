@@ -1,4 +1,10 @@
-"""Secret redaction shared by every output: log sinks, DB rows, health payloads, webhooks.
+"""The one secret redactor: every place where text leaves the process or is stored uses it.
+
+Log sinks, DB text columns (a cursor hook in `atb.db.node`), the files a run writes
+(`.hydra/`, `multirun.yaml`, summaries, spill files, exports), `--cfg` printing, HTTP
+payloads, alert bodies and dashboards all call the installed redactor (`get_redactor()`,
+or the `redact_text` / `redact_obj` / `redact_override` helpers below). Its rules come from
+the `redaction` config group; the defaults are the constants below.
 
 Three kinds of rule, applied in this order:
 
@@ -23,21 +29,63 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 from uuid import UUID
 
-from atb.config.redaction import (
-    DEFAULT_KEYS,
-    DEFAULT_SECRET_ENV,
-    PatternRule,
-    RedactionConfig,
+if TYPE_CHECKING:
+    from atb.config.redaction import PatternRule
+
+# Key names whose values are always replaced. Matching ignores case and the separators
+# `_`, `-`, `.` and space, and also catches a prefixed name (`binance_api_key`,
+# `db_password`) because the comparison is on the end of the normalised name.
+# `redaction.keys` in conf/redaction/default.yaml repeats them so `--cfg job` shows them.
+DEFAULT_KEYS: tuple[str, ...] = (
+    "api_key",
+    "apiKey",
+    "api_secret",
+    "secret",
+    "secret_key",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "auth_token",
+    "password",
+    "passwd",
+    "passphrase",
+    "private_key",
+    "authorization",
+    "signature",
+    "X-MBX-APIKEY",
+    "cookie",
+    "set-cookie",
+    "credentials",
+    "webhook_url",
 )
 
-if TYPE_CHECKING:
-    from atb.runtime.context import RunContext
+# Environment variables whose values are secrets wherever they show up (a key read from
+# the environment may be logged before any config model has seen it). A URL's password
+# is the secret; a URL without one (a webhook) is a secret as a whole.
+DEFAULT_SECRET_ENV: tuple[str, ...] = (
+    "BINANCE_API_KEY",
+    "BINANCE_API_SECRET",
+    "BINANCE_SECRET",
+    "EXCHANGE_API_KEY",
+    "EXCHANGE_API_SECRET",
+    "EXCHANGE_PASSPHRASE",
+    "DATABASE_URL",
+    "ATB_DB_URL",
+    "ALERT_WEBHOOK_URL",
+    "SLACK_WEBHOOK_URL",
+    "TELEGRAM_BOT_TOKEN",
+    "DISCORD_WEBHOOK_URL",
+    "ATB_API_TOKEN",
+    "ATB_DASHBOARD_PASSWORD",
+    "ATB_DASHBOARD_COOKIE_SECRET",
+    "ALERT_APPRISE_URLS",
+)
 
-# The built-in rules are the config defaults (`redaction.keys` / `redaction.secret_env`).
 BUILTIN_KEYS: tuple[str, ...] = DEFAULT_KEYS
 BUILTIN_SECRET_ENV: tuple[str, ...] = DEFAULT_SECRET_ENV
 DEFAULT_REPLACEMENT = "[REDACTED]"
@@ -48,6 +96,8 @@ _CACHE_LIMIT = 8192
 # because its str() could carry a secret past the JSON encoder.
 _PLAIN = (bool, int, float, type(None), datetime, date, UUID)
 _SCALARS = frozenset({int, float, bool, type(None)})
+# Unquoted words that say "no value" (JSON, YAML, Python reprs).
+_UNSET = frozenset({"null", "None", "none", "NULL", "~", "true", "false", "True", "False"})
 
 
 def normalize_key(key: str) -> str:
@@ -101,8 +151,11 @@ class Redactor:
         # key=value, key: value, "key": "value", 'key': 'value'; the value keeps its
         # quotes so JSON or repr text inside a message stays well-formed.
         self._kv = re.compile(
-            r"(?P<key>(?:" + names + r"))(?![A-Za-z0-9])(?P<kq>[\"']?)(?P<sep>\s*[=:]\s*)"
-            r"(?P<val>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+            # The separator stays on its line: `token:` opening a nested YAML block is not
+            # a value, and the next line's first word must not be taken for one.
+            r"(?P<key>(?:" + names + r"))(?![A-Za-z0-9])(?P<kq>[\"']?)(?P<sep>[ \t]*[=:][ \t]*)"
+            # An already-masked value is matched whole, so redacting twice changes nothing.
+            r"(?P<val>" + re.escape(self.replacement) + r"|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
             r"|(?:(?:Bearer|Basic|Token|Digest)\s+)?[^\s\"',;&}\])]+)",
             re.IGNORECASE,
         )
@@ -111,6 +164,16 @@ class Redactor:
         )
         self._url = re.compile(
             r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s\"']*:)(?P<val>[^@/\s\"']+)(?=@)"
+        )
+        # Webhook URLs whose path is the credential (no user:password@ to find).
+        self._webhook = re.compile(
+            r"(?P<head>\bhttps?://(?:hooks\.slack\.com/(?:services|workflows|triggers)/"
+            r"|(?:[\w-]+\.)?discord(?:app)?\.com/api/webhooks/\d+/"
+            r"|api\.telegram\.org/(?:file/)?bot"
+            r"|[\w.-]*webhook\.office\.com/webhookb2/"
+            r"|chat\.googleapis\.com/v1/spaces/[^/\s]+/messages\?))"
+            r"(?P<val>[^\s\"'<>]+)",
+            re.IGNORECASE,
         )
         # Cheap gates: a key=value / URL match needs '=' or ':' and the last word of a key
         # name; a Bearer token needs a space. Text failing the gates skips the regexes.
@@ -162,6 +225,7 @@ class Redactor:
                 if has_sep:
                     if "://" in out:
                         out = self._url.sub(self._sub_val, out)
+                        out = self._webhook.sub(self._sub_val, out)
                     if any(f in lowered for f in self._fragments):
                         out = self._kv.sub(self._sub_kv, out)
                 if has_space and ("bearer" in lowered or "basic" in lowered or "token" in lowered):
@@ -184,6 +248,9 @@ class Redactor:
     def _sub_kv(self, m: re.Match[str]) -> str:
         val = m.group("val")
         if val == self.replacement or val.strip("\"'") == self.replacement:
+            return m.group(0)
+        if val in _UNSET:
+            # `"api_key": null` is no secret, and replacing it would break the JSON/YAML
             return m.group(0)
         if len(val) >= 2 and val[0] in "\"'" and val[-1] == val[0]:
             new = val[0] + self.replacement + val[0]
@@ -276,23 +343,28 @@ def secrets_from_env(names: Iterable[str], environ: Mapping[str, str] | None = N
                 password = None
             if password:
                 found.add(unquote(password))
+            else:
+                found |= url_token_parts(value)
             continue
         found.add(value)
     return found
 
 
-def redactor_from_config(config: RedactionConfig, secrets: Iterable[str] = ()) -> Redactor:
-    collected = set(secrets_from_env(config.secret_env))
-    if config.secrets_from_config:
-        collected |= set(secrets)
-    return Redactor(
-        [*config.keys, *config.extra_keys],
-        secrets=collected,
-        patterns=config.patterns,
-        builtin_patterns=config.builtin_patterns,
-        replacement=config.replacement,
-        min_secret_length=config.min_secret_length,
-    )
+def url_token_parts(url: str) -> set[str]:
+    """A URL that is itself the credential (a webhook): the URL and its path/query part.
+
+    Both are registered so the token is masked wherever it is printed, whether the URL is
+    shown whole or cut down to its path (`/services/T0/B0/XYZ`).
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return {url}
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    found = {url}
+    if len(tail.strip("/")) >= 6:
+        found.add(tail)
+    return found
 
 
 _installed: Redactor | None = None
@@ -316,19 +388,69 @@ def set_redactor(redactor: Redactor) -> None:
     _installed = redactor
 
 
-class RedactionNode:
-    """Run-graph node: builds the run's redactor and installs it process-wide."""
+# -- boundary helpers: one call per place where text leaves the process or is stored ------
 
-    config_model: ClassVar[type[RedactionConfig]] = RedactionConfig
 
-    def __init__(self, config: RedactionConfig, ctx: RunContext) -> None:
-        self.config = config
-        self.ctx = ctx
-        self.redactor = redactor_from_config(config, ctx.secrets)
-        set_redactor(self.redactor)
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` through the run's redactor; `secrets` are registered for the rest of the run."""
+    red = get_redactor()
+    if secrets:
+        red.add_secrets(secrets)
+    return red.redact_text(text)
 
-    def start(self) -> None:
-        """Nothing to acquire: the redactor is active from construction."""
 
-    def stop(self) -> None:
-        """Keeps the redactor installed: output written after the run still needs it."""
+def redact_obj(obj: Any, secrets: Iterable[str] = ()) -> Any:
+    """A redacted copy of structured data (values under sensitive keys replaced)."""
+    red = get_redactor()
+    if secrets:
+        red.add_secrets(secrets)
+    return red.redact(obj)
+
+
+def is_secret_key(key: str) -> bool:
+    return get_redactor().is_sensitive_key(key)
+
+
+def redact_override(override: str, secrets: Iterable[str] = ()) -> str:
+    """`exchange.api_key=abc` -> `exchange.api_key=[REDACTED]`; others by value/pattern."""
+    red = get_redactor()
+    if secrets:
+        red.add_secrets(secrets)
+    key, sep, value = override.partition("=")
+    name = key.lstrip("+~").rsplit(".", 1)[-1]
+    if sep and red.is_sensitive_key(name) and value not in ("", "null"):
+        return f"{key}={red.replacement}"
+    return red.redact_text(override)
+
+
+def override_secrets(overrides: Iterable[str]) -> set[str]:
+    """Values given on the command line for sensitive keys (`exchange.api_key=...`)."""
+    red = get_redactor()
+    found: set[str] = set()
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and red.is_sensitive_key(key.lstrip("+~").rsplit(".", 1)[-1]):
+            value = value.strip("'\"")
+            if value and value != "null":
+                found.add(value)
+        elif sep and "://" in value:
+            found |= _url_password(value)
+    return found
+
+
+def _url_password(value: str) -> set[str]:
+    try:
+        password = urlsplit(value.strip("'\"")).password
+    except ValueError:
+        return set()
+    return {unquote(password)} if password else set()
+
+
+def __getattr__(name: str) -> Any:
+    # The run-graph node lives in redaction_node (it needs the config model, which needs
+    # this module's defaults); the old import path keeps working.
+    if name in ("RedactionNode", "redactor_from_config"):
+        from atb.logging import redaction_node
+
+        return getattr(redaction_node, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,7 @@ from atb.config.logging import (
     LoggingConfig,
     SinkConfig,
 )
-from atb.logging import core
+from atb.logging import core, thirdparty
 from atb.logging.redaction import Redactor, get_redactor
 from atb.logging.sinks import Sink, SinkSettings
 from atb.runtime.errors import ConfigError
@@ -337,7 +337,8 @@ def _install_stdlib(floor: int, library_levels: Mapping[str, str]) -> None:
         # exact type: pytest's caplog handler subclasses StreamHandler and must stay
         if isinstance(handler, InterceptHandler) or type(handler) is logging.StreamHandler:
             root.removeHandler(handler)
-    root.addHandler(InterceptHandler())
+    intercept = InterceptHandler()
+    root.addHandler(intercept)
     root.setLevel(floor)
     for name in _OWN_HANDLER_LIBS:
         existing = logging.Logger.manager.loggerDict.get(name)
@@ -346,6 +347,7 @@ def _install_stdlib(floor: int, library_levels: Mapping[str, str]) -> None:
                 if type(handler) is logging.StreamHandler:
                     existing.removeHandler(handler)
             existing.propagate = True
+    thirdparty.install(intercept)
     for name, level in library_levels.items():
         logging.getLogger(name).setLevel(LEVEL_NUMBERS[level])
     logging.captureWarnings(True)
@@ -392,5 +394,6 @@ def reset_logging() -> None:
             if isinstance(handler, InterceptHandler):
                 root.removeHandler(handler)
         logging.captureWarnings(False)
+        thirdparty.uninstall()
         _last_config = None
         _state = None

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from atb.config.secrets import redact_obj, redact_override
+from atb.logging.redaction import redact_obj, redact_override
 
 ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)")
 

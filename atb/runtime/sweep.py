@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
-from atb.config.secrets import redact_override
+from atb.logging.redaction import redact_override
 
 PROGRESS = ".atb-progress"
 TOTAL = ".atb-total"
@@ -154,6 +154,37 @@ def count_jobs(overrides: list[str]) -> int:
     return total
 
 
+class _RedactingOmegaConf:
+    """Stands in for OmegaConf inside Hydra's basic sweeper, whose only write is
+    `OmegaConf.save(config, <sweep dir>/multirun.yaml)`: the file is written redacted
+    (body and override lists) instead of being written in clear and fixed afterwards."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(OmegaConf, name)
+
+    @staticmethod
+    def save(config: Any, f: Any, resolve: bool = False) -> None:
+        from atb.logging.redaction import get_redactor, override_secrets
+
+        data = OmegaConf.to_container(config, resolve=resolve, enum_to_str=True)
+        overrides = ((data or {}).get("hydra") or {}).get("overrides") or {}  # type: ignore[union-attr]
+        red = get_redactor()
+        red.add_secrets(override_secrets([str(o) for o in overrides.get("task") or []]))
+        safe = red.redact(data)
+        path = Path(f)
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        tmp.write_text(yaml.safe_dump(safe, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        os.replace(tmp, path)
+        redact_multirun_yaml(path.parent)
+
+
+def install_redacted_multirun_save() -> None:
+    from hydra._internal.core_plugins import basic_sweeper
+
+    if not isinstance(basic_sweeper.OmegaConf, _RedactingOmegaConf):
+        basic_sweeper.OmegaConf = _RedactingOmegaConf()  # type: ignore[misc, assignment]
+
+
 def redact_multirun_yaml(sweep_dir: Path) -> None:
     """Hydra saves the sweep's config with its overrides verbatim; mask secret-looking ones."""
     path = sweep_dir / "multirun.yaml"
@@ -256,6 +287,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        install_redacted_multirun_save()
         try:
             total = count_jobs(sweep_overrides(config))
         except Exception:  # a count is only for the progress line; never fail the sweep on it
@@ -276,7 +308,7 @@ class SweepCallback(Callback):
         section = _db_section(config)
         if section is None:
             return
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
         from atb.runtime.sweep_store import prepare_database
 
         try:

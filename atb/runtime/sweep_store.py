@@ -87,7 +87,10 @@ def store_summary(
     sweep_dir: Path,
 ) -> None:
     from atb.db.models.sweeps import Sweep
+    from atb.logging.redaction import get_redactor
 
+    # parameters and errors are user input: `exchange.api_key=...` swept on the command line
+    ranked = get_redactor().redact(ranked)
     failed = sum(1 for r in ranked if r["rank"] is None)
     database = _database(db)
     try:
