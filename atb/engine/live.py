@@ -283,6 +283,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            PROBES.heartbeat.stop(status)
             self._finish(status, error)
 
     # -- the loop -----------------------------------------------------------------------
@@ -337,6 +338,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                         f"last error: {self.last_error}"
                     )
                 wait = min(cfg.cooldown * 2 ** (self.failures - 1), cfg.cooldown_max)
+                PROBES.heartbeat.expect(wait)  # a cooldown is not a stall
                 log_engine_event(
                     "cooldown",
                     level="WARNING",
@@ -369,16 +371,19 @@ class LiveEngine(Node[LiveEngineConfig]):
                 error=self.last_error,
                 failures=self.failures + 1,
             )
+            PROBES.heartbeat.fail(self.last_error)
             return False
         except Exception as exc:  # a bug must not kill a live session on the first bar
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log_engine_event("iteration_failed", level="ERROR", error=self.last_error, exc_info=exc)
+            PROBES.heartbeat.fail(self.last_error)
             return False
         if frame.empty:
             self.last_error = "the exchange returned no closed candles"
             log_data_event(
                 "no_data", level="WARNING", symbol=self.ctx.symbol, timeframe=self.ctx.timeframe
             )
+            PROBES.heartbeat.fail(self.last_error)
             return False
         now_ms = self.feed.now_ms()
         newest = frame.index[-1]
@@ -392,6 +397,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log_engine_event("iteration_failed", level="ERROR", error=self.last_error, exc_info=exc)
+            PROBES.heartbeat.fail(self.last_error)
             return False
         return True
 
