@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from loguru import logger
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, Table, insert, update
 
 from atb.db.models.heartbeats import RunHeartbeat
 from atb.logging.context import spawn
@@ -79,13 +79,11 @@ class HeartbeatWriter:
         if key == self._last:
             return
         row["written_at"] = datetime.now(UTC)
-        table = RunHeartbeat.__table__
+        table = cast(Table, RunHeartbeat.__table__)
         try:
             with self.engine.begin() as conn:
                 if self._inserted:
-                    conn.execute(
-                        update(table).where(table.c.run_id == self.run_id).values(**row)  # type: ignore[attr-defined]
-                    )
+                    conn.execute(update(table).where(table.c.run_id == self.run_id).values(**row))
                 else:
                     conn.execute(insert(table).values(run_id=self.run_id, **row))
                     self._inserted = True

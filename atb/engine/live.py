@@ -41,6 +41,7 @@ from atb.engine.events import (
     log_engine_event,
 )
 from atb.engine.fills import FillModel
+from atb.engine.heartbeat_store import HeartbeatWriter
 from atb.engine.inputs import Bar, signal_at, utc_datetime
 from atb.engine.live_path import LiveDecisionPath, PaperDecisionPath, paper_order_id
 from atb.engine.live_records import (
@@ -201,6 +202,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         self._order_watermark = 0
         self._inflight: dict[int, dict[str, Any]] = {}
         self._unregister: list[Callable[[], None]] = []
+        self._heartbeat_writer: HeartbeatWriter | None = None
         self.last_equity = config.initial_balance
         self.stats: deque[tuple[float, float]] = deque(maxlen=100_000)
         """(iteration seconds, of which waiting on the exchange) per iteration."""
@@ -284,12 +286,19 @@ class LiveEngine(Node[LiveEngineConfig]):
             raise
         finally:
             PROBES.heartbeat.stop(status)
+            if self._heartbeat_writer is not None:
+                self._heartbeat_writer.stop()
+                self._heartbeat_writer = None
             self._finish(status, error)
 
     # -- the loop -----------------------------------------------------------------------
     def _loop(self) -> str:
         cfg, ctx = self.config, self.ctx
         PROBES.heartbeat.start(interval=cfg.check_interval)
+        if self.recorder is not None:
+            # Other processes (the monitoring dashboard) see the pulse through the database.
+            self._heartbeat_writer = HeartbeatWriter(self.db.engine, ctx.run_id, PROBES.heartbeat)
+            self._heartbeat_writer.start()
         feed = self.feed.describe()
         log_engine_event(
             "engine_start",

@@ -75,12 +75,15 @@ def kpi_items(k: Kpis) -> list[w.Kpi]:
 
 
 def health_items(k: Kpis) -> list[w.Kpi]:
-    state = {"running": "good", "finished": "", "failed": "bad", "stale": "bad"}.get(
-        k.health, "warn"
-    )
+    state = {
+        "running": "good", "finished": "", "stopped": "", "failed": "bad", "stale": "bad",
+        "not running": "bad",
+    }.get(k.health, "warn")  # fmt: skip
     alerts = "bad" if k.errors_recent else ""
     return [
         ("health", "Loop", k.health, state),
+        ("health_reason", "Loop detail", k.health_reason or "–", state if state == "bad" else ""),
+        ("heartbeat", "Last heartbeat", w.fmt_age(k.heartbeat_at), ""),
         (
             "last_bar",
             "Last bar (data)",
@@ -224,6 +227,13 @@ class MonitoringApp:
         return fig
 
     # -- session ---------------------------------------------------------------------
+    def _refresh_sessions(self) -> None:
+        """Sessions started (or ended) after the page loaded appear without a reload."""
+        runs = sessions(self.engine, self.mode.value, limit=200)
+        options = {run_label(r): r["id"] for r in runs}
+        if options != self.session.options:
+            self.session.options = options  # keeps the selected value when still listed
+
     def _fill_sessions(self, select: str | None) -> None:
         runs = sessions(self.engine, self.mode.value, limit=200)
         options = {run_label(r): r["id"] for r in runs}
@@ -293,7 +303,13 @@ class MonitoringApp:
 
     # -- periodic update ---------------------------------------------------------------
     def update(self) -> None:
+        try:
+            self._refresh_sessions()
+        except Exception as exc:  # a DB hiccup must not kill the session's callback
+            logger.warning("monitoring: session list not refreshed: {}", exc)
         if self.model is None:
+            if self.session.value:
+                self._open_session()
             return
         try:
             up = self.model.poll()

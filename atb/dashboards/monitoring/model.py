@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from atb.dashboards.monitoring import queries as q
+from atb.dashboards.monitoring.liveness import session_liveness
 from atb.dashboards.tables import get_run, list_runs, naive_utc, utc
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -63,6 +64,7 @@ class Kpis:
     status: str | None = None
     health: str = "unknown"
     health_reason: str = ""
+    heartbeat_at: datetime | None = None
     errors_recent: int = 0
     warnings_recent: int = 0
 
@@ -137,6 +139,11 @@ class MonitoringModel:
         self.mode = str(run["mode"])
         self.bar_s = bar_seconds(run.get("timeframe"))
         self.state = _Running()
+        self.heartbeat: dict[str, Any] | None = None
+        # Databases from before migration 0005 have no heartbeat table: fall back to events.
+        self.has_heartbeats = self.mode != "backtest" and inspect(engine).has_table(
+            "run_heartbeats"
+        )
 
     # -- snapshot --------------------------------------------------------------------
     def load(self) -> Snapshot:
@@ -220,6 +227,8 @@ class MonitoringModel:
         run = get_run(conn, self.run_id)
         if run is not None:
             self.run = run
+        if self.has_heartbeats:
+            self.heartbeat = q.heartbeat(conn, self.run_id)
 
     # -- streaming -------------------------------------------------------------------
     def poll(self) -> Update:
@@ -241,9 +250,9 @@ class MonitoringModel:
                 if self.severities is not None:
                     events = events[events["severity"].isin(self.severities)]
             st.positions_since = self._positions_floor(conn, positions)
-            if st.positions_since is None or len(trades) or len(positions) == 0:
-                # A run that ends changes status without writing rows: re-read it cheaply.
-                self._refresh_run(conn)
+            # Every poll: a run that ends, or a process that dies, writes no new rows; the
+            # run row and the heartbeat row are two primary-key lookups.
+            self._refresh_run(conn)
         self._remember()
         update = Update(
             kpis=self.kpis(positions),
@@ -336,6 +345,14 @@ class MonitoringModel:
             return status, ""
         if self.mode == "backtest":
             return "running", "backtest in progress"
+        if self.heartbeat is not None:
+            label, reason, k.heartbeat_at = session_liveness(self.heartbeat)
+            return label, reason
+        if self.has_heartbeats:
+            started = utc(self.run.get("started_at")) or datetime.now(UTC)
+            if (datetime.now(UTC) - started).total_seconds() > 120:
+                return "not running", "no heartbeat was ever written for this session"
+            return "starting", "waiting for the first heartbeat"
         if k.last_bar is None:
             return "waiting", "no account snapshot yet"
         # Paper replay runs on historical bar times, so staleness is judged by the events'

@@ -4,10 +4,10 @@ bounded by LIMIT or reads only rows newer than an id the caller has already seen
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Table, case, func, select
 
 from atb.dashboards.tables import account, events, positions, trades, where_run
 
@@ -232,3 +232,12 @@ def event_counts(conn: Connection, session_id: str, last_n: int) -> dict[str, in
     )
     rows = conn.execute(select(recent.c.severity, func.count()).group_by(recent.c.severity))
     return {str(sev): int(n) for sev, n in rows}
+
+
+def heartbeat(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    """The session's `run_heartbeats` row (one primary-key lookup), if the loop wrote one."""
+    from atb.db.models.heartbeats import RunHeartbeat
+
+    table = cast(Table, RunHeartbeat.__table__)
+    row = conn.execute(select(table).where(table.c.run_id == run_id)).first()
+    return None if row is None else dict(row._mapping)
