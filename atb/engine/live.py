@@ -198,6 +198,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         self._newest_close_ms: int | None = None
         self._same_polls = 0
         self._warming_logged = False
+        self._behind_logged = False
         self._written: dict[int, str] = {}
         self._order_watermark = 0
         self._inflight: dict[int, dict[str, Any]] = {}
@@ -240,6 +241,11 @@ class LiveEngine(Node[LiveEngineConfig]):
             self.previous = self.recorder.find_previous(self.strategy.name, cfg.session)
         if self.previous is not None:
             self._restore(self.previous.state)
+            resume_after = getattr(self.feed, "resume_after", None)
+            if self.last_bar is not None and callable(resume_after):
+                # A replay restarts at its configured start: continue where the session
+                # left off instead of polling bars it has already processed.
+                resume_after(self.last_bar)
         elif self.executor is not None:
             _, quote_free = self.executor.balances()
             # Never trade more than the exchange holds, nor more than the user allotted.
@@ -456,6 +462,18 @@ class LiveEngine(Node[LiveEngineConfig]):
             start = len(frame) - 1  # a fresh session acts from the newest closed bar on
         else:
             start = int(index.searchsorted(self.last_bar, side="right"))
+            if start >= len(frame) and index[-1] < self.last_bar and not self._behind_logged:
+                # Never loop on nothing silently: the feed serves bars the session has
+                # already processed (a feed that restarted, a clock behind the session).
+                self._behind_logged = True
+                log_data_event(
+                    "feed_behind_session",
+                    level="WARNING",
+                    newest=index[-1].isoformat(),
+                    last_processed=_iso(self.last_bar),
+                    note="nothing is traded until the feed passes the session's last bar; "
+                    "live.resume=false starts a new session",
+                )
         warmup = self.strategy.warmup
         stamps = index.asi8
         values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
