@@ -15,6 +15,7 @@ from bokeh.models import ColumnDataSource
 from loguru import logger
 
 from atb.dashboards import widgets as w
+from atb.dashboards.guard import in_document
 from atb.dashboards.monitoring.model import (
     SEVERITIES,
     Kpis,
@@ -153,9 +154,13 @@ class MonitoringApp:
         if first is not None:
             self.mode.value = first["mode"]
         self._fill_sessions(select=first["id"] if first else None)
-        self.mode.param.watch(lambda _e: self._fill_sessions(None), "value")
-        self.session.param.watch(lambda _e: self._open_session(), "value")
-        self.severity.param.watch(self._on_severity, "value")
+        # Under the document lock (guard.in_document): raw Bokeh sources change here.
+        n = self.notice
+        self.mode.param.watch(in_document(lambda: self._fill_sessions(None), n, "mode"), "value")
+        self.session.param.watch(in_document(self._open_session, n, "opening the session"), "value")
+        self.severity.param.watch(
+            in_document(lambda: self._on_severity(None), n, "severity filter"), "value"
+        )
         self._open_session()
         interval_ms = max(250, int(self.settings.update_interval * 1000))
         self.callback = pn.state.add_periodic_callback(self.update, period=interval_ms)
