@@ -81,7 +81,7 @@ def awkward_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     finished_at=datetime.now(UTC),
                     metrics={"num_trades": 0, "total_return": 0.0},
                     bars=0,
-                ),  # fmt: skip
+                ),
             ],
         )
     engine.dispose()
