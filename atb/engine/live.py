@@ -54,6 +54,7 @@ from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position
 from atb.engine.records import exposure_ratio
 from atb.engine.risk import RiskSettings
+from atb.engine.risk_limits import RiskLimits
 from atb.exchange.base import (
     ExchangeUnavailable,
     MalformedResponse,
@@ -88,6 +89,12 @@ class LiveEngineConfig(NodeConfig):
     slippage: float = Field(0.0005, ge=0, lt=0.1, description="paper fills: adverse fraction")
     history: int | None = Field(
         None, ge=2, le=1000, description="candles per poll; null = strategy warmup + 6"
+    )
+    max_drawdown: float | None = Field(
+        0.2, gt=0, lt=1, description="max_drawdown_breach risk event at this drawdown (null: off)"
+    )
+    max_daily_loss: float | None = Field(
+        None, gt=0, lt=1, description="daily_loss_limit_reached at this loss since 00:00 UTC"
     )
     max_consecutive_failures: int = Field(5, ge=1, description="stop after this many in a row")
     cooldown: float = Field(5.0, ge=0, description="seconds after a failed iteration (doubles)")
@@ -176,6 +183,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         self.fill_model = FillModel(config.fee, config.slippage)
         self.risk = RiskSettings(config.allow_shorts, config.max_position, config.position_size)
         self.portfolio = Portfolio(config.initial_balance)
+        self.limits = RiskLimits(config.max_drawdown, config.max_daily_loss)
         self.path: DecisionPath = PaperDecisionPath(
             self.portfolio,
             self.fill_model,
@@ -515,6 +523,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         self.last_equity = equity
         self.peak_equity = max(self.peak_equity, equity)
         drawdown = 1.0 - equity / self.peak_equity if self.peak_equity > 0 else 0.0
+        self.limits.check(bar.time, equity, self.peak_equity)
         if step.decision is not None and step.decision.action != "none":
             # (the decision path itself reports decisions that do nothing)
             d = step.decision
