@@ -4,25 +4,38 @@ The trading loop never waits on this (DESIGN: the loop never waits on observabil
 only beats `PROBES.heartbeat` in memory; this thread writes what changed every `period`
 seconds. It writes the heartbeat's own times, never "now", so a hung loop's row stops
 advancing even though this thread still runs, and a killed process's row simply ages.
-A database that is down costs a WARNING once per outage, never the loop.
+A database that is down costs one `db_connection_failed` event per outage (the default
+`database_connection_failures` alert rule fires on it) and `db_reconnected` when a write
+succeeds again (the rule resolves); never the loop.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from loguru import logger
 from sqlalchemy import Engine, Table, insert, update
 
 from atb.db.models.heartbeats import RunHeartbeat
 from atb.logging.context import spawn
+from atb.logging.events import log_db_event
 from atb.runtime.probes import Heartbeat
 
 MAX_PERIOD = 1.0
 """Seconds between writes at most: readers add this to the silence limit (write lag)."""
+
+
+def _failure_event(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return "db_connection_failed"
+    return "db_error"
 
 
 def _dt(wall: float | None) -> datetime | None:
@@ -41,6 +54,7 @@ class HeartbeatWriter:
         self._last: tuple[Any, ...] | None = None
         self._inserted = False
         self._failing = False
+        self._failed_at = 0.0
 
     def start(self) -> None:
         self.write()
@@ -89,10 +103,25 @@ class HeartbeatWriter:
                     self._inserted = True
         except Exception as exc:  # the database may be down: the loop goes on regardless
             if not self._failing:
-                logger.warning("heartbeat row not written (will retry): {}", exc)
-            self._failing = True
+                # The default alert rule database_connection_failures listens for these;
+                # once per outage, so a dead database is one alert, not one per second.
+                self._failing = True
+                self._failed_at = time.monotonic()
+                log_db_event(
+                    _failure_event(exc),
+                    level="ERROR",
+                    message=f"database unreachable from the heartbeat writer: {exc}"[:500],
+                    error=type(exc).__name__,
+                    detail=str(exc)[:300],
+                    dialect=self.engine.dialect.name,
+                )
             return
         if self._failing:
-            logger.info("heartbeat row written again")
+            log_db_event(
+                "db_reconnected",
+                message="database reachable again (heartbeat written)",
+                down_seconds=round(time.monotonic() - self._failed_at, 3),
+                dialect=self.engine.dialect.name,
+            )
         self._failing = False
         self._last = key
