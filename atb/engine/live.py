@@ -52,7 +52,7 @@ from atb.engine.live_records import (
 )
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position
-from atb.engine.records import exposure_ratio
+from atb.engine.records import clean_json, exposure_ratio
 from atb.engine.risk import RiskSettings
 from atb.engine.risk_limits import RiskLimits
 from atb.exchange.base import (
@@ -258,6 +258,15 @@ class LiveEngine(Node[LiveEngineConfig]):
             _, quote_free = self.executor.balances()
             # Never trade more than the exchange holds, nor more than the user allotted.
             self._set_cash(min(cfg.initial_balance, quote_free))
+            if quote_free < cfg.initial_balance:
+                log_engine_event(
+                    "balance_adjustment",
+                    level="WARNING",
+                    reason="the exchange holds less quote currency than live.initial_balance",
+                    configured=cfg.initial_balance,
+                    exchange_free=quote_free,
+                    balance=self.portfolio.balance,
+                )
         if self.recorder is not None:
             live_path = self.path if isinstance(self.path, LiveDecisionPath) else None
             self.recorder.exchange_ids = live_path.exchange_ids if live_path else {}
@@ -275,6 +284,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                 self.recorder.retire_previous(self.previous)
         if self.previous is not None:
             self._reconcile_previous(self.previous)
+            self._compare_parameters(self.previous)
         if self.executor is not None:
             self._check_holdings()
         self._persist_state()
@@ -809,6 +819,28 @@ class LiveEngine(Node[LiveEngineConfig]):
                 price=found.price,
             )
 
+    def _compare_parameters(self, previous: PreviousSession) -> None:
+        """A resumed session whose strategy settings changed says so (STRATEGY_CHANGE)."""
+        if self.recorder is None:
+            return
+        before = self.recorder.parameters_of(previous.run_id)
+        now = clean_json(self.strategy.parameters())
+        if before is None or before == now:
+            return
+        changed = {
+            k: {"before": before.get(k), "now": now.get(k)}
+            for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k)
+        }
+        log_engine_event(
+            "strategy_change",
+            level="WARNING",
+            message=f"resumed session {previous.run_id} with changed strategy parameters: "
+            + ", ".join(changed),
+            previous_run=previous.run_id,
+            changed=changed,
+        )
+
     def _check_holdings(self) -> None:
         """Live: the exchange's base balance must cover the position we believe we hold."""
         assert self.executor is not None
@@ -828,6 +860,13 @@ class LiveEngine(Node[LiveEngineConfig]):
                 self.portfolio.cash = self.portfolio.balance
             else:
                 pos.qty = base_total
+            log_engine_event(
+                "balance_adjustment",
+                level="WARNING",
+                reason="position reconciled against the exchange's base balance",
+                recorded_qty=pos.qty if base_total > 0 else 0.0,
+                exchange_qty=base_total,
+            )
 
     # -- probes -------------------------------------------------------------------------
     def _register_probes(self) -> None:
