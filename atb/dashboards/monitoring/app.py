@@ -17,6 +17,7 @@ from loguru import logger
 from atb.dashboards import widgets as w
 from atb.dashboards.guard import in_document
 from atb.dashboards.monitoring.model import (
+    HIDDEN_BY_DEFAULT,
     SEVERITIES,
     Kpis,
     MonitoringModel,
@@ -55,6 +56,7 @@ EVENT_COLS: list[w.Column] = [
     ("event_type", "Type", "text"),
     ("name", "Event", "text"),
     ("component", "Component", "text"),
+    ("details_text", "Details (qty, price, fee, pnl, reason, …)", "text"),
     ("message", "Message", "text"),
 ]
 
@@ -128,6 +130,7 @@ class MonitoringApp:
             value=["INFO", "WARNING", "ERROR", "CRITICAL"],
             color="default",
         )
+        self.show_decisions = pn.widgets.Checkbox(name="Show DECISION events", value=False)
         self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())))
         self.health = w.html_pane(w.kpi_html(health_items(Kpis())), name="health")
         self.notice = w.html_pane("")
@@ -161,6 +164,9 @@ class MonitoringApp:
         self.severity.param.watch(
             in_document(lambda: self._on_severity(None), n, "severity filter"), "value"
         )
+        self.show_decisions.param.watch(
+            in_document(self._on_show_decisions, n, "decision filter"), "value"
+        )
         self._open_session()
         interval_ms = max(250, int(self.settings.update_interval * 1000))
         self.callback = pn.state.add_periodic_callback(self.update, period=interval_ms)
@@ -192,7 +198,7 @@ class MonitoringApp:
                 w.data_table(self.trade_src, TRADE_COLS, height=240), sizing_mode="stretch_width"
             ),
             w.section("System events and alerts"),
-            self.severity,
+            pn.Row(self.severity, self.show_decisions),
             pn.pane.Bokeh(
                 w.data_table(self.event_src, EVENT_COLS, height=260), sizing_mode="stretch_width"
             ),
@@ -271,6 +277,8 @@ class MonitoringApp:
         if not run_id:
             return
         self.model = MonitoringModel(self.engine, run_id, severities=self._severities())
+        if self.show_decisions.value:
+            self.model.hidden_types = frozenset()
         snap = self.model.load()
         self.account_src.data = (
             {c: snap.account[c].to_numpy() for c in ("time", "balance", "equity", "drawdown")}
@@ -300,6 +308,13 @@ class MonitoringApp:
         if self.model is None:
             return
         self.events_df = self.model.set_severities(self._severities())
+        self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
+
+    def _on_show_decisions(self) -> None:
+        if self.model is None:
+            return
+        hidden = frozenset() if self.show_decisions.value else HIDDEN_BY_DEFAULT
+        self.events_df = self.model.set_hidden_types(hidden)
         self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
 
     def _show(self, k: Kpis) -> None:

@@ -10,6 +10,7 @@ tested on a seeded database without a browser.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -25,6 +26,15 @@ from atb.dashboards.monitoring.liveness import session_liveness
 from atb.dashboards.tables import get_run, list_runs, naive_utc, utc
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+HIDDEN_BY_DEFAULT = frozenset({"DECISION"})
+"""Event types the events table leaves out unless asked: one DECISION row per signal floods
+it (the decisions are in the `decisions` table)."""
+DETAIL_KEYS = (
+    "side", "qty", "price", "fee", "pnl", "reason", "action", "signal", "size", "status",
+    "error", "code", "drawdown", "note",
+)  # fmt: skip
+"""The event fields the table shows, in this order (others follow, up to MAX_DETAILS)."""
+MAX_DETAILS = 8
 COUNT_WINDOW = 1000
 """Severity counts cover the session's newest this-many events."""
 
@@ -131,6 +141,7 @@ class MonitoringModel:
         self.table_rows = table_rows
         self.event_rows = event_rows
         self.severities = severities
+        self.hidden_types: frozenset[str] = HIDDEN_BY_DEFAULT
         with engine.connect() as conn:
             run = get_run(conn, run_id)
         if run is None:
@@ -181,7 +192,7 @@ class MonitoringModel:
             last = q.last_event(conn, rid)
             if last is not None:
                 st.last_event_id, st.last_event_at = last[0], utc(last[1])
-            events = q.recent_events(conn, rid, self.severities, self.event_rows)
+            events = q.recent_events(conn, rid, self.severities, self.event_rows, self.hidden_types)
             self._refresh_counts(conn, force=True)
             self._refresh_run(conn)
         self._remember()
@@ -249,6 +260,8 @@ class MonitoringModel:
                 self._count_events(events)
                 if self.severities is not None:
                     events = events[events["severity"].isin(self.severities)]
+                if self.hidden_types:
+                    events = events[~events["event_type"].isin(self.hidden_types)]
             st.positions_since = self._positions_floor(conn, positions)
             # Every poll: a run that ends, or a process that dies, writes no new rows; the
             # run row and the heartbeat row are two primary-key lookups.
@@ -303,7 +316,13 @@ class MonitoringModel:
         """A new filter re-reads the last N matching events (one bounded query)."""
         self.severities = severities
         with self.engine.connect() as conn:
-            return self.event_frame(q.recent_events(conn, self.run_id, severities, self.event_rows))
+            return self.event_frame(
+                q.recent_events(conn, self.run_id, severities, self.event_rows, self.hidden_types)
+            )
+
+    def set_hidden_types(self, hidden: frozenset[str]) -> pd.DataFrame:
+        self.hidden_types = hidden
+        return self.set_severities(self.severities)
 
     # -- view ------------------------------------------------------------------------
     def kpis(self, positions: pd.DataFrame) -> Kpis:
@@ -393,7 +412,36 @@ class MonitoringModel:
             out["timestamp"] = naive_utc(out["timestamp"])
             out["name"] = out["name"].fillna("")
             out["component"] = out["component"].fillna("")
-        return out
+            out["details_text"] = [details_text(d) for d in out["details"]]
+        else:
+            out["details_text"] = pd.Series(dtype=object)
+        return out.drop(columns=["details"], errors="ignore")
+
+
+def details_text(details: Any) -> str:
+    """`qty=0.1 price=42,000.00 fee=4.20 reason=signal`: an event's own fields, compact."""
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return details[:200]
+    if not isinstance(details, dict):
+        return ""
+    keys = [k for k in DETAIL_KEYS if details.get(k) not in (None, "")]
+    keys += [
+        k for k in details
+        if k not in keys and k not in DETAIL_KEYS and details[k] not in (None, "", [], {})
+        and not isinstance(details[k], dict | list)
+    ]  # fmt: skip
+    parts = []
+    for key in keys[:MAX_DETAILS]:
+        value = details[key]
+        if isinstance(value, float):
+            text = f"{value:,.2f}" if abs(value) >= 100 else f"{value:.6g}"
+        else:
+            text = str(value)
+        parts.append(f"{key}={text[:60]}")
+    return " ".join(parts)
 
 
 def sharpe(n: int, total: float, sumsq: float, bar_s: float) -> float | None:

@@ -24,7 +24,9 @@ TRADE_COLUMNS = (
     "exit_reason",
 )
 ACCOUNT_COLUMNS = ("id", "time", "balance", "equity", "drawdown")
-EVENT_COLUMNS = ("id", "timestamp", "severity", "event_type", "name", "component", "message")
+EVENT_COLUMNS = (
+    "id", "timestamp", "severity", "event_type", "name", "component", "message", "details",
+)  # fmt: skip
 POSITION_COLUMNS = (
     "id",
     "position_no",
@@ -188,12 +190,18 @@ def latest_position_entry(conn: Connection, run_id: str, mode: str) -> datetime 
 
 
 def recent_events(
-    conn: Connection, session_id: str, severities: list[str] | None, limit: int
+    conn: Connection,
+    session_id: str,
+    severities: list[str] | None,
+    limit: int,
+    hidden_types: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     cols = [events.c[c] for c in EVENT_COLUMNS]
     query = select(*cols).where(events.c.session_id == session_id)
     if severities is not None:
         query = query.where(events.c.severity.in_(severities))
+    if hidden_types:
+        query = query.where(events.c.event_type.not_in(sorted(hidden_types)))
     rows = conn.execute(query.order_by(events.c.timestamp.desc(), events.c.id.desc()).limit(limit))
     return _frame(rows, EVENT_COLUMNS).iloc[::-1].reset_index(drop=True)
 
