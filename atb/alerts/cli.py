@@ -154,7 +154,11 @@ def list_rules(cfg: Any) -> int:
 
     config = _alerts_config(cfg, None)
     ctx = _context(cfg)
-    state = "enabled" if config.enabled else "disabled (alerts=off)"
+    if ctx.mode not in config.modes:
+        # The mode is why (backtest turns the node off): say so, not "alerts=off".
+        state = f"inactive in {ctx.mode} mode"
+    else:
+        state = "enabled" if config.enabled else "disabled (alerts=off)"
     print(f"alerts: {state}; active in modes: {', '.join(config.modes)}")
     print("rules:")
     for entry in config.rules:

@@ -336,17 +336,17 @@ class HeartbeatSilenceRule(Rule):
     def limit(self) -> float:
         if self.config.silence is not None:
             return self.config.silence
-        interval = self.env.probes.heartbeat.interval
-        # Never below 1 s (as /health): an OS scheduling hiccup of a 0.02 s loop on a loaded
-        # machine is not a stalled loop.
-        return max(1.0, 3 * interval) if interval else 180.0
+        hb = self.env.probes.heartbeat
+        # The liveness floor (atb.runtime.probes.MIN_SILENCE) and a failure cooldown the
+        # loop announced are the same as on /health: one definition of "stalled".
+        return hb.silence_limit() if hb.interval else 180.0
 
     def poll(self, now: float) -> dict[str, Observation]:
-        if self.env.ctx.stopping:
-            return {}
         hb = self.env.probes.heartbeat
+        if self.env.ctx.stopping or hb.stopped_at is not None:
+            return {}  # a loop that is stopping or has ended did not stall
         limit = self.limit()
-        age = hb.age()
+        age = hb.pulse_age()
         if age is None:
             if hb.started_at is None:
                 return {}  # no loop in this run (yet)

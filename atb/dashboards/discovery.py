@@ -164,5 +164,7 @@ def import_dashboard(info: DashboardInfo) -> ModuleType:
 
 
 def app_factory(info: DashboardInfo) -> Callable[..., Any]:
+    from atb.dashboards.guard import guarded_page
+
     factory: Callable[..., Any] = import_dashboard(info).create_app
-    return factory
+    return guarded_page(info.name, factory)

@@ -36,8 +36,10 @@ MODES = ("paper", "live", "backtest")
 
 
 def utc(value: Any) -> datetime | None:
-    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    if value is None:
+    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones. Missing values
+    (None, and the NaT pandas puts in a datetime column for a failed or running job) are
+    None: NaT is truthy and has no strftime."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)

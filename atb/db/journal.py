@@ -111,6 +111,7 @@ _NAMED_TYPES = {
     "strategy_changed": EventType.STRATEGY_CHANGE,
     "model_update": EventType.MODEL_UPDATE,
     "model_updated": EventType.MODEL_UPDATE,
+    "model_loaded": EventType.MODEL_UPDATE,  # the model a run trades with (atb.ml.events)
     "balance_adjustment": EventType.BALANCE_ADJUSTMENT,
     "alert": EventType.ALERT,
 }

@@ -35,6 +35,7 @@ from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.records import RunRecorder, result_hash
 from atb.engine.report import export_trades_csv, summary_table
 from atb.engine.risk import RiskSettings
+from atb.logging.setup import report_stream
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.strategies.base import SignalFrame, Strategy
@@ -349,7 +350,8 @@ class Backtest(Node[BacktestConfig]):
             bars_per_s=round(len(bars) / result.elapsed_s) if result.elapsed_s > 0 else None,
         )
         if cfg.summary:
-            print(self.summary(result), flush=True)
+            # stdout stays a stream of JSON records when the logs are JSON on stdout
+            print(self.summary(result), file=report_stream(), flush=True)
         return {"run_id": ctx.run_id, "result_hash": result.result_hash, "metrics": m}
 
     def _record(self, result: BacktestResult) -> None:

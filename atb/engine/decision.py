@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from atb.engine.events import log_decision_event, log_order_event
+from atb.engine.events import log_decision_event, log_order_event, log_risk_event
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
@@ -135,6 +135,8 @@ class DecisionPath:
             price=bar.close,
         )
         self.decisions.append(record)
+        if self.log_orders:
+            self._risk_events(bar, signal, decision)
         if decision.action == "none" and self.log_orders:
             log_decision_event(
                 "decision",
@@ -145,6 +147,33 @@ class DecisionPath:
                 reason=decision.reason,
             )
         return record
+
+    def _risk_events(self, bar: Bar, signal: Signal, decision: Decision) -> None:
+        """Where risk changed what the signal asked for (seed: log_risk_event)."""
+        wanted = self.risk.position_size if self.risk.position_size is not None else signal.size
+        if decision.opens and wanted > self.risk.max_position:
+            log_risk_event(
+                "position_capped",
+                time=bar.time.isoformat(),
+                side="long" if decision.opens > 0 else "short",
+                requested=wanted,
+                size=decision.size,
+                max_position=self.risk.max_position,
+                reason=decision.reason,
+            )
+        elif (
+            not decision.opens
+            and wanted <= 0
+            and decision.action in ("none", "close_long", "close_short")
+        ):
+            log_risk_event(
+                "signal_sized_to_zero",
+                time=bar.time.isoformat(),
+                signal=signal.direction,
+                confidence=signal.confidence,
+                action=decision.action,
+                reason=decision.reason,
+            )
 
     def _new_order(self, time: datetime, side: int, kind: str, reason: OrderReason) -> Order:
         order = Order(
@@ -185,6 +214,17 @@ class DecisionPath:
             order.status = "rejected"
             order.note = "no balance to size the order"
             self._log(order)
+            if self.log_orders:
+                log_risk_event(
+                    "insufficient_balance",
+                    level="WARNING",
+                    **self._order_ids(order),
+                    time=bar.time.isoformat(),
+                    cash=p.cash,
+                    size=order.size,
+                    price=price,
+                    reason="trade refused: no balance to size the order",
+                )
             return
         fee = self.fill_model.cost(qty, price)
         pos: Position = p.open(order.side, qty, price, fee, bar.time, bar.index)
@@ -213,6 +253,19 @@ class DecisionPath:
         if hit is None:
             return
         reference, reason = hit
+        if self.log_orders:
+            log_risk_event(
+                f"{reason}_triggered",  # stop_loss_triggered / take_profit_triggered
+                level="WARNING" if reason == "stop_loss" else "INFO",
+                time=bar.time.isoformat(),
+                position_no=pos.id,
+                side="long" if pos.side > 0 else "short",
+                qty=pos.qty,
+                entry_price=pos.entry_price,
+                trigger_price=pos.stop_price if reason == "stop_loss" else pos.take_price,
+                price=reference,
+                reason=reason,
+            )
         order = self._new_order(bar.time, -pos.side, "exit", reason)
         self._execute_exit(order, bar, reference, step)
 

@@ -41,6 +41,7 @@ from atb.engine.events import (
     log_engine_event,
 )
 from atb.engine.fills import FillModel
+from atb.engine.heartbeat_store import HeartbeatWriter
 from atb.engine.inputs import Bar, signal_at, utc_datetime
 from atb.engine.live_path import LiveDecisionPath, PaperDecisionPath, paper_order_id
 from atb.engine.live_reconcile import record_error as _record_error
@@ -54,8 +55,9 @@ from atb.engine.live_records import (
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position
 from atb.engine.record_log import replay_orphans
-from atb.engine.records import exposure_ratio
+from atb.engine.records import clean_json, exposure_ratio
 from atb.engine.risk import RiskSettings
+from atb.engine.risk_limits import RiskLimits
 from atb.exchange.base import (
     ExchangeUnavailable,
     MalformedResponse,
@@ -90,6 +92,12 @@ class LiveEngineConfig(NodeConfig):
     slippage: float = Field(0.0005, ge=0, lt=0.1, description="paper fills: adverse fraction")
     history: int | None = Field(
         None, ge=2, le=1000, description="candles per poll; null = strategy warmup + 6"
+    )
+    max_drawdown: float | None = Field(
+        0.2, gt=0, lt=1, description="max_drawdown_breach risk event at this drawdown (null: off)"
+    )
+    max_daily_loss: float | None = Field(
+        None, gt=0, lt=1, description="daily_loss_limit_reached at this loss since 00:00 UTC"
     )
     max_consecutive_failures: int = Field(5, ge=1, description="stop after this many in a row")
     cooldown: float = Field(5.0, ge=0, description="seconds after a failed iteration (doubles)")
@@ -186,6 +194,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         self.fill_model = FillModel(config.fee, config.slippage)
         self.risk = RiskSettings(config.allow_shorts, config.max_position, config.position_size)
         self.portfolio = Portfolio(config.initial_balance)
+        self.limits = RiskLimits(config.max_drawdown, config.max_daily_loss)
         self.path: DecisionPath = PaperDecisionPath(
             self.portfolio,
             self.fill_model,
@@ -208,10 +217,12 @@ class LiveEngine(Node[LiveEngineConfig]):
         self._newest_close_ms: int | None = None
         self._same_polls = 0
         self._warming_logged = False
+        self._behind_logged = False
         self._written: dict[int, str] = {}
         self._order_watermark = 0
         self._inflight: dict[int, dict[str, Any]] = {}
         self._unregister: list[Callable[[], None]] = []
+        self._heartbeat_writer: HeartbeatWriter | None = None
         self.last_equity = config.initial_balance
         self.stats: deque[tuple[float, float]] = deque(maxlen=100_000)
         """(iteration seconds, of which waiting on the exchange) per iteration."""
@@ -252,10 +263,24 @@ class LiveEngine(Node[LiveEngineConfig]):
             self.previous = self.recorder.find_previous(self.strategy.name, cfg.session)
         if self.previous is not None:
             self._restore(self.previous.state)
+            resume_after = getattr(self.feed, "resume_after", None)
+            if self.last_bar is not None and callable(resume_after):
+                # A replay restarts at its configured start: continue where the session
+                # left off instead of polling bars it has already processed.
+                resume_after(self.last_bar)
         elif self.executor is not None:
             _, quote_free = self.executor.balances()
             # Never trade more than the exchange holds, nor more than the user allotted.
             self._set_cash(min(cfg.initial_balance, quote_free))
+            if quote_free < cfg.initial_balance:
+                log_engine_event(
+                    "balance_adjustment",
+                    level="WARNING",
+                    reason="the exchange holds less quote currency than live.initial_balance",
+                    configured=cfg.initial_balance,
+                    exchange_free=quote_free,
+                    balance=self.portfolio.balance,
+                )
         if self.recorder is not None:
             live_path = self.path if isinstance(self.path, LiveDecisionPath) else None
             self.recorder.exchange_ids = live_path.exchange_ids if live_path else {}
@@ -274,6 +299,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                 self.recorder.retire_previous(self.previous)
         if self.previous is not None:
             self._reconcile_previous(self.previous)
+            self._compare_parameters(self.previous)
         if self.executor is not None:
             self._check_holdings()
         self._persist_state()
@@ -298,12 +324,20 @@ class LiveEngine(Node[LiveEngineConfig]):
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            PROBES.heartbeat.stop(status)
+            if self._heartbeat_writer is not None:
+                self._heartbeat_writer.stop()
+                self._heartbeat_writer = None
             self._finish(status, error)
 
     # -- the loop -----------------------------------------------------------------------
     def _loop(self) -> str:
         cfg, ctx = self.config, self.ctx
         PROBES.heartbeat.start(interval=cfg.check_interval)
+        if self.recorder is not None:
+            # Other processes (the monitoring dashboard) see the pulse through the database.
+            self._heartbeat_writer = HeartbeatWriter(self.db.engine, ctx.run_id, PROBES.heartbeat)
+            self._heartbeat_writer.start()
         feed = self.feed.describe()
         log_engine_event(
             "engine_start",
@@ -352,6 +386,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                         f"last error: {self.last_error}"
                     )
                 wait = min(cfg.cooldown * 2 ** (self.failures - 1), cfg.cooldown_max)
+                PROBES.heartbeat.expect(wait)  # a cooldown is not a stall
                 log_engine_event(
                     "cooldown",
                     level="WARNING",
@@ -384,16 +419,19 @@ class LiveEngine(Node[LiveEngineConfig]):
                 error=self.last_error,
                 failures=self.failures + 1,
             )
+            PROBES.heartbeat.fail(self.last_error)
             return False
         except Exception as exc:  # a bug must not kill a live session on the first bar
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log_engine_event("iteration_failed", level="ERROR", error=self.last_error, exc_info=exc)
+            PROBES.heartbeat.fail(self.last_error)
             return False
         if frame.empty:
             self.last_error = "the exchange returned no closed candles"
             log_data_event(
                 "no_data", level="WARNING", symbol=self.ctx.symbol, timeframe=self.ctx.timeframe
             )
+            PROBES.heartbeat.fail(self.last_error)
             return False
         now_ms = self.feed.now_ms()
         newest = frame.index[-1]
@@ -407,6 +445,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log_engine_event("iteration_failed", level="ERROR", error=self.last_error, exc_info=exc)
+            PROBES.heartbeat.fail(self.last_error)
             return False
         return True
 
@@ -460,6 +499,18 @@ class LiveEngine(Node[LiveEngineConfig]):
             start = len(frame) - 1  # a fresh session acts from the newest closed bar on
         else:
             start = int(index.searchsorted(self.last_bar, side="right"))
+            if start >= len(frame) and index[-1] < self.last_bar and not self._behind_logged:
+                # Never loop on nothing silently: the feed serves bars the session has
+                # already processed (a feed that restarted, a clock behind the session).
+                self._behind_logged = True
+                log_data_event(
+                    "feed_behind_session",
+                    level="WARNING",
+                    newest=index[-1].isoformat(),
+                    last_processed=_iso(self.last_bar),
+                    note="nothing is traded until the feed passes the session's last bar; "
+                    "live.resume=false starts a new session",
+                )
         warmup = self.strategy.warmup
         stamps = index.asi8
         values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
@@ -501,6 +552,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         self.last_equity = equity
         self.peak_equity = max(self.peak_equity, equity)
         drawdown = 1.0 - equity / self.peak_equity if self.peak_equity > 0 else 0.0
+        self.limits.check(bar.time, equity, self.peak_equity)
         if step.decision is not None and step.decision.action != "none":
             # (the decision path itself reports decisions that do nothing)
             d = step.decision
@@ -803,6 +855,28 @@ class LiveEngine(Node[LiveEngineConfig]):
                 price=found.price,
             )
 
+    def _compare_parameters(self, previous: PreviousSession) -> None:
+        """A resumed session whose strategy settings changed says so (STRATEGY_CHANGE)."""
+        if self.recorder is None:
+            return
+        before = self.recorder.parameters_of(previous.run_id)
+        now = clean_json(self.strategy.parameters())
+        if before is None or before == now:
+            return
+        changed = {
+            k: {"before": before.get(k), "now": now.get(k)}
+            for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k)
+        }
+        log_engine_event(
+            "strategy_change",
+            level="WARNING",
+            message=f"resumed session {previous.run_id} with changed strategy parameters: "
+            + ", ".join(changed),
+            previous_run=previous.run_id,
+            changed=changed,
+        )
+
     def _check_holdings(self) -> None:
         """Live: the exchange's base balance must cover the position we believe we hold."""
         assert self.executor is not None
@@ -822,6 +896,13 @@ class LiveEngine(Node[LiveEngineConfig]):
                 self.portfolio.cash = self.portfolio.balance
             else:
                 pos.qty = base_total
+            log_engine_event(
+                "balance_adjustment",
+                level="WARNING",
+                reason="position reconciled against the exchange's base balance",
+                recorded_qty=pos.qty if base_total > 0 else 0.0,
+                exchange_qty=base_total,
+            )
 
     # -- probes -------------------------------------------------------------------------
     def _register_probes(self) -> None:

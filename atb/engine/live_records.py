@@ -115,6 +115,11 @@ class LiveRecorder(RunRecorder):
         self.error_codes: dict[int, str] = {}
 
     # -- resume -------------------------------------------------------------------------
+    def parameters_of(self, run_id: str) -> dict[str, Any] | None:
+        with self.db.session() as s:
+            value = s.execute(select(Run.parameters).where(Run.id == run_id)).scalar()
+        return clean_json(value) if isinstance(value, dict) else None
+
     def find_previous(self, strategy: str | None, session: str) -> PreviousSession | None:
         ctx = self.ctx
         with self.db.session() as s:

@@ -104,6 +104,39 @@ class ReplayExchange(Node[ReplayExchangeConfig]):
             file=str(cfg.path or "bundled"),
         )
 
+    def resume_after(self, last_bar: pd.Timestamp) -> int:
+        """Continue the replay after a resumed session's last processed bar.
+
+        A resumed session will not act on a bar it already processed, so replaying from
+        `start` again would loop on nothing (bars=0) until the replay caught up. The feed
+        jumps instead: candles up to `last_bar` count as closed, the next poll closes the
+        one after it. Returns how many candles are left to replay (0: exhausted).
+        """
+        assert self._bars is not None, "the replay exchange has not started"
+        bars = self._bars
+        ts = pd.Timestamp(last_bar)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        after = int(bars.index.searchsorted(ts, side="right"))
+        with self._lock:
+            if after <= self._first:
+                return len(bars) - self._cursor  # the session is behind the replay start
+            self._first = self._cursor = min(after, len(bars))
+            self._t0 = time.monotonic()
+        left = len(bars) - self._cursor
+        log_data_event(
+            "replay_resumed",
+            level="INFO" if left else "WARNING",
+            after=ts.isoformat(),
+            next=bars.index[self._cursor].isoformat() if left else None,
+            bars=left,
+            note=None
+            if left
+            else "the previous session replayed the whole file: start a new session with "
+            "live.resume=false or live.session=<name>",
+        )
+        return left
+
     # -- the clock ----------------------------------------------------------------------
     def _sim_start_ms(self) -> int:
         assert self._bars is not None

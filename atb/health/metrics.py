@@ -164,6 +164,21 @@ DATA_STALE = Gauge(
     RUN_LABELS,
     registry=REGISTRY,
 )
+LOOP_UP = Gauge(
+    "atb_loop_up",
+    "1 while the trading loop runs (starting, running, degraded, stopping); 0 when stalled, "
+    "never started or stopped; set at scrape time from the heartbeat",
+    RUN_LABELS,
+    registry=REGISTRY,
+)
+LOOP_STATE = Gauge(
+    "atb_loop_state",
+    "1 for the trading loop's current state (starting, running, degraded, stalled, "
+    "not_started, stopping, stopped), 0 for the others; set at scrape time",
+    [*RUN_LABELS, "state"],
+    registry=REGISTRY,
+)
+LOOP_STATES = ("starting", "running", "degraded", "stalled", "not_started", "stopping", "stopped")
 CANDLE_AGE = Gauge(
     "atb_candle_age_seconds", "Age of the newest candle the loop has seen", RUN_LABELS,
     registry=REGISTRY,
@@ -271,7 +286,8 @@ JOURNAL_TOTALS = _JournalTotals()
 REGISTRY.register(JOURNAL_TOTALS)
 
 _LABELLED: tuple[Any, ...] = (
-    RUN_INFO, LOOP_ITERATIONS, LOOP_DURATION, LOOP_HEARTBEAT_AGE, CANDLE_AGE, ORDERS, REJECTIONS,
+    RUN_INFO, LOOP_ITERATIONS, LOOP_DURATION, LOOP_HEARTBEAT_AGE, LOOP_UP, LOOP_STATE,
+    CANDLE_AGE, ORDERS, REJECTIONS,
     EXCHANGE_ERRORS, BALANCE, EQUITY, DRAWDOWN, OPEN_POSITIONS, JOURNAL_QUEUE, ALERTS,
     CHECK_STATUS, CHECK_DURATION, FILLS, FEES, REALIZED_PNL, EXCHANGE_REQUEST_DURATION,
     LOOP_MAX_SILENCE, DATA_STALE,
@@ -394,6 +410,13 @@ def set_heartbeat_age(seconds: float | None, max_silence: float | None = None) -
 
 def set_data_stale(stale: bool, *, symbol: str | None = None) -> None:
     DATA_STALE.labels(**run_labels(symbol=symbol)).set(1.0 if stale else 0.0)
+
+
+def set_loop_state(state: str, alive: bool) -> None:
+    labels = run_labels()
+    LOOP_UP.labels(**labels).set(1.0 if alive else 0.0)
+    for name in LOOP_STATES:
+        LOOP_STATE.labels(**labels, state=name).set(1.0 if name == state else 0.0)
 
 
 STATUS_VALUES = {"healthy": 0, "skipped": 0, "degraded": 1, "unhealthy": 2}

@@ -59,14 +59,32 @@ from atb.health.checks import (
 from atb.runtime import exposure
 from atb.health.limits import LimitedHTTPServer
 from atb.runtime.context import RunContext
+from atb.runtime.liveness import judge_snapshot
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
+from atb.runtime.probes import PROBES, silence_limit
 
 # Without a configured max_silence and before the loop announces its interval.
 FALLBACK_INTERVAL = 60.0
-# A default max_silence never below this: with a fast loop (check_interval=0.05 -> 3 x =
-# 0.15 s) an OS scheduling hiccup on a loaded machine is not a stalled loop.
-MIN_SILENCE = 1.0
+
+ENDPOINT_CODES: dict[str, dict[str, int]] = {
+    # Kubernetes conventions: /livez fails only when a restart would help (the loop is
+    # dead or hung), /readyz only passes while the loop trades; /health answers "is it
+    # trading?" for uptime monitors (the seed's contract); /status adds the components.
+    "/livez": {"starting": 200, "running": 200, "degraded": 200, "stopping": 200,
+               "stalled": 503, "not_started": 503, "stopped": 503},
+    "/health": {"starting": 200, "running": 200, "degraded": 503, "stopping": 503,
+                "stalled": 503, "not_started": 503, "stopped": 503},
+    "/readyz": {"starting": 503, "running": 200, "degraded": 503, "stopping": 503,
+                "stalled": 503, "not_started": 503, "stopped": 503},
+}  # fmt: skip
+"""HTTP code per loop state (README "Loop states and endpoints"); /status follows LOOP_STATUS."""
+
+LOOP_STATUS: dict[str, str] = {
+    "starting": "healthy", "running": "healthy", "degraded": "degraded",
+    "stopping": "unhealthy", "stalled": "unhealthy", "not_started": "unhealthy",
+    "stopped": "unhealthy",
+}  # fmt: skip
+"""What each loop state contributes to the /status verdict."""
 
 
 class HealthPortInUse(RuntimeError):
@@ -364,69 +382,62 @@ class HealthServer(Node[HealthServerConfig]):
 
     # -- evaluation (IOLoop thread) ---------------------------------------------------------
 
-    def max_silence(self) -> float:
-        if self.config.max_silence is not None:
-            return self.config.max_silence
-        interval = PROBES.heartbeat.interval
-        return max(MIN_SILENCE, 3 * (interval if interval and interval > 0 else FALLBACK_INTERVAL))
-
     def loop_state(self) -> tuple[bool, dict[str, Any]]:
-        """(alive, payload): liveness of the trading loop from its heartbeat alone."""
+        """(alive, payload): the trading loop's state from its heartbeat alone."""
         hb = PROBES.heartbeat
         snap = hb.snapshot()
-        age = hb.age()
-        limit = self.max_silence()
-        now = time.time()
+        since = hb.started_at if hb.started_at is not None else self.started_wall
+        waited = max(0.0, time.time() - since)
+        max_silence = self.config.max_silence
+        if max_silence is None and not hb.interval:
+            max_silence = silence_limit(FALLBACK_INTERVAL)
+        verdict = judge_snapshot(
+            snap,
+            waited=waited,
+            stopping=self.ctx.stopping,
+            startup_grace=self.config.startup_grace,
+            max_silence=max_silence,
+        )
         loop: dict[str, Any] = {
-            "heartbeat_age_seconds": None if age is None else round(age, 3),
-            "max_silence_seconds": limit,
+            "state": verdict.state,
+            "heartbeat_age_seconds": snap["heartbeat_age_seconds"],
+            "pulse_age_seconds": snap["pulse_age_seconds"],
+            "max_silence_seconds": verdict.limit,
             "iterations": snap["iterations"],
             "started_at": snap["started_at"],
             "last_beat_at": snap["last_beat_at"],
             "interval_seconds": snap["interval_seconds"],
         }
+        if snap["failures"]:
+            loop["failures"] = snap["failures"]
+            loop["last_error"] = redact_obj(snap["last_error"], self.ctx.secrets)
+        if snap["stopped_at"] is not None:
+            loop["stopped_at"] = snap["stopped_at"]
+        if verdict.pulse_age is None and verdict.state in ("starting", "not_started"):
+            loop["waiting_seconds"] = round(waited, 3)
+        if verdict.reason:
+            loop["reason"] = redact_obj(verdict.reason, self.ctx.secrets)
         if snap.get("info"):
             loop["info"] = redact_obj(snap["info"], self.ctx.secrets)
-        alive = True
-        if self.ctx.stopping:
-            loop["state"] = "stopping"
-        elif age is not None:
-            if age > limit:
-                alive = False
-                loop["state"] = "stalled"
-                loop["reason"] = f"trading loop has not beaten for {age:.1f} s (max {limit:g} s)"
-            else:
-                loop["state"] = "running"
-        else:
-            since = hb.started_at if hb.started_at is not None else self.started_wall
-            waited = max(0.0, now - since)
-            grace = self.config.startup_grace
-            if waited > grace:
-                alive = False
-                loop["state"] = "not_started"
-                loop["reason"] = (
-                    f"trading loop has not beaten within the {grace:g} s start-up grace"
-                )
-            else:
-                loop["state"] = "starting"
-            loop["waiting_seconds"] = round(waited, 3)
-        return alive, loop
+        return verdict.alive, loop
 
     def health_payload(self) -> tuple[int, dict[str, Any]]:
-        alive, loop = self.loop_state()
+        _, loop = self.loop_state()
+        code = ENDPOINT_CODES["/health"][loop["state"]]
+        status = "healthy" if code == 200 else LOOP_STATUS.get(loop["state"], "unhealthy")
         payload: dict[str, Any] = {
-            "status": "healthy" if alive else "unhealthy",
+            "status": status,
             "timestamp": iso_now(),
             "service": self.config.service,
         }
-        if not alive:
+        if code != 200:
             payload["reason"] = loop.get("reason")
         payload["loop"] = loop
-        return (200 if alive else 503), payload
+        return code, payload
 
     async def status_payload(self) -> tuple[int, dict[str, Any]]:
         t0 = time.perf_counter()
-        alive, loop = self.loop_state()
+        _, loop = self.loop_state()
         assert self.cache is not None
         results = await self.cache.results()
         components: dict[str, Any] = {name: r.payload() for name, r in results.items()}
@@ -434,8 +445,9 @@ class HealthServer(Node[HealthServerConfig]):
         reasons = [
             f"{name}: {r.status}" for name, r in results.items() if SEVERITY.get(r.status, 2) > 0
         ]
-        if not alive:
-            statuses.append("unhealthy")
+        loop_status = LOOP_STATUS.get(loop["state"], "unhealthy")
+        if loop_status != "healthy":
+            statuses.append(loop_status)
             reasons.insert(0, f"loop: {loop.get('reason')}")
         overall = worst(statuses)
         payload: dict[str, Any] = {
@@ -465,8 +477,9 @@ class HealthServer(Node[HealthServerConfig]):
         results = await self.cache.results()
         failing = [name for name, r in results.items() if r.readiness and r.status == "unhealthy"]
         reasons = [f"{name}: {_short(r)}" for name, r in results.items() if name in failing]
-        if self.ctx.stopping:
-            reasons.insert(0, "the run is stopping")
+        _, loop = self.loop_state()
+        if ENDPOINT_CODES["/readyz"][loop["state"]] != 200:
+            reasons.insert(0, f"loop: {loop.get('reason') or loop['state']}")
         ready = not reasons
         payload: dict[str, Any] = {
             "status": "ready" if ready else "not_ready",
@@ -499,7 +512,9 @@ class HealthServer(Node[HealthServerConfig]):
         return metrics.render()
 
     def refresh_gauges(self) -> None:
-        metrics.set_heartbeat_age(PROBES.heartbeat.age(), self.max_silence())
+        alive, loop = self.loop_state()
+        metrics.set_heartbeat_age(PROBES.heartbeat.age(), loop["max_silence_seconds"])
+        metrics.set_loop_state(loop["state"], alive)
         try:
             state = PROBES.read("journal")
         except Exception:  # a broken provider must not break the scrape
@@ -605,7 +620,7 @@ class LivezHandler(_Base):
         if not alive:
             payload["reason"] = loop.get("reason")
         payload["loop"] = {k: loop.get(k) for k in ("state", "heartbeat_age_seconds")}
-        self.send_json(200 if alive else 503, payload)
+        self.send_json(ENDPOINT_CODES["/livez"][loop["state"]], payload)
 
 
 class StatusHandler(_Base):

@@ -70,9 +70,6 @@ _rl_window: float = 10.0
 _rl_burst: int = 10
 _state_lock = threading.RLock()
 
-# (context dict, redactor, redacted copy): context dicts are immutable by convention.
-_ctx_cache: tuple[Any, Any, dict[str, Any]] = (None, None, {})
-
 
 def install(
     sinks: tuple[Sink, ...],
@@ -156,7 +153,7 @@ def emit(
         "message": msg,
         "event_type": event_type,
         "event": event,
-        "context": _redacted_context(red),
+        "context": _redacted_context(red, logger),
         "fields": red.redact_mapping(fields) if fields else _EMPTY,
         "exception": exception_dict(exc_info, red) if exc_info is not None else None,
     }
@@ -169,14 +166,57 @@ def emit(
         _notify(listeners, record)
 
 
-def _redacted_context(red: Redactor) -> dict[str, Any]:
-    global _ctx_cache
+# Components named by the module that logs, where the package name alone is too coarse.
+COMPONENT_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("atb.db.journal", "journal"),
+    ("atb.logging.sinks", "sinks"),
+    ("atb.engine.heartbeat_store", "heartbeat"),
+    ("panels", "dashboards"),
+)
+_components: dict[str, str] = {}
+_completed: dict[tuple[int, str], tuple[dict[str, Any], Any, dict[str, Any]]] = {}
+
+
+def component_of(logger: str) -> str:
+    """The component a logger belongs to: `atb.<package>` (journal and sinks by module),
+    a library's top-level name (ccxt, sqlalchemy, tornado, bokeh) otherwise."""
+    comp = _components.get(logger)
+    if comp is None:
+        for prefix, name in COMPONENT_PREFIXES:
+            if logger == prefix or logger.startswith(prefix + "."):
+                comp = name
+                break
+        else:
+            parts = logger.split(".")
+            comp = parts[1] if parts[0] == "atb" and len(parts) > 1 else parts[0] or "root"
+        if len(_components) > 4096:
+            _components.clear()
+        _components[logger] = comp
+    return comp
+
+
+def _complete(ctx: dict[str, Any], logger: str) -> dict[str, Any]:
+    """`ctx` plus `component` (from the logger, unless a thread set its own) and
+    `session_id` (the run id): every line carries both, whoever wrote it."""
+    out = dict(ctx)
+    out.setdefault("component", component_of(logger))
+    if "run_id" in out:
+        out.setdefault("session_id", out["run_id"])
+    return out
+
+
+def _redacted_context(red: Redactor, logger: str = "atb") -> dict[str, Any]:
+    """The record's context, completed and redacted; cached per (context dict, logger)
+    because context dicts are immutable by convention. Hot path."""
     ctx = _context.current()
-    cached = _ctx_cache
-    if cached[0] is ctx and cached[1] is red:
-        return cached[2]
-    redacted = red.redact_mapping(ctx) if ctx else _EMPTY
-    _ctx_cache = (ctx, red, redacted)
+    key = (id(ctx), logger)
+    hit = _completed.get(key)
+    if hit is not None and hit[0] is ctx and hit[1] is red:
+        return hit[2]
+    redacted = red.redact_mapping(_complete(ctx, logger))
+    if len(_completed) > 4096:
+        _completed.clear()
+    _completed[key] = (ctx, red, redacted)
     return redacted
 
 
@@ -249,7 +289,7 @@ def internal(levelno: int, message: str, *, exclude: Sink | None = None, **field
         "message": red.redact_text(message),
         "event_type": None,
         "event": None,
-        "context": _redacted_context(red),
+        "context": _redacted_context(red, "atb.logging"),
         "fields": red.redact_mapping(fields) if fields else _EMPTY,
         "exception": None,
     }

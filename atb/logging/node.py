@@ -23,7 +23,13 @@ class LoggingNode:
         self.ctx = ctx
         self.redaction = redaction
         # process-wide, so every thread of the run carries these keys
-        set_run_context(run_id=ctx.run_id, mode=ctx.mode, symbol=ctx.symbol, strategy=ctx.strategy)
+        set_run_context(
+            run_id=ctx.run_id,
+            session_id=ctx.run_id,  # the seed's name for the run, indexed by aggregators
+            mode=ctx.mode,
+            symbol=ctx.symbol,
+            strategy=ctx.strategy,
+        )
         self.state = configure_logging(
             config=config,
             redactor=redaction.redactor if redaction is not None else None,

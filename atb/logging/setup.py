@@ -16,11 +16,12 @@ import atexit
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from atb.config.logging import (
     LEVEL_NUMBERS,
@@ -129,6 +130,31 @@ def effective_sinks(config: LoggingConfig, json: bool | None) -> list[SinkConfig
             deduped.append(sink)
         result = deduped
     return result
+
+
+def json_on_stdout(config: LoggingConfig | None = None) -> bool:
+    """True when stdout carries JSON log records (LOG_JSON=1, ENV=production, logging=json):
+    then stdout must stay a stream of JSON objects an aggregator can ingest."""
+    state = _state
+    if config is None and state is not None:
+        config, json = state.config, state.json
+    else:
+        try:
+            json = read_env().json
+        except Exception:  # a bad LOG_* value is reported where logging is configured
+            json = None
+    if config is None:
+        return json is True
+    return any(
+        type(sink) is JsonSinkConfig and sink.stream == "stdout"
+        for sink in effective_sinks(config, json)
+    )
+
+
+def report_stream(config: LoggingConfig | None = None) -> TextIO:
+    """Where human-readable reports (the backtest summary, the sweep ranking) go: stdout,
+    unless stdout carries JSON records, then stderr."""
+    return sys.stderr if json_on_stdout(config) else sys.stdout
 
 
 @dataclass

@@ -347,10 +347,24 @@ class SweepCallback(Callback):
         print(
             f"\n[sweep] {len(ranked)} jobs, {failed} failed, ranked by {metric}"
             f" ({'high' if descending else 'low'} first):\n{format_ranking(ranked, metric)}",
+            file=_report_stream(config),
             flush=True,
         )
         store_summary(section, str(sweep_dir), metric, descending, ranked, sweep_dir)
         print(f"[sweep] summary: {sweep_dir / 'summary.csv'}", file=sys.stderr, flush=True)
+
+
+def _report_stream(config: DictConfig) -> Any:
+    """stderr when the run's logging puts JSON records on stdout (stdout stays JSON)."""
+    from atb.logging.setup import report_stream
+
+    try:
+        from atb.config.logging import LoggingConfig
+
+        section = OmegaConf.to_container(config.logging, resolve=True)
+        return report_stream(LoggingConfig.model_validate(section))
+    except Exception:  # no or odd logging section: the environment (LOG_JSON, ENV) decides
+        return report_stream()
 
 
 def warm_imports(config: DictConfig) -> None:

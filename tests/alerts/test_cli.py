@@ -78,6 +78,15 @@ def test_config_errors_exit_2(capsys: Any) -> None:
     assert "alerts.rules.0.threshold" in capsys.readouterr().err
 
 
+def test_rules_say_when_the_mode_is_why_alerts_are_inactive(capsys: Any) -> None:
+    assert command("alerts", ["rules"]) == 0  # the default run is a backtest
+    assert capsys.readouterr().out.startswith("alerts: inactive in backtest mode;")
+    assert command("alerts", ["rules", "mode=paper"]) == 0
+    assert capsys.readouterr().out.startswith("alerts: enabled;")
+    assert command("alerts", ["rules", "mode=paper", "alerts=off"]) == 0
+    assert capsys.readouterr().out.startswith("alerts: disabled (alerts=off);")
+
+
 def test_rules_lists_what_is_configured(capsys: Any) -> None:
     assert command("alerts", ["rules"]) == 0
     out = capsys.readouterr().out

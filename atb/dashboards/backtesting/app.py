@@ -20,6 +20,7 @@ from bokeh.plotting import figure
 
 from atb.dashboards import widgets as w
 from atb.dashboards.backtesting import model as m
+from atb.dashboards.guard import in_document
 from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, table_names
 from atb.dashboards.settings import DashboardSettings
 
@@ -99,7 +100,11 @@ class BacktestingApp:
         self.status = pn.widgets.Select(
             label="Status", options=["", "finished", "failed", "running"], width=110
         )
-        self.text = pn.widgets.TextInput(label="Search (id, parameters)", width=220)
+        # Applies on Enter (and on leaving the box), not on every keystroke.
+        self.text = pn.widgets.TextInput(
+            label="Search (id, parameters)", width=220, placeholder="e.g. fast=10, then Enter"
+        )
+        self.notice = w.html_pane("")
         self.run = pn.widgets.Select(label="Run", options={}, width=520)
 
     def view(self) -> pn.viewable.Viewable:
@@ -133,7 +138,7 @@ class BacktestingApp:
         )
         self.body = pn.Column(sizing_mode="stretch_width")
         w.after_first_paint(self._build_rest)
-        return pn.Column(header, self.kpis, self.body, sizing_mode="stretch_width")
+        return pn.Column(header, self.notice, self.kpis, self.body, sizing_mode="stretch_width")
 
     def _build_rest(self) -> None:
         with self.engine.connect() as conn:
@@ -141,10 +146,14 @@ class BacktestingApp:
         self.strategy.options = ["", *opts["strategy"]]
         self.symbol.options = ["", *opts["symbol"]]
         self.sweeps = opts["sweep_id"]
+        # Watchers run under the document lock (guard.in_document): a search used to raise
+        # "_pending_writes should be non-None" and never filter.
+        refresh = in_document(self.refresh, self.notice, "filtering the runs")
         for widget in (self.strategy, self.symbol, self.status, self.text):
-            widget.param.watch(lambda _e: self.refresh(), "value")
-        self.run.param.watch(lambda _e: self.show_run(), "value")
-        self.run_src.selected.on_change("indices", self._on_pick)
+            widget.param.watch(refresh, "value")
+        self.text.param.watch(refresh, "enter_pressed")
+        self.run.param.watch(in_document(self.show_run, self.notice, "showing the run"), "value")
+        self.run_src.selected.on_change("indices", self._on_pick)  # Bokeh holds the lock
         runs_tab = pn.Column(
             pn.Row(self.strategy, self.symbol, self.status, self.text),
             pn.pane.Bokeh(
@@ -174,7 +183,9 @@ class BacktestingApp:
             strategy=self.strategy.value or None,
             symbol=self.symbol.value or None,
             status=self.status.value or None,
-            text=self.text.value or "",
+            # what the box shows: value_input is current on Enter, value only after blur
+            text=(self.text.value_input if self.text.value_input is not None else self.text.value)
+            or "",
         )
 
     def refresh(self) -> None:

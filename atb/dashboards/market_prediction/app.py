@@ -12,6 +12,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 
 from atb.dashboards import widgets as w
+from atb.dashboards.guard import in_document
 from atb.dashboards.market_prediction import model as m
 from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, table_names
 from atb.dashboards.settings import DashboardSettings
@@ -69,6 +70,7 @@ class PredictionApp:
         self.engine: Any = None
         self.run = pn.widgets.Select(label="Run", options={}, width=560)
         self.kpis = w.html_pane(w.kpi_html(summary_kpis(m.Summary())))
+        self.notice = w.html_pane("")
         self.body = pn.Column(sizing_mode="stretch_width")
         self.ready = False
         self.scored = pd.DataFrame()
@@ -103,10 +105,12 @@ class PredictionApp:
             )
         self.run.options = {run_label(r): r["id"] for r in found}
         self.run.value = found[0]["id"]
-        self.run.param.watch(lambda _e: self.show(), "value")
+        self.run.param.watch(in_document(self.show, self.notice, "showing the run"), "value")
         self.show()
         w.after_first_paint(self._build)
-        return pn.Column(header, self.run, self.kpis, self.body, sizing_mode="stretch_width")
+        return pn.Column(
+            header, self.notice, self.run, self.kpis, self.body, sizing_mode="stretch_width"
+        )
 
     def _build(self) -> None:
         self.ready = True

@@ -15,7 +15,9 @@ from bokeh.models import ColumnDataSource
 from loguru import logger
 
 from atb.dashboards import widgets as w
+from atb.dashboards.guard import in_document
 from atb.dashboards.monitoring.model import (
+    HIDDEN_BY_DEFAULT,
     SEVERITIES,
     Kpis,
     MonitoringModel,
@@ -54,6 +56,7 @@ EVENT_COLS: list[w.Column] = [
     ("event_type", "Type", "text"),
     ("name", "Event", "text"),
     ("component", "Component", "text"),
+    ("details_text", "Details (qty, price, fee, pnl, reason, …)", "text"),
     ("message", "Message", "text"),
 ]
 
@@ -75,12 +78,15 @@ def kpi_items(k: Kpis) -> list[w.Kpi]:
 
 
 def health_items(k: Kpis) -> list[w.Kpi]:
-    state = {"running": "good", "finished": "", "failed": "bad", "stale": "bad"}.get(
-        k.health, "warn"
-    )
+    state = {
+        "running": "good", "finished": "", "stopped": "", "failed": "bad", "stale": "bad",
+        "not running": "bad",
+    }.get(k.health, "warn")  # fmt: skip
     alerts = "bad" if k.errors_recent else ""
     return [
         ("health", "Loop", k.health, state),
+        ("health_reason", "Loop detail", k.health_reason or "–", state if state == "bad" else ""),
+        ("heartbeat", "Last heartbeat", w.fmt_age(k.heartbeat_at), ""),
         (
             "last_bar",
             "Last bar (data)",
@@ -124,6 +130,7 @@ class MonitoringApp:
             value=["INFO", "WARNING", "ERROR", "CRITICAL"],
             color="default",
         )
+        self.show_decisions = pn.widgets.Checkbox(name="Show DECISION events", value=False)
         self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())))
         self.health = w.html_pane(w.kpi_html(health_items(Kpis())), name="health")
         self.notice = w.html_pane("")
@@ -150,9 +157,16 @@ class MonitoringApp:
         if first is not None:
             self.mode.value = first["mode"]
         self._fill_sessions(select=first["id"] if first else None)
-        self.mode.param.watch(lambda _e: self._fill_sessions(None), "value")
-        self.session.param.watch(lambda _e: self._open_session(), "value")
-        self.severity.param.watch(self._on_severity, "value")
+        # Under the document lock (guard.in_document): raw Bokeh sources change here.
+        n = self.notice
+        self.mode.param.watch(in_document(lambda: self._fill_sessions(None), n, "mode"), "value")
+        self.session.param.watch(in_document(self._open_session, n, "opening the session"), "value")
+        self.severity.param.watch(
+            in_document(lambda: self._on_severity(None), n, "severity filter"), "value"
+        )
+        self.show_decisions.param.watch(
+            in_document(self._on_show_decisions, n, "decision filter"), "value"
+        )
         self._open_session()
         interval_ms = max(250, int(self.settings.update_interval * 1000))
         self.callback = pn.state.add_periodic_callback(self.update, period=interval_ms)
@@ -184,7 +198,7 @@ class MonitoringApp:
                 w.data_table(self.trade_src, TRADE_COLS, height=240), sizing_mode="stretch_width"
             ),
             w.section("System events and alerts"),
-            self.severity,
+            pn.Row(self.severity, self.show_decisions),
             pn.pane.Bokeh(
                 w.data_table(self.event_src, EVENT_COLS, height=260), sizing_mode="stretch_width"
             ),
@@ -224,6 +238,13 @@ class MonitoringApp:
         return fig
 
     # -- session ---------------------------------------------------------------------
+    def _refresh_sessions(self) -> None:
+        """Sessions started (or ended) after the page loaded appear without a reload."""
+        runs = sessions(self.engine, self.mode.value, limit=200)
+        options = {run_label(r): r["id"] for r in runs}
+        if options != self.session.options:
+            self.session.options = options  # keeps the selected value when still listed
+
     def _fill_sessions(self, select: str | None) -> None:
         runs = sessions(self.engine, self.mode.value, limit=200)
         options = {run_label(r): r["id"] for r in runs}
@@ -256,6 +277,8 @@ class MonitoringApp:
         if not run_id:
             return
         self.model = MonitoringModel(self.engine, run_id, severities=self._severities())
+        if self.show_decisions.value:
+            self.model.hidden_types = frozenset()
         snap = self.model.load()
         self.account_src.data = (
             {c: snap.account[c].to_numpy() for c in ("time", "balance", "equity", "drawdown")}
@@ -287,13 +310,26 @@ class MonitoringApp:
         self.events_df = self.model.set_severities(self._severities())
         self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
 
+    def _on_show_decisions(self) -> None:
+        if self.model is None:
+            return
+        hidden = frozenset() if self.show_decisions.value else HIDDEN_BY_DEFAULT
+        self.events_df = self.model.set_hidden_types(hidden)
+        self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
+
     def _show(self, k: Kpis) -> None:
         self.kpis.object = w.kpi_html(kpi_items(k))
         self.health.object = w.kpi_html(health_items(k))
 
     # -- periodic update ---------------------------------------------------------------
     def update(self) -> None:
+        try:
+            self._refresh_sessions()
+        except Exception as exc:  # a DB hiccup must not kill the session's callback
+            logger.warning("monitoring: session list not refreshed: {}", exc)
         if self.model is None:
+            if self.session.value:
+                self._open_session()
             return
         try:
             up = self.model.poll()

@@ -10,6 +10,7 @@ tested on a seeded database without a browser.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -18,12 +19,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from atb.dashboards.monitoring import queries as q
+from atb.dashboards.monitoring.liveness import session_liveness
 from atb.dashboards.tables import get_run, list_runs, naive_utc, utc
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+HIDDEN_BY_DEFAULT = frozenset({"DECISION"})
+"""Event types the events table leaves out unless asked: one DECISION row per signal floods
+it (the decisions are in the `decisions` table)."""
+DETAIL_KEYS = (
+    "side", "qty", "price", "fee", "pnl", "reason", "action", "signal", "size", "status",
+    "error", "code", "drawdown", "note",
+)  # fmt: skip
+"""The event fields the table shows, in this order (others follow, up to MAX_DETAILS)."""
+MAX_DETAILS = 8
 COUNT_WINDOW = 1000
 """Severity counts cover the session's newest this-many events."""
 
@@ -63,6 +74,7 @@ class Kpis:
     status: str | None = None
     health: str = "unknown"
     health_reason: str = ""
+    heartbeat_at: datetime | None = None
     errors_recent: int = 0
     warnings_recent: int = 0
 
@@ -129,6 +141,7 @@ class MonitoringModel:
         self.table_rows = table_rows
         self.event_rows = event_rows
         self.severities = severities
+        self.hidden_types: frozenset[str] = HIDDEN_BY_DEFAULT
         with engine.connect() as conn:
             run = get_run(conn, run_id)
         if run is None:
@@ -137,6 +150,11 @@ class MonitoringModel:
         self.mode = str(run["mode"])
         self.bar_s = bar_seconds(run.get("timeframe"))
         self.state = _Running()
+        self.heartbeat: dict[str, Any] | None = None
+        # Databases from before migration 0005 have no heartbeat table: fall back to events.
+        self.has_heartbeats = self.mode != "backtest" and inspect(engine).has_table(
+            "run_heartbeats"
+        )
 
     # -- snapshot --------------------------------------------------------------------
     def load(self) -> Snapshot:
@@ -174,7 +192,7 @@ class MonitoringModel:
             last = q.last_event(conn, rid)
             if last is not None:
                 st.last_event_id, st.last_event_at = last[0], utc(last[1])
-            events = q.recent_events(conn, rid, self.severities, self.event_rows)
+            events = q.recent_events(conn, rid, self.severities, self.event_rows, self.hidden_types)
             self._refresh_counts(conn, force=True)
             self._refresh_run(conn)
         self._remember()
@@ -220,6 +238,8 @@ class MonitoringModel:
         run = get_run(conn, self.run_id)
         if run is not None:
             self.run = run
+        if self.has_heartbeats:
+            self.heartbeat = q.heartbeat(conn, self.run_id)
 
     # -- streaming -------------------------------------------------------------------
     def poll(self) -> Update:
@@ -240,10 +260,12 @@ class MonitoringModel:
                 self._count_events(events)
                 if self.severities is not None:
                     events = events[events["severity"].isin(self.severities)]
+                if self.hidden_types:
+                    events = events[~events["event_type"].isin(self.hidden_types)]
             st.positions_since = self._positions_floor(conn, positions)
-            if st.positions_since is None or len(trades) or len(positions) == 0:
-                # A run that ends changes status without writing rows: re-read it cheaply.
-                self._refresh_run(conn)
+            # Every poll: a run that ends, or a process that dies, writes no new rows; the
+            # run row and the heartbeat row are two primary-key lookups.
+            self._refresh_run(conn)
         self._remember()
         update = Update(
             kpis=self.kpis(positions),
@@ -294,7 +316,13 @@ class MonitoringModel:
         """A new filter re-reads the last N matching events (one bounded query)."""
         self.severities = severities
         with self.engine.connect() as conn:
-            return self.event_frame(q.recent_events(conn, self.run_id, severities, self.event_rows))
+            return self.event_frame(
+                q.recent_events(conn, self.run_id, severities, self.event_rows, self.hidden_types)
+            )
+
+    def set_hidden_types(self, hidden: frozenset[str]) -> pd.DataFrame:
+        self.hidden_types = hidden
+        return self.set_severities(self.severities)
 
     # -- view ------------------------------------------------------------------------
     def kpis(self, positions: pd.DataFrame) -> Kpis:
@@ -336,6 +364,14 @@ class MonitoringModel:
             return status, ""
         if self.mode == "backtest":
             return "running", "backtest in progress"
+        if self.heartbeat is not None:
+            label, reason, k.heartbeat_at = session_liveness(self.heartbeat)
+            return label, reason
+        if self.has_heartbeats:
+            started = utc(self.run.get("started_at")) or datetime.now(UTC)
+            if (datetime.now(UTC) - started).total_seconds() > 120:
+                return "not running", "no heartbeat was ever written for this session"
+            return "starting", "waiting for the first heartbeat"
         if k.last_bar is None:
             return "waiting", "no account snapshot yet"
         # Paper replay runs on historical bar times, so staleness is judged by the events'
@@ -376,7 +412,36 @@ class MonitoringModel:
             out["timestamp"] = naive_utc(out["timestamp"])
             out["name"] = out["name"].fillna("")
             out["component"] = out["component"].fillna("")
-        return out
+            out["details_text"] = [details_text(d) for d in out["details"]]
+        else:
+            out["details_text"] = pd.Series(dtype=object)
+        return out.drop(columns=["details"], errors="ignore")
+
+
+def details_text(details: Any) -> str:
+    """`qty=0.1 price=42,000.00 fee=4.20 reason=signal`: an event's own fields, compact."""
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return details[:200]
+    if not isinstance(details, dict):
+        return ""
+    keys = [k for k in DETAIL_KEYS if details.get(k) not in (None, "")]
+    keys += [
+        k for k in details
+        if k not in keys and k not in DETAIL_KEYS and details[k] not in (None, "", [], {})
+        and not isinstance(details[k], dict | list)
+    ]  # fmt: skip
+    parts = []
+    for key in keys[:MAX_DETAILS]:
+        value = details[key]
+        if isinstance(value, float):
+            text = f"{value:,.2f}" if abs(value) >= 100 else f"{value:.6g}"
+        else:
+            text = str(value)
+        parts.append(f"{key}={text[:60]}")
+    return " ".join(parts)
 
 
 def sharpe(n: int, total: float, sumsq: float, bar_s: float) -> float | None:

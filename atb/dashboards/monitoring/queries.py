@@ -4,11 +4,11 @@ bounded by LIMIT or reads only rows newer than an id the caller has already seen
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Table, case, func, select
 
 from atb.dashboards.tables import account, events, positions, trades, where_run
 from atb.db.series import ACCOUNT, read_series
@@ -26,7 +26,9 @@ TRADE_COLUMNS = (
     "exit_reason",
 )
 ACCOUNT_COLUMNS = ("id", "time", "balance", "equity", "drawdown")
-EVENT_COLUMNS = ("id", "timestamp", "severity", "event_type", "name", "component", "message")
+EVENT_COLUMNS = (
+    "id", "timestamp", "severity", "event_type", "name", "component", "message", "details",
+)  # fmt: skip
 POSITION_COLUMNS = (
     "id",
     "position_no",
@@ -237,12 +239,18 @@ def latest_position_entry(conn: Connection, run_id: str, mode: str) -> datetime 
 
 
 def recent_events(
-    conn: Connection, session_id: str, severities: list[str] | None, limit: int
+    conn: Connection,
+    session_id: str,
+    severities: list[str] | None,
+    limit: int,
+    hidden_types: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     cols = [events.c[c] for c in EVENT_COLUMNS]
     query = select(*cols).where(events.c.session_id == session_id)
     if severities is not None:
         query = query.where(events.c.severity.in_(severities))
+    if hidden_types:
+        query = query.where(events.c.event_type.not_in(sorted(hidden_types)))
     rows = conn.execute(query.order_by(events.c.timestamp.desc(), events.c.id.desc()).limit(limit))
     return _frame(rows, EVENT_COLUMNS).iloc[::-1].reset_index(drop=True)
 
@@ -281,3 +289,12 @@ def event_counts(conn: Connection, session_id: str, last_n: int) -> dict[str, in
     )
     rows = conn.execute(select(recent.c.severity, func.count()).group_by(recent.c.severity))
     return {str(sev): int(n) for sev, n in rows}
+
+
+def heartbeat(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    """The session's `run_heartbeats` row (one primary-key lookup), if the loop wrote one."""
+    from atb.db.models.heartbeats import RunHeartbeat
+
+    table = cast(Table, RunHeartbeat.__table__)
+    row = conn.execute(select(table).where(table.c.run_id == run_id)).first()
+    return None if row is None else dict(row._mapping)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, insert
 
 from atb.dashboards import tables as t
 from atb.db.migrate import upgrade
+from atb.db.models.heartbeats import RunHeartbeat
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -273,6 +274,15 @@ def _seed(engine: Engine, n_trades: int, n_events: int, n_pred: int) -> Expected
             conn.execute(insert(t.account), account_rows(run_id, "backtest", equity, equity))
             conn.execute(insert(t.trades), trade_rows(run_id, "backtest", rng.normal(5, 20, 12)))
         conn.execute(insert(t.predictions), prediction_rows(BACKTEST_A, "backtest", n_pred, rng))
+        # The running paper session's loop is alive: it beat just now (interval 10 min, so
+        # the seed stays "running" for the 30 min a test module may take).
+        conn.execute(
+            insert(RunHeartbeat.__table__),  # type: ignore[arg-type]
+            [{"run_id": PAPER, "pulse_at": now, "beat_at": now,
+              "started_at": now - timedelta(hours=1), "interval_seconds": 600.0,
+              "extra_wait_seconds": 0.0, "iterations": n_bars, "failures": 0, "pid": 1,
+              "written_at": now}],
+        )  # fmt: skip
         start = now - timedelta(seconds=n_events + 5)
         bulk_insert(conn, t.events, event_rows(PAPER, n_events, start))
         conn.execute(insert(t.events), list(event_rows(LIVE, 5, now - timedelta(days=1))))
