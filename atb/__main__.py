@@ -185,6 +185,8 @@ def version_line() -> str:
     from atb import __version__
 
     return f"atb {__version__} (Hydra {hydra_version}, Python {platform.python_version()})"
+
+
 def _redact_printed_config(args: list[str]) -> None:
     """`--cfg job|hydra|all` (with or without `--resolve`) and `--info` print through the
     redactor: command-line keys, URL passwords and webhook URLs never reach the terminal."""

@@ -17,5 +17,6 @@ Run-graph nodes (conf/db/sqlite.yaml, conf/db/postgres.yaml; both define `db` an
 Models: `atb.db.models` (system_events here; run records and sweeps from the engine).
 Migrations: `atb/db/migrations` (Alembic, configured in code by `atb.db.migrate`).
 Commands (`atb.db.cli`): `atb db upgrade|current|replay`, `atb tests heartbeat`.
-Tests and benchmarks start a throwaway PostgreSQL cluster with `tests/support/atb_testkit/pgtemp.py`.
+Tests and benchmarks start a throwaway PostgreSQL cluster with
+`tests/support/atb_testkit/pgtemp.py`.
 """

@@ -56,8 +56,8 @@ from atb.health.checks import (
     server_env,
     worst,
 )
-from atb.runtime import exposure
 from atb.health.limits import LimitedHTTPServer
+from atb.runtime import exposure
 from atb.runtime.context import RunContext
 from atb.runtime.liveness import judge_snapshot
 from atb.runtime.node import Node

@@ -231,7 +231,9 @@ def test_slow_or_failing_receiver_never_slows_the_loop(
     assert receiver.wait_for(1)
     # Deliveries are hanging in the receiver while the loop keeps its pace.
     assert statistics.median(slow) < max(5 * statistics.median(baseline), 0.0005)
-    assert max(slow) < 0.05
+    # No event waited for a delivery (each hangs 1 s); the margin absorbs a loaded machine's
+    # scheduling pauses, which are not what this test is about.
+    assert max(slow) < receiver.delay / 2
 
 
 def test_slow_receiver_times_out_and_is_retried(
