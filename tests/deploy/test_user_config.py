@@ -38,6 +38,7 @@ def test_own_strategy_through_config_dir_or_searchpath(tmp_path: Path, args: lis
     assert f"lookback: {lookback}" in resolved
 
 
+@pytest.mark.e2e
 def test_unknown_user_strategy_is_one_config_error(tmp_path: Path) -> None:
     work = tmp_path / "own_strategy"
     shutil.copytree(EXAMPLE, work)
