@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +54,39 @@ def load_cached(source: Path, timeframe: str, cache_dir: Path | None = None) -> 
     hit = _read(entry)
     if hit is not None:
         return hit
-    bars = load_bars(source, timeframe)
-    digest = fingerprint(bars)
-    # A cache that cannot be written (read-only home, full disk) only costs speed.
-    with contextlib.suppress(OSError):
-        _write(entry, bars, digest, source)
+    # Sweep jobs starting together would all parse the file: the first takes the entry's
+    # lock and parses, the others wait for it and then map its copy.
+    with _entry_lock(entry):
+        hit = _read(entry)
+        if hit is not None:
+            return hit
+        bars = load_bars(source, timeframe)
+        digest = fingerprint(bars)
+        # A cache that cannot be written (read-only home, full disk) only costs speed.
+        with contextlib.suppress(OSError):
+            _write(entry, bars, digest, source)
     return bars, digest
+
+
+@contextlib.contextmanager
+def _entry_lock(entry: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: concurrent jobs may each parse once
+        yield
+        return
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        handle = (entry.parent / f".{entry.name}.lock").open("a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read(entry: Path) -> tuple[Bars, str] | None:

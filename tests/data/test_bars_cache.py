@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ def _node(path: Path, cache_dir: Path, **kw: object) -> MarketData:
     return MarketData(config, RunContext())
 
 
+def _entries(cache_dir: Path) -> list[Path]:
+    return [p for p in cache_dir.iterdir() if not p.name.startswith(".")]  # not lock files
+
+
 @pytest.fixture
 def csv_file(tmp_path: Path) -> Path:
     return write_bars_csv(random_walk_bars(5000), tmp_path / "walk.csv")
@@ -39,7 +44,7 @@ def test_second_run_reads_the_cached_copy_without_parsing(
 ) -> None:
     first = _node(csv_file, tmp_path / "cache")
     first.load()
-    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert len(_entries(tmp_path / "cache")) == 1
 
     def no_parse(*_a: object, **_k: object) -> None:
         raise AssertionError("the file was parsed again")
@@ -74,7 +79,7 @@ def test_a_changed_file_is_parsed_and_validated_again(csv_file: Path, tmp_path: 
 def test_a_damaged_entry_is_ignored(csv_file: Path, tmp_path: Path) -> None:
     node = _node(csv_file, tmp_path / "cache")
     node.load()
-    (entry,) = (tmp_path / "cache").iterdir()
+    (entry,) = _entries(tmp_path / "cache")
     (entry / "close.npy").write_bytes(b"garbage")
     again = _node(csv_file, tmp_path / "cache")
     again.load()
@@ -84,3 +89,28 @@ def test_a_damaged_entry_is_ignored(csv_file: Path, tmp_path: Path) -> None:
 def test_auto_leaves_small_files_alone(csv_file: Path, tmp_path: Path) -> None:
     _node(csv_file, tmp_path / "cache", cache="auto").load()
     assert not (tmp_path / "cache").exists()
+
+
+def test_concurrent_jobs_parse_the_file_once(csv_file: Path, tmp_path: Path) -> None:
+    """Two sweep workers starting together: one parses, the other maps its copy."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_load_in_worker, [(csv_file, tmp_path / "cache")] * 2)
+    assert sorted(parsed for parsed, _ in results) == [False, True]
+    assert results[0][1] == results[1][1]
+
+
+def _load_in_worker(path: Path, cache_dir: Path) -> tuple[bool, str]:
+    parsed = []
+    original = bars_cache.load_bars
+
+    def counting(*args: object, **kwargs: object) -> object:
+        parsed.append(1)
+        time.sleep(0.5)  # a slow parse: the other worker arrives while it runs
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    bars_cache.load_bars = counting  # type: ignore[assignment]
+    _bars, digest = bars_cache.load_cached(path, "1m", cache_dir)
+    return bool(parsed), digest

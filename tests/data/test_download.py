@@ -105,6 +105,7 @@ def test_rate_limit_answers_are_retried(exchange: FakeBinance, tmp_path: Path) -
     ("args", "message"),
     [
         (["--symbol", "ETH/USDT"], "binance has no market 'ETH/USDT'"),
+        (["--exchange", "nope"], "unknown exchange 'nope'"),
         (["--timeframe", "7m"], "binance has no '7m' candles"),
         (["--timeframe", "abc"], "--timeframe: unknown timeframe 'abc'"),
         (["--since", "someday"], "'someday' is not a date/time"),
