@@ -77,7 +77,8 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
             shown = ""
         else:
             shown = f" (got {_clip(value)})"
-        lines.append(redact_text(f"{key}: {msg}{shown}"))
+        # the key is not redacted: `exchange.api_key: <message>` is a key name, no value
+        lines.append(f"{key}: {redact_text(msg + shown)}")
     return lines
 
 

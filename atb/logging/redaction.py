@@ -96,6 +96,7 @@ _CACHE_LIMIT = 8192
 # because its str() could carry a secret past the JSON encoder.
 _PLAIN = (bool, int, float, type(None), datetime, date, UUID)
 _SCALARS = frozenset({int, float, bool, type(None)})
+_MASKED = frozenset({"***"})
 # Unquoted words that say "no value" (JSON, YAML, Python reprs).
 _UNSET = frozenset({"null", "None", "none", "NULL", "~", "true", "false", "True", "False"})
 
@@ -240,6 +241,8 @@ class Redactor:
         return out
 
     def _sub_val(self, m: re.Match[str]) -> str:
+        if m.group("val") in _MASKED:
+            return m.group(0)  # already masked (SQLAlchemy shows a URL's password as ***)
         return m.group("head") + self.replacement
 
     def _sub_bearer(self, m: re.Match[str]) -> str:
