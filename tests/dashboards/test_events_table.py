@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from atb.dashboards.monitoring.model import MonitoringModel, details_text
 from atb.dashboards.readonly import dispose_all, readonly_engine
 
 
+@pytest.mark.e2e  # runs the CLI in a subprocess
 def test_events_table_fields_and_decisions(tmp_path: Path) -> None:
     env = {**os.environ, "ATB_OUTPUT_DIR": str(tmp_path / "outputs")}
     proc = subprocess.run(

@@ -19,6 +19,8 @@ import pytest
 from atb.dashboards.monitoring.model import MonitoringModel
 from atb.dashboards.readonly import dispose_all, readonly_engine
 
+pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
+
 INTERVAL = 0.5
 
 

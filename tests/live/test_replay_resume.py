@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
+
 ARGS = (
     "mode=paper", "exchange=replay", "exchange.step=true", "health=off", "alerts=off",
     "live.check_interval=0.01", "live.max_iterations=6",

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
+
 ARGS = (
     "mode=paper", "exchange=replay", "exchange.step=true", "health=off", "alerts=off",
     "live.check_interval=0.01", "live.max_iterations=3",

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
+
 
 def run_atb(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> str:
     full_env = {

@@ -130,7 +130,7 @@ class MonitoringApp:
             value=["INFO", "WARNING", "ERROR", "CRITICAL"],
             color="default",
         )
-        self.show_decisions = pn.widgets.Checkbox(name="Show DECISION events", value=False)
+        self.show_decisions = pn.widgets.Checkbox(label="Show DECISION events", value=False)
         self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())))
         self.health = w.html_pane(w.kpi_html(health_items(Kpis())), name="health")
         self.notice = w.html_pane("")
