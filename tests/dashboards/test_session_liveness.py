@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from atb.dashboards.monitoring.model import MonitoringModel
+from atb.dashboards.monitoring.model import MonitoringModel, sessions
 from atb.dashboards.readonly import dispose_all, readonly_engine
 
 pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
@@ -80,6 +80,9 @@ def test_loop_status_follows_the_process(how: str, tmp_path: Path) -> None:
             assert "no heartbeat since" in model.poll().kpis.health_reason
             fresh = MonitoringModel(model.engine, run_id).load().kpis
             assert fresh.health == "not running"
+            # The session list reads the same heartbeat: the run row's "running" is not shown.
+            (listed,) = [r for r in sessions(model.engine, None) if r["id"] == run_id]
+            assert listed["status"] == "not running"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -456,8 +456,19 @@ def sharpe(n: int, total: float, sumsq: float, bar_s: float) -> float | None:
 
 
 def sessions(engine: Engine, mode: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """Newest sessions first. A paper/live run row still saying "running" is re-judged from
+    its heartbeat, so the session list does not call a killed session running."""
     with engine.connect() as conn:
-        return list_runs(conn, mode=mode, limit=limit)
+        runs = list_runs(conn, mode=mode, limit=limit)
+        open_ids = [r["id"] for r in runs if r["status"] == "running" and r["mode"] != "backtest"]
+        if not open_ids or not inspect(engine).has_table("run_heartbeats"):
+            return runs
+        beats = q.heartbeats(conn, open_ids)
+    for run in runs:
+        hb = beats.get(run["id"])
+        if hb is not None and run["status"] == "running":
+            run["status"] = session_liveness(hb)[0]
+    return runs
 
 
 def default_session(runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -298,3 +298,12 @@ def heartbeat(conn: Connection, run_id: str) -> dict[str, Any] | None:
     table = cast(Table, RunHeartbeat.__table__)
     row = conn.execute(select(table).where(table.c.run_id == run_id)).first()
     return None if row is None else dict(row._mapping)
+
+
+def heartbeats(conn: Connection, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`run_heartbeats` rows of several sessions, by run id (one query)."""
+    from atb.db.models.heartbeats import RunHeartbeat
+
+    table = cast(Table, RunHeartbeat.__table__)
+    rows = conn.execute(select(table).where(table.c.run_id.in_(run_ids)))
+    return {row.run_id: dict(row._mapping) for row in rows}
