@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from atb.dashboards.tables import naive_utc, predictions, runs
-from atb.db.series import PREDICTIONS, read_series
+from atb.db.series import PREDICTIONS, read_series, run_series
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "ml" / "models"
 ROLLING = 50
@@ -33,9 +33,16 @@ def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.D
     Backtests store them as compressed columns (run_series; ids are row numbers there),
     paper/live runs as rows.
     """
-    compact = read_series(conn, run_id, PREDICTIONS)
+    total = conn.execute(
+        select(run_series.c.length).where(
+            run_series.c.run_id == run_id,
+            run_series.c.series == PREDICTIONS,
+            run_series.c.column == "time",
+        )
+    ).scalar()
+    compact = None if total is None else read_series(conn, run_id, PREDICTIONS, tail=limit)
     if compact is not None:
-        return _compact_predictions(conn, run_id, compact, limit)
+        return _compact_predictions(conn, run_id, compact, int(total or 0))
     cols = [
         predictions.c[c]
         for c in (
@@ -66,12 +73,11 @@ def load_predictions(conn: Connection, run_id: str, limit: int = 20_000) -> pd.D
 
 
 def _compact_predictions(
-    conn: Connection, run_id: str, frame: pd.DataFrame, limit: int
+    conn: Connection, run_id: str, tail: pd.DataFrame, total: int
 ) -> pd.DataFrame:
-    start = max(len(frame) - limit, 0)
-    tail = frame.iloc[start:].reset_index(drop=True)
+    start = total - len(tail)
     mode = conn.execute(select(runs.c.mode).where(runs.c.id == run_id)).scalar()
-    out = pd.DataFrame({"id": np.arange(start + 1, len(frame) + 1)})
+    out = pd.DataFrame({"id": np.arange(start + 1, total + 1)})
     for name in ("time", "predicted_price", "r", "confidence", "direction", "model_id"):
         out[name] = tail[name].to_numpy() if name in tail.columns else None
     out["direction"] = [None if v != v or v is None else int(v) for v in out["direction"]]
