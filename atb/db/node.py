@@ -7,7 +7,6 @@ migrated when `auto_migrate` is on; an older one stops the run with "run `atb db
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +18,12 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from atb.config.base import NodeConfig, StrictModel, field_error
+from atb.db import redacting
 from atb.db.errors import BadDatabaseUrl, DatabaseUnavailable
+from atb.db.redacting import json_dumps
 from atb.db.startup import check_not_foreign, check_sqlite_file
 from atb.db.url import DEFAULT_URL, parse_url, redact_url, sqlite_path
-from atb.logging.redaction import get_redactor, redact_text
+from atb.logging.redaction import redact_text
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -80,58 +81,6 @@ class DatabaseConfig(NodeConfig):
         return self
 
 
-def _json_default(value: Any) -> Any:
-    # Event fields can carry datetimes, Decimals, enums: store their text, never fail a batch.
-    return str(value)
-
-
-class RedactedJson(str):
-    """JSON text already redacted as structure; the cursor hook passes it through as is."""
-
-    __slots__ = ()
-
-
-def json_dumps(value: Any) -> str:
-    # JSON columns (run config, overrides, event details) are redacted as structure, so a
-    # value under a sensitive key goes whatever its type, and the text stays valid JSON.
-    text = json.dumps(get_redactor().redact(value), default=_json_default, separators=(",", ":"))
-    return RedactedJson(text)
-
-
-def _redact_value(red: Any, value: Any) -> Any:
-    if value.__class__ is str:
-        return red.redact_text(value)
-    return value
-
-
-def _redact_params(params: Any) -> Any:
-    red = get_redactor()
-    if isinstance(params, dict):
-        return {k: _redact_value(red, v) for k, v in params.items()}
-    if isinstance(params, tuple):
-        return tuple(_redact_value(red, v) for v in params)
-    if isinstance(params, list):
-        return [_redact_value(red, v) for v in params]
-    return params
-
-
-def _install_redaction(engine: Engine) -> None:
-    """Every text parameter bound to a statement goes through the run's redactor.
-
-    One hook covers every text column (orders.note, decision reasons, run errors, event
-    messages) whichever code path writes it, so an exchange error that echoes a key, a
-    Bearer header or a URL password is stored masked.
-    """
-
-    @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def _redact(
-        conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
-    ) -> tuple[str, Any]:
-        if executemany and isinstance(params, list | tuple):
-            return statement, [_redact_params(p) for p in params]
-        return statement, _redact_params(params)
-
-
 def build_engine(config: DatabaseConfig) -> Engine:
     """An engine for `config.url`; nothing connects yet. Raises BadDatabaseUrl."""
     url = parse_url(config.url)
@@ -170,7 +119,7 @@ def build_engine(config: DatabaseConfig) -> Engine:
         ) from exc
     if backend == "sqlite":
         _install_sqlite_pragmas(engine, config.sqlite)
-    _install_redaction(engine)
+    redacting.install(engine)
     return engine
 
 
