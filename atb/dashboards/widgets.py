@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
@@ -24,6 +24,9 @@ from bokeh.models.widgets.tables import (
     TableColumn,
 )
 from bokeh.plotting import figure
+
+if TYPE_CHECKING:
+    from bokeh.models.sources import DataDict
 
 CSS = """
 .atb-header { display:flex; align-items:baseline; gap:1em; margin:0 0 .3em 0; }
@@ -160,7 +163,7 @@ _FORMATTERS: dict[str, Any] = {
 }
 
 
-def empty_frame(columns: Sequence[Column]) -> dict[str, list[Any]]:
+def empty_frame(columns: Sequence[Column]) -> DataDict:
     return {c[0]: [] for c in columns}
 
 

@@ -110,7 +110,8 @@ def _write(entry: Path, bars: Bars, digest: str, source: Path) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
     try:
-        np.save(tmp / "time.npy", pd.DatetimeIndex(bars.index).as_unit("ns").asi8)
+        stamps = pd.DatetimeIndex(bars.index).as_unit("ns").asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
+        np.save(tmp / "time.npy", stamps)
         for col in COLUMNS:
             np.save(tmp / f"{col}.npy", bars[col].to_numpy(dtype="float64"))
         meta = {"rows": len(bars), "fingerprint": digest, "source": str(source), "format": FORMAT}

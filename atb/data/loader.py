@@ -15,7 +15,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Literal, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ COLUMNS = ("open", "high", "low", "close", "volume")
 Bars: TypeAlias = pd.DataFrame
 """Columns open, high, low, close, volume (float64) on a UTC DatetimeIndex named `time`."""
 
-_UNITS = {"m": "min", "h": "h", "d": "D", "w": "W"}
+_UNITS: dict[str, Literal["min", "h", "D", "W"]] = {"m": "min", "h": "h", "d": "D", "w": "W"}
 
 
 # A corrupt .zip/.xz raises BadZipFile/LZMAError rather than OSError: still name the file.
@@ -125,8 +125,8 @@ def _parse(source: Path, raw: pd.DataFrame) -> Bars:
     data: dict[str, np.ndarray] = {}
     for col in COLUMNS:
         column = raw[col]
-        values = column if column.dtype == "float64" else pd.to_numeric(column, errors="coerce")
-        values = values.to_numpy(dtype="float64")
+        numeric = column if column.dtype == "float64" else pd.to_numeric(column, errors="coerce")
+        values = numeric.to_numpy(dtype="float64")
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             i = int(bad[0])
@@ -149,7 +149,7 @@ def validate_bars(bars: Bars, source: Path | str, timeframe: str) -> None:
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             raise DataError(source, f"{col} is NaN", row=int(bad[0]) + 1)
-    stamps = bars.index.asi8
+    stamps = bars.index.asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
     steps = np.diff(stamps)
     bad = np.flatnonzero(steps <= 0)
     if bad.size:
@@ -200,9 +200,9 @@ def find_gaps(bars: Bars, timeframe: str) -> list[Gap]:
     delta = timeframe_delta(timeframe)
     if delta is None or len(bars) < 2:
         return []
-    steps = np.diff(bars.index.asi8)
+    steps = np.diff(bars.index.asi8)  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
     gaps = []
-    for i in np.flatnonzero(steps > delta.value):
+    for i in np.flatnonzero(steps > delta.value).tolist():
         missing = int(steps[i] // delta.value) - 1
         gaps.append(Gap(bars.index[i], bars.index[i + 1], max(missing, 1)))
     return gaps
@@ -219,7 +219,8 @@ def select_period(bars: Bars, start: pd.Timestamp | None, end: pd.Timestamp | No
 def fingerprint(bars: Bars) -> str:
     """sha256 of exactly the bars used (times + OHLCV), independent of the file's formatting."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(bars.index.as_unit("ns").asi8, dtype="<i8").tobytes())
+    stamps = cast(pd.DatetimeIndex, bars.index).as_unit("ns").asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
+    digest.update(np.ascontiguousarray(stamps, dtype="<i8").tobytes())
     for col in COLUMNS:
         digest.update(np.ascontiguousarray(bars[col].to_numpy(), dtype="<f8").tobytes())
     return digest.hexdigest()

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -138,8 +138,8 @@ def run_backtest(
     # would cost more than the loop itself.
     ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
     highs_arr, lows_arr, closes_arr = ohlcv[:, 1], ohlcv[:, 2], ohlcv[:, 3]
-    stamps = bars.index.as_unit("ns").asi8
-    index = bars.index
+    index = cast(pd.DatetimeIndex, bars.index)
+    stamps = index.as_unit("ns").asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
     rows = SignalRows(signals)
     signal_list = rows.bars
 
@@ -204,7 +204,7 @@ def run_backtest(
     cash, qty, balance = _fill_forward(n, stepped, states, settings.initial_balance)
     equity = cash + qty * closes_arr
     if bar_seconds is None:
-        bar_seconds = float(np.median(np.diff(bars.index.asi8))) / 1e9 if n > 1 else 3600.0
+        bar_seconds = float(np.median(np.diff(index.asi8))) / 1e9 if n > 1 else 3600.0  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
     metrics = compute_metrics(
         equity,
         settings.initial_balance,

@@ -512,7 +512,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                     "live.resume=false starts a new session",
                 )
         warmup = self.strategy.warmup
-        stamps = index.asi8
+        stamps = index.asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
         values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
         for j in range(start, len(frame)):
             if self.ctx.stopping:
@@ -983,6 +983,8 @@ def _prediction_row(signals: SignalFrame | None, time_: datetime) -> dict[str, A
 
     def num(name: str) -> float | None:
         value = row.get(name)
+        if value is None:
+            return None
         try:
             f = float(value)
         except (TypeError, ValueError):

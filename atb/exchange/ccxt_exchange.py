@@ -376,7 +376,7 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
             frame = validate_candles(list(rows or []), tf_ms)
             if tf_ms and len(frame):
                 now = self.now_ms()
-                opens = frame.index.asi8 // 1_000_000
+                opens = frame.index.asi8 // 1_000_000  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
                 frame = frame[opens + tf_ms <= now]
             return frame.iloc[-limit:]
 

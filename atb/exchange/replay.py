@@ -161,7 +161,7 @@ class ReplayExchange(Node[ReplayExchangeConfig]):
                 self._cursor = min(self._cursor + 1, n)
             else:
                 now = self.now_ms()
-                opens = self._bars.index.asi8 // 1_000_000
+                opens = self._bars.index.asi8 // 1_000_000  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
                 closed = int((opens + self._tf_ms <= now).sum())
                 self._cursor = max(self._cursor, min(closed, n))
             self._polls += 1

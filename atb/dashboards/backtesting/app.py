@@ -8,6 +8,7 @@ first opened (`dynamic=True`, lazy).
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ COMPARE_COLS: list[w.Column] = [
 ]
 
 
-def run_kpis(row: dict[str, Any], n_runs: int) -> list[w.Kpi]:
+def run_kpis(row: Mapping[Hashable, Any], n_runs: int) -> list[w.Kpi]:
     def val(key: str) -> float | None:
         v = row.get(key)
         return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
@@ -277,7 +278,9 @@ class BacktestingApp:
             )
         table, curves = m.compare(self.engine, run_ids)
         # Parameters tell sweep jobs apart; the id tail tells identical parameters apart.
-        labels = {r.id: f"{r.params or r.strategy} · …{str(r.id)[-6:]}" for r in table.itertuples()}
+        labels = {
+            r.id: f"{r.params or r.strategy!s} · …{str(r.id)[-6:]}" for r in table.itertuples()
+        }
         table = table.assign(label=[labels[i] for i in table["id"]])
         fig = w.time_figure("Equity (return since start)", height=300, y_label="return")
         for i, (rid, curve) in enumerate(curves.items()):

@@ -8,11 +8,13 @@ recorded data source when that file is still on disk.
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
@@ -123,7 +125,7 @@ def _thin(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
     if len(df) <= limit:
         return df
     step = int(np.ceil(len(df) / limit))
-    keep = np.r_[np.arange(0, len(df) - 1, step), len(df) - 1]
+    keep: npt.NDArray[np.int64] = np.r_[np.arange(0, len(df) - 1, step), len(df) - 1]
     return df.iloc[keep].reset_index(drop=True)
 
 
@@ -179,7 +181,7 @@ def normalise_trades(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def run_summary(df_runs: pd.DataFrame, run_id: str | None) -> dict[str, Any]:
+def run_summary(df_runs: pd.DataFrame, run_id: str | None) -> dict[Hashable, Any]:
     if run_id is None or not len(df_runs):
         return {}
     match = df_runs[df_runs["id"] == run_id]

@@ -7,7 +7,7 @@ wholesale unless the operator switches session or severity filter.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
@@ -28,7 +28,17 @@ from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, 
 from atb.dashboards.settings import DashboardSettings
 from atb.dashboards.tables import MODES, run_label
 
+if TYPE_CHECKING:
+    from bokeh.models.sources import DataDict
+
 RECORD_CMD = "python -m atb mode=paper exchange=replay"
+
+ACCOUNT_COLS = ("time", "balance", "equity", "drawdown")
+
+
+def empty_account() -> DataDict:
+    return {c: [] for c in ACCOUNT_COLS}
+
 
 TRADE_COLS: list[w.Column] = [
     ("exit_time", "Exit time", "time"),
@@ -114,9 +124,7 @@ class MonitoringApp:
         self.callback: Any = None
         self.last_update_s: float | None = None
 
-        self.account_src = ColumnDataSource(
-            {"time": [], "balance": [], "equity": [], "drawdown": []}
-        )
+        self.account_src = ColumnDataSource(empty_account())
         self.trade_src = ColumnDataSource(w.empty_frame(TRADE_COLS))
         self.position_src = ColumnDataSource(w.empty_frame(POSITION_COLS))
         self.event_src = ColumnDataSource(w.empty_frame(EVENT_COLS))
@@ -265,7 +273,7 @@ class MonitoringApp:
 
     def _clear(self) -> None:
         self.model = None
-        self.account_src.data = {"time": [], "balance": [], "equity": [], "drawdown": []}
+        self.account_src.data = empty_account()
         self.trade_src.data = w.empty_frame(TRADE_COLS)
         self.position_src.data = w.empty_frame(POSITION_COLS)
         self.event_src.data = w.empty_frame(EVENT_COLS)
@@ -281,9 +289,9 @@ class MonitoringApp:
             self.model.hidden_types = frozenset()
         snap = self.model.load()
         self.account_src.data = (
-            {c: snap.account[c].to_numpy() for c in ("time", "balance", "equity", "drawdown")}
+            {c: snap.account[c].to_numpy() for c in ACCOUNT_COLS}
             if len(snap.account)
-            else {"time": [], "balance": [], "equity": [], "drawdown": []}
+            else empty_account()
         )
         self.trades_df = snap.trades
         self.events_df = snap.events

@@ -14,6 +14,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -114,7 +115,7 @@ class _Running:
     r_sum: float = 0.0
     r_sumsq: float = 0.0
     last_equity: float | None = None
-    last_row: dict[str, Any] = field(default_factory=dict)
+    last_row: dict[Hashable, Any] = field(default_factory=dict)
     initial_balance: float | None = None
     day: Any = None
     day_start_equity: float | None = None
@@ -285,7 +286,7 @@ class MonitoringModel:
         prev = st.last_equity
         for value in equity:
             if prev is not None and prev != 0:
-                r = value / prev - 1.0
+                r = float(value / prev - 1.0)
                 st.n += 1
                 st.r_sum += r
                 st.r_sumsq += r * r
