@@ -116,15 +116,15 @@ def test_corrupt_sqlite_database_is_refused_at_start(tmp_path: Path) -> None:
         conn.execute("pragma wal_checkpoint(truncate)")
     conn.close()
     size = db.stat().st_size
-    with db.open("r+b") as f:  # scribble over a few b-tree pages
+    with db.open("r+b") as f:  # scribble over a few b-tree pages, headers included
         for offset in range(4096 * 3, min(size, 4096 * 12), 4096):
-            f.seek(offset + 100)
+            f.seek(offset)
             f.write(bytes((i * 37 + 11) % 256 for i in range(600)))
     before = digest(db)
     proc = atb(tmp_path, *SMA, f"db.url=sqlite:///{db}")
     assert proc.returncode == 1
     line = one_line(proc)
-    assert "atb.db is damaged" in line and "restore it from a backup" in line
+    assert "atb.db" in line and "damaged" in line and "restore it from a backup" in line
     assert digest(db) == before
 
     garbage = tmp_path / "garbage.db"
