@@ -13,8 +13,10 @@ SOURCES = ["atb", "panels", "tests", "noxfile.py"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The default test run: unit, end-to-end and browser tests; benchmarks excluded."""
-    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
+    """The default test run: unit, end-to-end and browser tests; benchmarks excluded. Two
+    xdist workers: most e2e tests wait on subprocesses and servers, so the whole run takes
+    about half the serial time on two cores (~8 min here)."""
+    session.run("pytest", "-p", "no:cacheprovider", "-n", "2", *session.posargs)
 
 
 # What `unit` leaves out: anything needing a PostgreSQL cluster, Chromium, Ray or a

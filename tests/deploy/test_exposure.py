@@ -105,7 +105,8 @@ def test_token_guards_everything_but_the_probes(tmp_path: Path) -> None:
     )  # fmt: skip
     proc = Proc(_live_health(tmp_path), env, tmp_path, tmp_path / "atb.log")
     try:
-        proc.wait_until(lambda: http_get(port, "/livez")[0] == 200, 90, "/livez 200")
+        # /readyz passes only once the loop trades (README "Loop states and endpoints").
+        proc.wait_until(lambda: all(http_get(port, p)[0] == 200 for p in PROBES), 90, "probes 200")
         for path in PROBES:
             assert http_get(port, path)[0] == 200, path
             assert http_get(port, path, {"Authorization": "Bearer wrong"})[0] == 200, path
