@@ -42,8 +42,8 @@ def test_a_delivery_has_a_total_deadline_not_a_per_read_one(drip: DripServer) ->
     result = ChannelWorker(channel).deliver(note)
     elapsed = time.monotonic() - t0
     assert not result.ok
-    assert result.error is not None and result.error.startswith("timed out after 1.0s")
-    assert "total deadline" in result.error
+    assert result.error is not None and result.error.startswith("timed out after")
+    assert "1s total deadline" in result.error
     assert elapsed < 2.5  # each byte came within 0.4 s: a per-read timeout never fires
 
 
