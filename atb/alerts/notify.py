@@ -490,11 +490,17 @@ def _symbol(n: Notifier, context: dict[str, Any], fields: dict[str, Any]) -> str
     return str(fields.get("symbol") or context.get("symbol") or n.ctx.symbol)
 
 
+def _fill_summary(f: dict[str, Any], price: str, reason: Any) -> str:
+    """A fill's one-line summary, `<qty> @ <price> (<reason>)`: opens and closes read alike."""
+    summary = f"{_qty(f.get('qty'))} @ {price}"
+    if reason:
+        summary += f" ({reason})"
+    return summary
+
+
 def _trade_opened(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
     side, symbol = str(f.get("side", "?")), _symbol(n, c, f)
-    summary = f"{_qty(f.get('qty'))} @ {_price(f.get('entry_price'))}"
-    if f.get("reason"):
-        summary += f" ({f['reason']})"
+    summary = _fill_summary(f, _price(f.get("entry_price")), f.get("reason"))
     details = {
         "side": side,
         "size": _qty(f.get("qty")),
@@ -516,9 +522,7 @@ def _trade_closed(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notifica
         pct = (exit_ / entry - 1.0) * (1 if side == "long" else -1)
     icon = "💰" if pnl > 0 else "🔻" if pnl < 0 else "⚪"
     result = f"{_money(pnl)}" + (f" ({pct:+.2%})" if pct is not None else "")
-    summary = f"{_qty(f.get('qty'))} @ {_price(exit_)}"
-    if f.get("exit_reason"):
-        summary += f" ({f['exit_reason']})"
+    summary = _fill_summary(f, _price(exit_), f.get("exit_reason"))
     details = {
         "side": side,
         "size": _qty(f.get("qty")),

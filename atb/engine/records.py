@@ -365,16 +365,23 @@ class RunRecorder:
 
     # Column-wise builders for whole backtests (tens of thousands of rows): one list per
     # column instead of a dict per row. The *_rows methods below stay for the live path.
+    def _entry_columns(self, legs: Sequence[Trade] | Sequence[Position]) -> dict[str, Any]:
+        # A trade and its position carry the same entry leg: one definition of those
+        # columns keeps the trade and position tables in step.
+        return {
+            "symbol": self.symbol,
+            "side": [_side(leg.side) for leg in legs],
+            "qty": [leg.qty for leg in legs],
+            "entry_time": [leg.entry_time for leg in legs],
+            "entry_price": [leg.entry_price for leg in legs],
+        }
+
     def trade_columns(self, trades: Sequence[Trade]) -> dict[str, Any]:
         return {
             **self._common(),
             "trade_no": [t.id for t in trades],
             "position_no": [t.position_id for t in trades],
-            "symbol": self.symbol,
-            "side": [_side(t.side) for t in trades],
-            "qty": [t.qty for t in trades],
-            "entry_time": [t.entry_time for t in trades],
-            "entry_price": [t.entry_price for t in trades],
+            **self._entry_columns(trades),
             "exit_time": [t.exit_time for t in trades],
             "exit_price": [t.exit_price for t in trades],
             "fees": [t.fees for t in trades],
@@ -421,11 +428,7 @@ class RunRecorder:
         return {
             **self._common(),
             "position_no": [p.id for p in positions],
-            "symbol": self.symbol,
-            "side": [_side(p.side) for p in positions],
-            "qty": [p.qty for p in positions],
-            "entry_time": [p.entry_time for p in positions],
-            "entry_price": [p.entry_price for p in positions],
+            **self._entry_columns(positions),
             "stop_loss": [p.stop_price for p in positions],
             "take_profit": [p.take_price for p in positions],
             "status": ["closed" if t else "open" for t in exits],

@@ -10,6 +10,7 @@ they do not stop the strategy from trading (the operator, or an alert route, dec
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from atb.engine.events import log_risk_event
 
@@ -28,14 +29,11 @@ class RiskLimits:
         if self.max_drawdown is not None:
             if drawdown >= self.max_drawdown and not self.in_drawdown_breach:
                 self.in_drawdown_breach = True
-                log_risk_event(
+                _log_breach(
                     "max_drawdown_breach",
-                    level="ERROR",
-                    message=f"drawdown {drawdown:.2%} reached live.max_drawdown "
-                    f"{self.max_drawdown:.2%}",
-                    time=time.isoformat(),
-                    drawdown=round(drawdown, 6),
-                    max_drawdown=self.max_drawdown,
+                    time,
+                    ("drawdown", "drawdown", drawdown),
+                    ("max_drawdown", self.max_drawdown),
                     equity=equity,
                     peak_equity=peak_equity,
                 )
@@ -57,14 +55,33 @@ class RiskLimits:
         loss = 1.0 - equity / start if start else 0.0
         if loss >= self.max_daily_loss and not self.daily_breached:
             self.daily_breached = True
-            log_risk_event(
+            _log_breach(
                 "daily_loss_limit_reached",
-                level="ERROR",
-                message=f"loss today {loss:.2%} reached live.max_daily_loss "
-                f"{self.max_daily_loss:.2%}",
-                time=time.isoformat(),
-                loss=round(loss, 6),
-                max_daily_loss=self.max_daily_loss,
+                time,
+                ("loss today", "loss", loss),
+                ("max_daily_loss", self.max_daily_loss),
                 equity=equity,
                 day_start_equity=start,
             )
+
+
+def _log_breach(
+    event: str,
+    time: datetime,
+    measured: tuple[str, str, float],
+    limit: tuple[str, float],
+    **fields: Any,
+) -> None:
+    """Emit a limit breach: both limits report it alike (ERROR, "<label> x% reached
+    live.<limit> y%", the measured value rounded), so alert rules and operators read
+    them the same way. `measured` is (label in the message, field name, value)."""
+    label, key, value = measured
+    limit_name, limit_value = limit
+    values: dict[str, Any] = {key: round(value, 6), limit_name: limit_value, **fields}
+    log_risk_event(
+        event,
+        level="ERROR",
+        message=f"{label} {value:.2%} reached live.{limit_name} {limit_value:.2%}",
+        time=time.isoformat(),
+        **values,
+    )

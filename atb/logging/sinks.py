@@ -224,15 +224,7 @@ class QueuedSink(Sink):
             now = time.monotonic()
             if now >= self._announce_at:
                 self._announce_at = now + REANNOUNCE_EVERY
-                _announce(
-                    "log_sink_failed",
-                    "ERROR",
-                    sink=self.name,
-                    kind=type(self).__name__,
-                    error=self.error,
-                    still_failing=True,
-                    lost=self._lost,
-                )
+                self._announce_failed(still_failing=True, lost=self._lost)
             return
         self.failed = True
         self._announce_at = 0.0
@@ -243,13 +235,18 @@ class QueuedSink(Sink):
             f"retrying every {RETRY_AFTER:g}s (reported once)",
             exclude=self,
         )
+        self._announce_failed(retry_every_s=RETRY_AFTER)
+
+    def _announce_failed(self, **fields: Any) -> None:
+        # The first report and the re-announcements are one event name with the same
+        # identifying fields, so an alert rule matches both.
         _announce(
             "log_sink_failed",
             "ERROR",
             sink=self.name,
             kind=type(self).__name__,
             error=self.error,
-            retry_every_s=RETRY_AFTER,
+            **fields,
         )
 
     def format_batch(self, batch: list[dict[str, Any]]) -> bytes:
