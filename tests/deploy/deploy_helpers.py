@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
+from atb_testkit.waiting import wait_for_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -64,22 +64,7 @@ class Proc:
         return self.log.read_text(errors="replace")
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"{self.cmd[0]} exited ({self.proc.returncode}) waiting for {what}\n"
-                    f"{self.output()[-4000:]}"
-                )
-            try:
-                last = predicate()
-                if last:
-                    return last
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{self.output()[-4000:]}")
+        return wait_for_process(self.proc, predicate, timeout, what, lambda: self.output()[-4000:])
 
     def stop(self, timeout: float = 15) -> int:
         if self.proc.poll() is None:

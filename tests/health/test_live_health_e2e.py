@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from atb_testkit.waiting import wait_for_process
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,21 +65,7 @@ class LiveHealth:
         return self.log.read_text(errors="replace")[-6000:]
 
     def wait_until(self, predicate: Any, timeout: float = 60, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"atb exited ({self.proc.returncode}) waiting for {what}\n{self.output()}"
-                )
-            try:
-                last = predicate()
-                if last:
-                    return last
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"timed out waiting for {what} (last: {last})\n{self.output()}")
+        return wait_for_process(self.proc, predicate, timeout, what, self.output)
 
     def beating(self, timeout: float = 90) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
