@@ -249,7 +249,10 @@ def test_slow_receiver_times_out_and_is_retried(
     assert row["alert_sent"] is False and row["alert_method"] == "failed:webhook"
     assert row["details"]["delivery"]["webhook"]["attempts"] == 2
     assert "timed out" in row["details"]["delivery"]["webhook"]["error"]
-    assert len(receiver.requests) == 2
+    # Two attempts at the firing alert (a loaded machine may already be sending its
+    # resolution, which is not what this test counts).
+    firing = [r for r in receiver.requests if r["body"]["alert"]["status"] == "firing"]
+    assert len(firing) == 2
 
 
 def test_http_500_is_retried_and_400_is_not(make_router: MakeRouter, receiver: Receiver) -> None:
