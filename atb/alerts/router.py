@@ -63,7 +63,6 @@ class AlertRouter(Node[AlertsConfig]):
     ) -> None:
         super().__init__(config, ctx)
         self.journal = journal
-        self._current_journal: Callable[[], Any] | None = None
         self.active = ctx.mode in config.modes
         env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
         self.rules: list[Rule] = [_build(entry, env) for entry in config.rules if entry.enabled]
@@ -102,13 +101,6 @@ class AlertRouter(Node[AlertsConfig]):
         return [w.name for w in self.workers if w.channel.external]
 
     def start(self) -> None:
-        # Imported here, not on first use: an import on the evaluator or a delivery thread
-        # takes the import lock (hundreds of ms for SQLAlchemy) at the worst moment.
-        if self.journal is None:
-            with contextlib.suppress(ImportError):
-                from atb.db.journal import current_journal
-
-                self._current_journal = current_journal
         self._unregister_probe = PROBES.register("alerts", self.state)
         if not self.active:
             logger.debug("alerts: inactive in {} mode (alerts.modes={})", self.ctx.mode,
@@ -379,9 +371,7 @@ class AlertRouter(Node[AlertsConfig]):
         })  # fmt: skip
 
     def _emit_row(self, row: dict[str, Any]) -> None:
-        journal = self.journal
-        if journal is None and self._current_journal is not None:
-            journal = self._current_journal()
+        journal = self.journal or self.ctx.journal
         if journal is None:
             return
         try:
@@ -409,9 +399,7 @@ class AlertRouter(Node[AlertsConfig]):
                  "alert_sent": bool(sent), "alert_method": method}  # fmt: skip
         with self._lock:
             self.recent.append(entry)
-        journal = self.journal
-        if journal is None and self._current_journal is not None:
-            journal = self._current_journal()
+        journal = self.journal or self.ctx.journal
         if journal is None:
             return
         delivery = {n: r.view() for n, r in results.items()}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -395,28 +394,13 @@ class JournalSpillRule(Rule):
     level_triggered = True
     config: JournalSpillRuleConfig
 
-    def __init__(self, config: JournalSpillRuleConfig, env: RuleEnv) -> None:
-        super().__init__(config, env)
-        # Resolved now: importing the journal (SQLAlchemy) on the evaluator thread would
-        # hold the import lock for a long first tick.
-        self._current: Callable[[], Any] | None = None
-        if env.journal is None:
-            try:
-                from atb.db.journal import current_journal
-            except ImportError:  # no database support installed: the probe is the only source
-                pass
-            else:
-                self._current = current_journal
-
     def state(self) -> dict[str, Any] | None:
         try:
             state = self.env.probes.read(self.config.probe)
         except Exception:  # a broken provider is the health server's business
             state = None
         if state is None:
-            journal = self.env.journal
-            if journal is None and self._current is not None:
-                journal = self._current()
+            journal = self.env.journal or self.env.ctx.journal
             if journal is not None and hasattr(journal, "state"):
                 state = journal.state()
         return state if isinstance(state, dict) else None

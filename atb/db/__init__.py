@@ -11,12 +11,15 @@ Run-graph nodes (conf/db/sqlite.yaml, conf/db/postgres.yaml; both define `db` an
 - `journal` -> `atb.db.journal.Journal`: every atb.logging event, WARNING+ record and
   alert becomes a `system_events` row without the caller ever waiting on the database;
   spills to a local file while the database is down and replays it exactly once. See
-  the module docstring for the hard-kill loss window. `Journal.state()` is published as
-  `PROBES` "journal" for the health server; `current_journal()` returns the running one.
+  the package docstring for the hard-kill loss window. While it runs it is the run's
+  `ctx.journal`, and `Journal.state()` is published as `PROBES` "journal" for the health
+  server.
+- `atb.db.bulk`: the one fast path for inserting many rows (journal, backtest records,
+  test/benchmark sample data) and how each backend wants its values.
 
 Models: `atb.db.models` (system_events here; run records and sweeps from the engine).
 Migrations: `atb/db/migrations` (Alembic, configured in code by `atb.db.migrate`).
-Commands (`atb.db.cli`): `atb db upgrade|current|replay`, `atb tests heartbeat`.
+Commands (`atb.db.cli`): `atb db upgrade|current|replay|records`, `atb tests heartbeat`.
 Tests and benchmarks start a throwaway PostgreSQL cluster with
 `tests/support/atb_testkit/pgtemp.py`.
 """

@@ -43,6 +43,7 @@ import orjson
 from loguru import logger
 from sqlalchemy import Connection, DateTime, Table, bindparam, insert, select, update
 
+from atb.db.errors import is_unavailable
 from atb.db.models.run_records import (
     AccountSnapshot,
     DecisionRecordRow,
@@ -195,12 +196,6 @@ def _upsert_many(
             [{"k_run": run_id, "k_key": r[key], **{f"v_{c}": r.get(c) for c in columns}}
              for r in stale],
         )  # fmt: skip
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    from atb.db.journal import _is_unavailable as journal_rule
-
-    return journal_rule(exc)
 
 
 class RecordLog:
@@ -359,8 +354,8 @@ class RecordLog:
             try:
                 self._apply(ops)
             except Exception as exc:
-                if _is_unavailable(exc) or not self._one_by_one(lines, ops):
-                    self._failed(exc if _is_unavailable(exc) else None)
+                if is_unavailable(exc) or not self._one_by_one(lines, ops):
+                    self._failed(exc if is_unavailable(exc) else None)
                     return
                 continue
             self._read_pos += sum(len(line) for line in lines)
@@ -382,7 +377,7 @@ class RecordLog:
             try:
                 self._apply([op])
             except Exception as exc:
-                if _is_unavailable(exc):
+                if is_unavailable(exc):
                     self._failed(exc)
                     return False
                 self.rejected += 1

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+class EventJournal(Protocol):
+    """What the run's event journal (atb.db.journal.Journal) offers other nodes."""
+
+    def emit(self, event: Mapping[str, Any]) -> str: ...
+
+    def state(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -35,6 +44,9 @@ class RunContext:
     job_num: int | None = None
     config_sources: dict[str, list[str]] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    journal: EventJournal | None = None
+    """The run's event journal while it runs (set by the `journal` node): for nodes that
+    journal events without listing it in `needs`."""
 
     @property
     def stopping(self) -> bool:

@@ -185,7 +185,7 @@ def test_journal_sqlite(tmp_path: Path) -> None:
         def down(rows: list[Any]) -> None:
             raise OperationalError("INSERT", {}, ConnectionRefusedError("database down"))
 
-        journal._execute = down  # type: ignore[method-assign]
+        journal.writer.execute = down  # type: ignore[method-assign]
 
     p99_down = run_down(db, tmp_path / "spill-down.jsonl", make_records(N_DOWN), fail_inserts)
     db.stop()

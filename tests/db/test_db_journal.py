@@ -13,7 +13,7 @@ from db_helpers import event_counts, make_db, record, uuids
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from atb.db.journal import Journal, JournalConfig, current_journal, row_from_json
+from atb.db.journal import Journal, JournalConfig, row_from_json
 from atb.db.models import SystemEvent
 from atb.db.node import Database
 from atb.runtime.context import RunContext
@@ -46,20 +46,20 @@ class Outage:
 
     def __init__(self, journal: Journal) -> None:
         self.down = threading.Event()
-        real = journal._execute
+        real = journal.writer.execute
 
         def execute(rows: list[Any]) -> None:
             if self.down.is_set():
                 raise OperationalError("INSERT", {}, ConnectionRefusedError("server down"))
             real(rows)
 
-        journal._execute = execute  # type: ignore[method-assign]
+        journal.writer.execute = execute  # type: ignore[method-assign]
 
 
 def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path) -> None:
     journal = make_journal(db, tmp_path)
     journal.start()
-    assert current_journal() is journal
+    assert journal.ctx.journal is journal  # the run's journal service for other nodes
     assert PROBES.read("journal") == journal.state()  # what the health server reads
     records = [record(i) for i in range(500)]
     for r in records:
@@ -78,7 +78,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
         )
     )
     journal.stop()
-    assert current_journal() is None and PROBES.read("journal") is None
+    assert journal.ctx.journal is None and PROBES.read("journal") is None
     assert event_counts(db) == (503, 503)
     assert {r["id"] for r in records} <= uuids(db)
     with db.session() as s:
@@ -163,7 +163,7 @@ def test_outage_spills_then_replays_exactly_once(db: Database, tmp_path: Path) -
     assert "server down" in state["last_error"]
     assert state["queue_depth"] == 0 and state["spilled"] == 80
     # Retries rotate the file to spill.jsonl.replay-*; together they hold the overflow.
-    lines = [ln for f in journal._pending_files() for ln in f.read_text().splitlines()]
+    lines = [ln for f in journal.spill.pending_files() for ln in f.read_text().splitlines()]
     assert {row_from_json(line)[0] for line in lines} == {r["id"] for r in sent[20:]}
     outage.down.clear()
     _wait(lambda: journal.state()["spill_pending"] == 0)
@@ -212,7 +212,7 @@ def test_two_journals_sharing_a_spill_path(db: Database, tmp_path: Path) -> None
     outages[1].down.clear()
     for j in journals:
         assert j.flush()
-    _wait(lambda: not journals[0]._pending_files() and not journals[1]._pending_files())
+    _wait(lambda: not journals[0].spill.pending_files() and not journals[1].spill.pending_files())
     for j in journals:
         j.stop()
     assert uuids(db) == {r["id"] for r in sent}

@@ -18,14 +18,9 @@ import pytest
 from db_helpers import event_counts, make_db, record, uuids
 from sqlalchemy import select
 
-from atb.db.journal import (
-    Journal,
-    JournalConfig,
-    RowBuilder,
-    _insert_sqlite,
-    _timestamp,
-    sqlite_timestamp,
-)
+from atb.db.bulk import RowWriter, sqlite_timestamp
+from atb.db.journal import COLUMNS, Journal, JournalConfig, RowBuilder
+from atb.db.journal.rows import TABLE, _timestamp
 from atb.db.models import SystemEvent
 from atb.db.node import Database
 from atb.logging.ids import event_id
@@ -89,11 +84,12 @@ def test_sqlite_batches_of_any_size_land_exactly_once(n: int, tmp_path: Path) ->
     try:
         build = RowBuilder("run-1", ts_text=True)
         rows = [build(record(i, id=event_id())) for i in range(n)]
+        insert = RowWriter("sqlite", TABLE, COLUMNS, conflict="event_uuid")
         with db.engine.begin() as conn:
-            _insert_sqlite(conn, rows)
+            insert(conn, rows)
         # A replay of the same batch plus duplicates inside one statement: still once.
         with db.engine.begin() as conn:
-            _insert_sqlite(conn, rows + rows[: min(n, 300)])
+            insert(conn, rows + rows[: min(n, 300)])
         assert event_counts(db) == (n, n)
         assert uuids(db) == {r[0] for r in rows}
         with db.engine.connect() as conn:

@@ -1,6 +1,6 @@
 """`system_events`: one row per structured event, WARNING/ERROR record and alert.
 
-Rows arrive through the journal (atb/db/journal.py), never from the trading loop directly.
+Rows arrive through the journal (atb/db/journal/), never from the trading loop directly.
 `event_uuid` is unique so a replayed batch (after a spill or a retry) lands exactly once.
 `session_id` is deliberately not a foreign key: events are journaled before, during and
 after the run row exists, and from processes (heartbeat, alerts) that have no run at all.

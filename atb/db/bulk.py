@@ -1,0 +1,274 @@
+"""The one fast path for inserting many rows, and how each backend wants its values.
+
+Every writer of many rows goes through here: the event journal (row tuples, exactly once
+on a unique key), a backtest's trades/orders/positions (columns of a whole run) and the
+sample database of tests and benchmarks (row dicts).
+
+- SQLite: multi-row `INSERT ... VALUES (..), (..)` statements of 1000, 500, ..., 1 rows,
+  so a handful of statements stay prepared in sqlite3's statement cache whatever the
+  batch size, and the GIL is re-taken once per chunk instead of once per row (see
+  `sqlite_chunks`). Times go in as the text SQLAlchemy's SQLite `DateTime` stores,
+  formatted vectorised (`sqlite_times`); other values through the column type's own
+  bind processor (JSON through the engine's redacting serializer).
+- PostgreSQL: the journal COPYs into a per-connection temp table and merges with one
+  `INSERT ... SELECT ... ON CONFLICT DO NOTHING`; the other writers use SQLAlchemy's
+  batched executemany, which psycopg turns into multi-row statements.
+
+`RowWriter` talks to the DBAPI cursor directly (the journal's rows are built, sized and
+redacted by the journal itself); `insert_columns`/`insert_dicts` go through SQLAlchemy's
+connection, so the redaction hook (atb.db.redacting) sees every text value they write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, DateTime, Table, insert
+
+Row = tuple[Any, ...]
+_chain = chain.from_iterable
+# SQLite >= 3.32 allows 32766 parameters per statement, older ones 999.
+_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+_BATCH = 20_000  # rows per executemany on the SQLAlchemy path (bounded memory)
+
+
+def _mark(dialect: str) -> str:
+    mark = {"sqlite": "?", "postgresql": "%s"}.get(dialect)
+    if mark is None:
+        raise RuntimeError(f"unsupported database dialect '{dialect}'")
+    return mark
+
+
+def insert_sql(
+    dialect: str, table: str, columns: Sequence[str], rows: int = 1, conflict: str | None = None
+) -> str:
+    """`INSERT ... VALUES (..)[, (..)] [ON CONFLICT (key) DO NOTHING]` for `rows` rows in
+    the dialect's paramstyle."""
+    mark = _mark(dialect)
+    values = ", ".join([f"({', '.join([mark] * len(columns))})"] * rows)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"
+    return f"{sql} ON CONFLICT ({conflict}) DO NOTHING" if conflict else sql
+
+
+def sqlite_chunks(
+    table: str, columns: Sequence[str], conflict: str | None = None
+) -> tuple[tuple[int, str], ...]:
+    """(rows, statement) for multi-row INSERTs of 1000, 500, 250, ..., 1 rows.
+
+    Why not one executemany: it binds and steps one row at a time, releasing and re-taking
+    the GIL around every row's sqlite3_step. While another thread runs Python, each re-take
+    waits for the interpreter's switch interval, so inserts crawl (a GIL convoy). One
+    statement per 1000 rows re-takes the GIL once per chunk and saves SQLite's per-statement
+    reset and the module's per-row overhead.
+    """
+    return tuple(
+        (n, insert_sql("sqlite", table, columns, n, conflict))
+        for n in (1000, 500, 250, 125, 64, 32, 16, 8, 4, 2, 1)
+        if n * len(columns) <= _MAX_PARAMS
+    )
+
+
+def _in_chunks(
+    chunks: tuple[tuple[int, str], ...], rows: Sequence[Row]
+) -> Iterator[tuple[str, Row]]:
+    """(statement, flat parameters) covering `rows` with the fewest statements."""
+    i, total = 0, len(rows)
+    for n, sql in chunks:
+        while total - i >= n:
+            yield sql, tuple(_chain(rows[i : i + n]))
+            i += n
+
+
+def fast_sqlite_binding() -> None:
+    """Let the sqlite3 module bind None and bool without its adaptation slow path.
+
+    sqlite3 binds int/float/str directly; any other value goes through the adaptation
+    protocol first, and a value with no registered adapter fails two attribute lookups
+    (`PrepareProtocol.__adapt__`, `value.__conform__`), each raising and clearing an
+    AttributeError: ~0.6 us per None, with the GIL held. A journal row has 4-6 of them
+    (nullable columns, alert_sent), which made binding most of the inserter's GIL time.
+    These adapters return what sqlite3 would bind anyway (None -> NULL, bool -> its int),
+    so the stored values are unchanged for every sqlite3 user in the process; an adapter
+    someone else registered for these types is left alone.
+    """
+    registered = getattr(sqlite3, "adapters", {})
+    protocol = sqlite3.PrepareProtocol
+    if (type(None), protocol) not in registered:
+        nothing: dict[None, None] = {}
+        sqlite3.register_adapter(type(None), nothing.get)  # a C callable returning None
+    if (bool, protocol) not in registered:
+        sqlite3.register_adapter(bool, int)
+
+
+class RowWriter:
+    """Inserts row tuples (values already in the backend's form) straight on the DBAPI
+    cursor of a SQLAlchemy connection, in the caller's transaction.
+
+    With `conflict` (a unique column), a row already stored is skipped: a batch written
+    twice lands once.
+    """
+
+    def __init__(
+        self, dialect: str, table: Table, columns: Sequence[str], conflict: str | None = None
+    ) -> None:
+        _mark(dialect)  # fails early on an unsupported dialect
+        self.dialect = dialect
+        self.table = table.name
+        self.columns = tuple(columns)
+        self.conflict = conflict
+        if dialect == "sqlite":
+            fast_sqlite_binding()
+            self._chunks = sqlite_chunks(self.table, self.columns, conflict)
+        names = ", ".join(self.columns)
+        self._stage = f"atb_stage_{self.table}"
+        self._stage_ddl = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self._stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM {self.table} WITH NO DATA"
+        )
+        self._stage_copy = f"COPY {self._stage} ({names}) FROM STDIN"
+        on_conflict = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
+        self._stage_merge = (
+            f"INSERT INTO {self.table} ({names}) SELECT {names} FROM {self._stage}{on_conflict}"
+        )
+
+    def __call__(self, conn: Connection, rows: list[Row]) -> None:
+        if self.dialect == "postgresql":
+            self._copy_postgres(conn, rows)
+        else:
+            self._insert_sqlite(conn, rows)
+
+    def _insert_sqlite(self, conn: Connection, rows: list[Row]) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for sql, params in _in_chunks(self._chunks, rows):
+                cur.execute(sql, params)
+        finally:
+            cur.close()
+
+    def _copy_postgres(self, conn: Connection, rows: list[Row]) -> None:
+        """COPY the batch into a per-connection temp table, then one INSERT ... SELECT.
+
+        psycopg's executemany costs a round of parameter handling per row; COPY streams the
+        batch in one go (several times faster here), and the INSERT ... ON CONFLICT keeps
+        the exactly-once guarantee that COPY alone cannot give.
+        """
+        pooled = conn.connection
+        cur = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if not pooled.info.get(self._stage):
+                cur.execute(self._stage_ddl)
+                pooled.info[self._stage] = True
+            with cur.copy(self._stage_copy) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+            cur.execute(self._stage_merge)
+        except BaseException:
+            # Created in a transaction that will roll back: recreate next time.
+            pooled.info.pop(self._stage, None)
+            raise
+        finally:
+            cur.close()
+
+
+# -- value encoding per backend ----------------------------------------------------------
+
+
+def sqlite_timestamp(ts: datetime) -> str:
+    """SQLAlchemy's SQLite DateTime text: naive UTC, always with microseconds."""
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(" ", "microseconds")[:26]
+
+
+def sqlite_times(index: pd.DatetimeIndex) -> list[str]:
+    """`YYYY-MM-DD HH:MM:SS.ffffff` for every time, vectorised (what SQLAlchemy stores)."""
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    text = np.datetime_as_string(index.values.astype("M8[us]"), unit="us").astype("U26")
+    chars = text.view(np.uint32).reshape(len(text), 26)
+    chars[:, 10] = ord(" ")  # the ISO 'T' separator -> space, without a per-string loop
+    return text.tolist()
+
+
+def _sqlite_stamps(times: list[Any]) -> list[str | None]:
+    present = [t for t in times if t is not None]
+    if not present:
+        return [None] * len(times)
+    texts = iter(sqlite_times(pd.DatetimeIndex(present)))
+    return [None if t is None else next(texts) for t in times]
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def _py_values(value: Any) -> list[Any]:
+    """Python values for the driver: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        out = value.astype(object)
+        out[np.isnan(value)] = None
+        return out.tolist()
+    if isinstance(value, np.ndarray | pd.Series | pd.Index):
+        return list(np.asarray(value).tolist())
+    return list(value)
+
+
+def _column_values(conn: Connection, table: Table, name: str, value: Any, n: int) -> Iterable[Any]:
+    """One column's values in the form the connection's backend stores."""
+    sqlite = conn.dialect.name == "sqlite"
+    if _scalar(value):
+        return itertools.repeat(value, n)
+    if isinstance(value, pd.DatetimeIndex):
+        if sqlite:
+            return sqlite_times(value)
+        utc = value.tz_convert("UTC") if value.tz is not None else value
+        return list(utc.to_pydatetime())
+    if sqlite and isinstance(table.c[name].type, DateTime):
+        return _sqlite_stamps(list(value))  # datetimes or None
+    values = _py_values(value)
+    if sqlite:
+        process = table.c[name].type.bind_processor(conn.dialect)
+        if process is not None:
+            return [None if v is None else process(v) for v in values]
+    return values
+
+
+def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Any]) -> None:
+    """Insert rows given column-wise: arrays/lists, a DatetimeIndex for times, or a scalar
+    repeated on every row."""
+    n = max((len(v) for v in columns.values() if not _scalar(v)), default=0)
+    if n == 0:
+        return
+    names = list(columns)
+    lists = [_column_values(conn, table, c, columns[c], n) for c in names]
+    _insert_tuples(conn, table, names, list(zip(*lists, strict=False)))
+
+
+def insert_dicts(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert row dicts (every row with the same keys), `_BATCH` rows at a time."""
+    it = iter(rows)
+    while batch := list(itertools.islice(it, _BATCH)):
+        names = list(batch[0])
+        columns = {c: [row.get(c) for row in batch] for c in names}
+        insert_columns(conn, table, columns)
+
+
+def _insert_tuples(conn: Connection, table: Table, names: list[str], rows: list[Row]) -> None:
+    if conn.dialect.name == "sqlite":
+        prep = conn.dialect.identifier_preparer
+        chunks = sqlite_chunks(prep.format_table(table), [prep.quote(c) for c in names])
+        for sql, params in _in_chunks(chunks, rows):
+            conn.exec_driver_sql(sql, params)
+        return
+    stmt = insert(table)
+    for start in range(0, len(rows), _BATCH):
+        batch = rows[start : start + _BATCH]
+        conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in batch])
