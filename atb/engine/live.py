@@ -55,7 +55,7 @@ from atb.engine.live_records import (
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position
 from atb.engine.record_log import replay_orphans
-from atb.engine.records import clean_json, exposure_ratio
+from atb.engine.records import clean_json, exposure_ratio, prediction_row
 from atb.engine.risk import RiskSettings
 from atb.engine.risk_limits import RiskLimits
 from atb.exchange.base import (
@@ -607,7 +607,8 @@ class LiveEngine(Node[LiveEngineConfig]):
             return
         rec = self.config.record
         positions = {pos.id: pos for pos in self._touched_positions(step)}
-        prediction = _prediction_row(signals, bar.time) if rec.predictions else None
+        frame = signals.predictions if signals is not None and rec.predictions else None
+        prediction = prediction_row(frame, bar.time)
         self.recorder.write_bar(
             orders=self._changed_orders(),
             positions=list(positions.values()),
@@ -971,36 +972,6 @@ def _position_from_json(data: dict[str, Any], bars_since: Callable[[datetime], i
         stop_price=data.get("stop_price"),
         take_price=data.get("take_price"),
     )
-
-
-def _prediction_row(signals: SignalFrame | None, time_: datetime) -> dict[str, Any] | None:
-    if signals is None or signals.predictions is None or not len(signals.predictions):
-        return None
-    row = signals.predictions.iloc[-1]
-    when = pd.Timestamp(row.get("time", time_))
-    if when.tzinfo is None:
-        when = when.tz_localize("UTC")
-
-    def num(name: str) -> float | None:
-        value = row.get(name)
-        if value is None:
-            return None
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            return None
-        return None if f != f else f
-
-    direction = num("direction")
-    model_id = row.get("model_id")
-    return {
-        "time": when.to_pydatetime(),
-        "predicted_price": num("predicted_price"),
-        "r": num("r"),
-        "confidence": num("confidence"),
-        "direction": None if direction is None else int(direction),
-        "model_id": None if model_id in (None, "") else str(model_id),
-    }
 
 
 __all__ = ["LiveEngine", "LiveEngineConfig", "LoopFailed", "OrderResult"]

@@ -44,6 +44,7 @@ from loguru import logger
 from sqlalchemy import Connection, DateTime, Table, bindparam, insert, select, update
 
 from atb.db.errors import is_unavailable
+from atb.db.models.base import table_of
 from atb.db.models.run_records import (
     AccountSnapshot,
     DecisionRecordRow,
@@ -63,21 +64,15 @@ Op = dict[str, Any]
 SEQ_KEY = "records_seq"
 
 
-def _table(model: type) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-RUNS = _table(Run)
-ORDERS = _table(OrderRecord)
-POSITIONS = _table(PositionRecord)
+RUNS = table_of(Run)
+ORDERS = table_of(OrderRecord)
+POSITIONS = table_of(PositionRecord)
 # op key -> table of plain inserts
 INSERTS = {
-    "trades": _table(TradeRecord),
-    "decisions": _table(DecisionRecordRow),
-    "account": _table(AccountSnapshot),
-    "predictions": _table(PredictionRecord),
+    "trades": table_of(TradeRecord),
+    "decisions": table_of(DecisionRecordRow),
+    "account": table_of(AccountSnapshot),
+    "predictions": table_of(PredictionRecord),
 }
 ORDER_UPDATE = (
     "status", "filled_at", "qty", "price", "fee", "position_no", "exchange_order_id",

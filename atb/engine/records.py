@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -21,9 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, DateTime, insert, update
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, update
 
+from atb.db.bulk import insert_columns
+from atb.db.models.base import table_of
 from atb.db.models.run_records import (
     OrderRecord,
     PositionRecord,
@@ -110,74 +110,6 @@ def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _sqlite_stamps(times: list[Any]) -> list[str | None]:
-    """UTC datetimes (or None) as the text SQLAlchemy's SQLite DateTime stores."""
-    present = [t for t in times if t is not None]
-    if not present:
-        return [None] * len(times)
-    texts = iter(_sqlite_times(pd.DatetimeIndex(present)))
-    return [None if t is None else next(texts) for t in times]
-
-
-def insert_columns(session: Session, table: Any, columns: dict[str, Any]) -> None:
-    """Insert rows given column-wise: arrays/lists, a DatetimeIndex for times, or a scalar
-    repeated on every row. Times are formatted in one vectorised call on SQLite."""
-    n = max((len(v) for v in columns.values() if not _scalar(v)), default=0)
-    if n == 0:
-        return
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    lists: list[Any] = []
-    for name, value in columns.items():
-        if _scalar(value):
-            lists.append(itertools.repeat(value, n))
-        elif sqlite and isinstance(value, list) and isinstance(table.c[name].type, DateTime):
-            lists.append(_sqlite_stamps(value))  # datetimes or None
-        elif isinstance(value, pd.DatetimeIndex):
-            utc = value.tz_convert("UTC") if value.tz is not None else value
-            if sqlite:
-                lists.append(_sqlite_times(utc))
-            else:
-                lists.append(list(utc.to_pydatetime()))
-        else:
-            lists.append(_py_values(value))
-    names = list(columns)
-    if sqlite and not any(isinstance(table.c[c].type, JSON) for c in names):
-        prep = session.get_bind().dialect.identifier_preparer
-        sql = (
-            f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.quote(c) for c in names)})"
-            f" VALUES ({', '.join('?' * len(names))})"
-        )
-        session.connection().exec_driver_sql(sql, list(zip(*lists, strict=False)))
-    else:
-        session.execute(
-            insert(table), [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=False)]
-        )
-
-
-def _sqlite_times(index: pd.DatetimeIndex) -> list[str]:
-    """`YYYY-MM-DD HH:MM:SS.ffffff` for every time, vectorised (what SQLAlchemy stores)."""
-    naive = index.tz_localize(None) if index.tz is not None else index
-    text = np.datetime_as_string(naive.values.astype("M8[us]"), unit="us").astype("U26")
-    chars = text.view(np.uint32).reshape(len(text), 26)
-    chars[:, 10] = ord(" ")  # the ISO 'T' separator -> space, without a per-string loop
-    return text.tolist()
-
-
-def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float)
-
-
-def _py_values(value: Any) -> list[Any]:
-    """Python values for the driver: NaN -> None, numpy scalars -> Python."""
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        out = value.astype(object)
-        out[np.isnan(value)] = None
-        return out.tolist()
-    if isinstance(value, np.ndarray | pd.Series | pd.Index):
-        return list(np.asarray(value).tolist())
-    return list(value)
-
-
 def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
     """The decisions series' columns (what `decisions` rows hold), numbers as float arrays
     (NaN where a confidence is missing), actions and reasons as text."""
@@ -193,29 +125,52 @@ def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
     }
 
 
-def prediction_columns(predictions: pd.DataFrame) -> dict[str, Any]:
+def prediction_columns(predictions: pd.DataFrame, default_time: Any = None) -> dict[str, Any]:
     """The predictions series' columns from a strategy's predictions frame.
 
     Numbers stay float arrays (direction too: NaN where the model gave none), so the
     compact store keeps them as exact doubles; a missing column is None on every bar.
+    Times: a `time` column, else a `time` index, else `default_time` on every row.
     """
-    frame = predictions.reset_index() if "time" not in predictions.columns else predictions
+    frame = predictions
+    if "time" not in frame.columns and frame.index.name == "time":
+        frame = frame.reset_index()
     n = len(frame)
 
     def floats(name: str) -> Any:
-        return frame[name].to_numpy(dtype=float) if name in frame.columns else [None] * n
+        if name not in frame.columns:
+            return [None] * n
+        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
 
     model_id: Any = [None] * n
     if "model_id" in frame.columns:
-        model_id = [None if v is None else str(v) for v in frame["model_id"].tolist()]
+        model_id = [None if v in (None, "") else str(v) for v in frame["model_id"].tolist()]
+    times = frame["time"] if "time" in frame.columns else [default_time] * n
     return {
-        "time": pd.DatetimeIndex(frame["time"]),
+        "time": pd.DatetimeIndex(times),
         "predicted_price": floats("predicted_price"),
         "r": floats("r"),
         "confidence": floats("confidence"),
         "direction": floats("direction"),
         "model_id": model_id,
     }
+
+
+def prediction_row(predictions: pd.DataFrame | None, default_time: Any) -> dict[str, Any] | None:
+    """The latest prediction as one `predictions` row (the live path's per-bar write):
+    the last row of `prediction_columns`, NaN as None, direction as an int."""
+    if predictions is None or not len(predictions):
+        return None
+    columns = prediction_columns(predictions.iloc[-1:], default_time)
+    row = {name: values[0] for name, values in columns.items()}
+    for name in ("predicted_price", "r", "confidence", "direction"):
+        value = row[name]
+        row[name] = None if value is None or value != value else float(value)
+    when = row["time"]
+    row["time"] = (when if when.tzinfo else when.tz_localize("UTC")).to_pydatetime()
+    if row["direction"] is not None:
+        row["direction"] = int(row["direction"])
+    return row
 
 
 def account_columns(account: dict[str, Any]) -> dict[str, Any]:
@@ -254,6 +209,14 @@ def exposure_ratio(qty: Any, price: Any, equity: Any) -> Any:
 
 def _side(side: int) -> str:
     return "long" if side > 0 else "short"
+
+
+def _rows(columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """Column-wise values (lists, or a scalar for every row) as one dict per row."""
+    n = max((len(v) for v in columns.values() if isinstance(v, list)), default=0)
+    lists = [v if isinstance(v, list) else [v] * n for v in columns.values()]
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
 
 
 class RunRecorder:
@@ -351,20 +314,21 @@ class RunRecorder:
                 ]
             )
             with self.db.session() as session:
+                conn = session.connection()
                 if trades:
-                    insert_columns(session, TradeRecord.__table__, self.trade_columns(trades))
+                    insert_columns(conn, table_of(TradeRecord), self.trade_columns(trades))
                 if orders:
-                    insert_columns(session, OrderRecord.__table__, self.order_columns(orders))
+                    insert_columns(conn, table_of(OrderRecord), self.order_columns(orders))
                 if positions:
                     insert_columns(
-                        session,
-                        PositionRecord.__table__,
+                        conn,
+                        table_of(PositionRecord),
                         self.position_columns(positions, trades, open_position_mark),
                     )
                 insert_series_rows(session, encoded.result())
 
     # Column-wise builders for whole backtests (tens of thousands of rows): one list per
-    # column instead of a dict per row. The *_rows methods below stay for the live path.
+    # column instead of a dict per row.
     def _entry_columns(self, legs: Sequence[Trade] | Sequence[Position]) -> dict[str, Any]:
         # A trade and its position carry the same entry leg: one definition of those
         # columns keeps the trade and position tables in step.
@@ -439,86 +403,17 @@ class RunRecorder:
             "unrealized_pnl": unrealized,
         }
 
-    def trade_rows(self, trades: Iterable[Trade]) -> list[dict[str, Any]]:
-        common = self._common()
-        return [
-            {
-                **common,
-                "trade_no": t.id,
-                "position_no": t.position_id,
-                "symbol": self.symbol,
-                "side": _side(t.side),
-                "qty": t.qty,
-                "entry_time": t.entry_time,
-                "entry_price": t.entry_price,
-                "exit_time": t.exit_time,
-                "exit_price": t.exit_price,
-                "fees": t.fees,
-                "pnl": t.pnl,
-                "return_pct": t.return_pct,
-                "exit_reason": t.exit_reason,
-                "bars_held": t.bars_held,
-            }
-            for t in trades
-        ]
+    # The live path appends a bar's rows as dicts: the same builders, transposed.
+    def trade_rows(self, trades: Sequence[Trade]) -> list[dict[str, Any]]:
+        return _rows(self.trade_columns(trades))
 
-    def order_rows(self, orders: Iterable[Order]) -> list[dict[str, Any]]:
-        common = self._common()
-        return [
-            {
-                **common,
-                "order_no": o.id,
-                "symbol": self.symbol,
-                "created_at": o.created,
-                "side": o.side_name,
-                "kind": o.kind,
-                "order_type": "market",
-                "reason": o.reason,
-                "status": o.status,
-                "size": o.size if o.kind == "entry" else None,
-                "filled_at": o.filled_at,
-                "qty": o.qty if o.status == "filled" else None,
-                "price": o.price if o.status == "filled" else None,
-                "fee": o.fee if o.status == "filled" else None,
-                "position_no": o.position_id,
-                "exchange_order_id": None,
-                "note": o.note,
-                "error_code": None,  # only exchange rejections have one (LiveRecorder)
-            }
-            for o in orders
-        ]
+    def order_rows(self, orders: Sequence[Order]) -> list[dict[str, Any]]:
+        return _rows(self.order_columns(orders))
 
     def position_rows(
-        self, positions: Iterable[Position], trades: Sequence[Trade], mark: float | None
+        self, positions: Sequence[Position], trades: Sequence[Trade], mark: float | None
     ) -> list[dict[str, Any]]:
-        common = self._common()
-        closed = {t.position_id: t for t in trades}
-        rows = []
-        for p in positions:
-            trade = closed.get(p.id)
-            unrealized = None
-            if trade is None and mark is not None:
-                unrealized = p.side * (mark - p.entry_price) * p.qty - p.entry_fee
-            rows.append(
-                {
-                    **common,
-                    "position_no": p.id,
-                    "symbol": self.symbol,
-                    "side": _side(p.side),
-                    "qty": p.qty,
-                    "entry_time": p.entry_time,
-                    "entry_price": p.entry_price,
-                    "stop_loss": p.stop_price,
-                    "take_profit": p.take_price,
-                    "status": "closed" if trade else "open",
-                    "closed_at": trade.exit_time if trade else None,
-                    "exit_price": trade.exit_price if trade else None,
-                    "realized_pnl": trade.pnl if trade else None,
-                    "last_price": None if trade else mark,
-                    "unrealized_pnl": unrealized,
-                }
-            )
-        return rows
+        return _rows(self.position_columns(positions, trades, mark))
 
     def decision_rows(self, decisions: Iterable[DecisionRecord]) -> list[dict[str, Any]]:
         common = self._common()
@@ -534,34 +429,4 @@ class RunRecorder:
                 "price": d.price,
             }
             for d in decisions
-        ]
-
-    def prediction_rows(self, predictions: pd.DataFrame) -> list[dict[str, Any]]:
-        frame = predictions.reset_index() if "time" not in predictions.columns else predictions
-        n = len(frame)
-
-        def col(name: str) -> list[Any]:
-            if name not in frame.columns:
-                return [None] * n
-            values = frame[name]
-            if name == "time":
-                return list(pd.DatetimeIndex(values).to_pydatetime())
-            return [clean_json(v) for v in values.tolist()]
-
-        times = col("time")
-        price, r, conf = col("predicted_price"), col("r"), col("confidence")
-        direction, model_id = col("direction"), col("model_id")
-        run_id, mode = self.run_id, self.mode
-        return [
-            {
-                "run_id": run_id,
-                "mode": mode,
-                "time": times[i],
-                "predicted_price": price[i],
-                "r": r[i],
-                "confidence": conf[i],
-                "direction": None if direction[i] is None else int(direction[i]),
-                "model_id": None if model_id[i] is None else str(model_id[i]),
-            }
-            for i in range(n)
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData
+from sqlalchemy import JSON, DateTime, MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
 # Stable constraint names make Alembic migrations reproducible across SQLite and PostgreSQL.
@@ -28,3 +28,10 @@ class Base(DeclarativeBase):
         datetime: DateTime(timezone=True),
         dict[str, Any]: JSON,
     }
+
+
+def table_of(model: type) -> Table:
+    """A model's Core table (the bulk writers work on tables, not ORM classes)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

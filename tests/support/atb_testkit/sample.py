@@ -3,7 +3,7 @@
 `seed(url)` writes a paper session (running, one open position), a finished live session,
 backtest runs (two of them a sweep over `fast`) with predictions, and system events; the
 figures are chosen so tests can assert exact KPI values. `scale` sizes the paper session
-for the benchmark (100 000 trades, 1 000 000 events) using bulk Core inserts.
+for the benchmark (100 000 trades, 1 000 000 events) through atb.db.bulk.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Engine, create_engine, insert
 
 from atb.dashboards import tables as t
+from atb.db.bulk import insert_dicts
 from atb.db.migrate import upgrade
 from atb.db.models.heartbeats import RunHeartbeat
 
@@ -71,17 +72,6 @@ def _run(run_id: str, mode: str, **extra: Any) -> dict[str, Any]:
     }
     base.update(extra)
     return base
-
-
-def _batches(rows: Iterator[dict[str, Any]], size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def account_rows(
@@ -160,28 +150,6 @@ def event_rows(session_id: str | None, n: int, start: datetime) -> Iterator[dict
         }
 
 
-def bulk_insert(conn: Any, table: Any, rows: Iterator[dict[str, Any]]) -> None:
-    """Batched inserts; on SQLite straight through the DBAPI (1 000 000 rows in seconds)."""
-    if conn.dialect.name != "sqlite":
-        for batch in _batches(rows):
-            conn.execute(insert(table), batch)
-        return
-    cols = [c.name for c in table.columns if c.name != "id"]
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    raw = conn.connection.driver_connection
-    processors = {c.name: c.type.bind_processor(conn.dialect) for c in table.columns}
-    for batch in _batches(rows):
-        values = []
-        for row in batch:
-            out = []
-            for c in cols:
-                v = row.get(c)
-                proc = processors[c]
-                out.append(proc(v) if proc is not None and v is not None else v)
-            values.append(out)
-        raw.executemany(sql, values)
-
-
 def seed(
     url: str, scale_trades: int = 40, scale_events: int = 64, predictions: int = 300
 ) -> Expected:
@@ -240,8 +208,8 @@ def _seed(engine: Engine, n_trades: int, n_events: int, n_pred: int) -> Expected
                 ),
             ],
         )
-        bulk_insert(conn, t.trades, iter(trade_rows(PAPER, "paper", paper_pnl)))
-        bulk_insert(
+        insert_dicts(conn, t.trades, iter(trade_rows(PAPER, "paper", paper_pnl)))
+        insert_dicts(
             conn, t.account, iter(account_rows(PAPER, "paper", paper_equity, paper_balance))
         )
         conn.execute(
@@ -284,7 +252,7 @@ def _seed(engine: Engine, n_trades: int, n_events: int, n_pred: int) -> Expected
               "written_at": now}],
         )  # fmt: skip
         start = now - timedelta(seconds=n_events + 5)
-        bulk_insert(conn, t.events, event_rows(PAPER, n_events, start))
+        insert_dicts(conn, t.events, event_rows(PAPER, n_events, start))
         conn.execute(insert(t.events), list(event_rows(LIVE, 5, now - timedelta(days=1))))
     return Expected(
         paper_balance=float(paper_balance[-1]),
