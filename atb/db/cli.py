@@ -1,4 +1,4 @@
-"""`atb db upgrade|current|replay` and `atb tests heartbeat`.
+"""`atb db upgrade|current|replay|records` and `atb tests heartbeat`.
 
 The database URL is, in order: `--db-url URL`; else `db.url` of the composed Hydra config
 (the same `conf/` a run uses, so `ATB_DB_URL` and, with `db=postgres`, `DATABASE_URL` are
@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from atb.db.errors import DatabaseError
+from atb.db.errors import DatabaseError, RecordLogError
 
 HEARTBEAT_DEFAULT_COMPONENT = "scheduler"
 
@@ -78,7 +78,7 @@ def db_command(argv: list[str]) -> int:
     from atb.db.node import connect_check
     from atb.db.startup import check_not_foreign, check_sqlite_file
 
-    actions = ("upgrade", "current", "replay", "revision")
+    actions = ("upgrade", "current", "replay", "records", "revision")
     if argv[0] == "revision":
         return _revision(argv[1:])
     if argv[0] not in actions:
@@ -91,6 +91,16 @@ def db_command(argv: list[str]) -> int:
     parser.add_argument(
         "--spill-file",
         help="replay: the journal spill file to load (default: this database's own spill file)",
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        help="records: a record log (records-<run_id>.jsonl) to apply; repeatable",
+    )
+    parser.add_argument(
+        "--dir",
+        help="records: apply every record log in DIR (default: this database's own)",
     )
     parser.add_argument(
         "--adopt",
@@ -133,9 +143,11 @@ def db_command(argv: list[str]) -> int:
             )
             print(f"{where}: upgraded {was} -> {state.head}")
             return 0
+        if args.action == "records":
+            return _records(db, args.file, args.dir)
         auto_migrate = bool(db_settings.get("auto_migrate", True))
         return _replay(db, journal_settings, args.spill_file, auto_migrate)
-    except DatabaseError as exc:
+    except (DatabaseError, RecordLogError) as exc:
         print(f"atb db: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # Hydra composition, validation: one line, no traceback
@@ -222,6 +234,41 @@ def _replay(
     return 0 if state["spill_pending"] == 0 else 1
 
 
+def _records(db: Any, files: list[str], directory: str | None) -> int:
+    """Apply paper/live record logs a session left behind, without starting one.
+
+    Each op is applied at most once (runs.metrics.records_seq), so running this twice, or
+    before a session that would replay the same file, stores every row once.
+    """
+    from pathlib import Path
+
+    from atb.db.migrate import check_schema
+    from atb.db.record_ops import apply_file
+    from atb.db.url import default_record_log_dir
+
+    check_schema(db.engine, auto_migrate=False)
+    where = db.redacted_url
+    if files:
+        paths = [Path(f).expanduser() for f in files]
+    else:
+        folder = Path(directory).expanduser() if directory else default_record_log_dir(db.url)
+        if directory and not folder.is_dir():
+            raise RecordLogError(f"{folder}: no such directory")
+        paths = sorted(folder.glob("records-*.jsonl")) if folder.is_dir() else []
+        if not paths:
+            print(f"{where}: no record logs in {folder}: nothing to apply")
+            return 0
+    for path in paths:
+        result = apply_file(db.engine, path, strict=True)
+        already = result.ops - result.applied
+        print(
+            f"{where}: applied {result.applied} of {result.ops} op(s) of run "
+            f"{', '.join(result.runs) or '-'} from {path}"
+            + (f" ({already} already stored)" if already else "")
+        )
+    return 0
+
+
 # -- atb tests heartbeat ---------------------------------------------------------------
 
 
@@ -300,11 +347,13 @@ def command(name: str, argv: list[str]) -> int:
     if name == "db":
         if not argv or argv[0] in ("-h", "--help"):
             print(
-                "usage: atb db {upgrade,current,replay} [--db-url URL] [overrides ...]\n"
+                "usage: atb db {upgrade,current,replay,records} [--db-url URL] [overrides ...]\n"
                 "       atb db revision -m MESSAGE\n\n"
                 "  upgrade   migrate the database to the schema this atb expects\n"
                 "  current   show the database's revision and whether it is up to date\n"
                 "  replay    load a journal spill file into the database (--spill-file PATH)\n"
+                "  records   apply paper/live record logs a session left behind, exactly once\n"
+                "            (--file PATH ..., or --dir DIR; default: this database's own)\n"
                 "  revision  (developers) autogenerate a migration for model changes"
             )
             return 0 if argv else 2

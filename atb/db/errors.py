@@ -25,6 +25,14 @@ class SchemaMismatch(DatabaseError):
     """The database's migration revision is not the one this code expects."""
 
 
+class RecordLogError(Exception):
+    """A record log that cannot be applied; `str()` is the one line an operator needs."""
+
+
+class RecordLogBusy(RecordLogError):
+    """The file is locked: a running session owns it and applies it itself."""
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """The database is unreachable (retry later), as opposed to rejecting the rows.
 

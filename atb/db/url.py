@@ -100,3 +100,10 @@ def default_spill_path(url: URL, output_dir: str | Path | None = None) -> Path:
     if url.get_backend_name() == "sqlite":
         return Path(output_dir or Path.cwd()) / "journal-spill.jsonl"
     return spill_dir() / f"{url.get_backend_name()}-{database_key(url)}.jsonl"
+
+
+def default_record_log_dir(url: URL, output_dir: str | Path | None = None) -> Path:
+    """Where paper/live sessions on `url` keep their write-ahead record logs when
+    `live.record_log_dir` is not set: beside the journal's spill file for this database."""
+    spill = default_spill_path(url, output_dir)
+    return spill.with_name(spill.name.removesuffix(".jsonl") + ".records")

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from atb.db.models.run_records import OrderRecord
-from atb.db.url import default_spill_path
+from atb.db.url import default_record_log_dir
 from atb.engine.events import log_engine_event, log_order_event
 from atb.engine.live_path import LiveDecisionPath, client_order_id
 from atb.engine.live_records import LiveRecorder, PreviousSession
@@ -27,8 +27,7 @@ def record_log_dir(configured: str | None, db: Any, ctx: RunContext) -> Path:
     """`live.record_log_dir`, else beside the journal's spill file for this database."""
     if configured:
         return Path(configured).expanduser()
-    spill = default_spill_path(db.url, ctx.output_dir)
-    return spill.with_name(spill.name.removesuffix(".jsonl") + ".records")
+    return default_record_log_dir(db.url, ctx.output_dir)
 
 
 def record_error(name: str, error: str) -> None:

@@ -7,12 +7,10 @@ flushed to the OS before the caller goes on. That is all the trading loop does; 
 touches the database, so a database that is down, slow or locked costs it nothing.
 
 A background thread applies the ops to the database in file order, a batch per
-transaction. Every op carries a sequence number, and the transaction that applies it also
-stores that number in the run's row (`runs.metrics["records_seq"]`), so applying an op is
-atomic and idempotent: a batch retried after a timeout that did commit, or a file replayed
-after a crash, skips what the database already holds. Orders and positions are upserts on
-(run_id, order_no / position_no); trades, decisions, account and prediction rows are
-inserts guarded by the sequence number. Exactly once, without a unique index.
+transaction, through atb.db.record_ops: every op carries a sequence number, and the
+transaction that applies it also stores that number in the run's row
+(`runs.metrics["records_seq"]`), so applying an op is atomic and idempotent. Exactly
+once, without a unique index.
 
 When the database is unreachable (connection refused, server restarted, SQLite file
 locked past its busy timeout), the thread backs off (`retry_initial` doubling to
@@ -22,7 +20,8 @@ truncated; after the run's close op is applied it is deleted.
 
 The owner holds an exclusive flock on its file. A file left behind by a process that died
 (kill -9, OOM, power loss) or stopped while the database was down is unlocked: the next
-session on the same directory replays it before it resumes (`replay_orphans`).
+session on the same directory replays it before it resumes (`replay_orphans`), or an
+operator applies it without starting a session: `atb db records`.
 
 Loss window: a process kill loses nothing that `append` returned from (the OS has it);
 power loss / OS crash can lose the ops appended within the last `fsync_interval`.
@@ -35,162 +34,22 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from loguru import logger
-from sqlalchemy import Connection, DateTime, Table, bindparam, insert, select, update
 
 from atb.db.errors import is_unavailable
-from atb.db.models.base import table_of
-from atb.db.models.run_records import (
-    AccountSnapshot,
-    DecisionRecordRow,
-    OrderRecord,
-    PositionRecord,
-    PredictionRecord,
-    Run,
-    TradeRecord,
-)
+from atb.db.record_ops import Op, apply_ops, encode_op, log_path, replay_orphans
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-Op = dict[str, Any]
-SEQ_KEY = "records_seq"
-
-
-RUNS = table_of(Run)
-ORDERS = table_of(OrderRecord)
-POSITIONS = table_of(PositionRecord)
-# op key -> table of plain inserts
-INSERTS = {
-    "trades": table_of(TradeRecord),
-    "decisions": table_of(DecisionRecordRow),
-    "account": table_of(AccountSnapshot),
-    "predictions": table_of(PredictionRecord),
-}
-ORDER_UPDATE = (
-    "status", "filled_at", "qty", "price", "fee", "position_no", "exchange_order_id",
-    "note", "error_code",
-)  # fmt: skip
-POSITION_UPDATE = (
-    "qty", "stop_loss", "take_profit", "status", "closed_at", "exit_price", "realized_pnl",
-    "last_price", "unrealized_pnl",
-)  # fmt: skip
-_DATETIME_COLUMNS = {
-    table.name: {c.name for c in table.columns if isinstance(c.type, DateTime)}
-    for table in (RUNS, ORDERS, POSITIONS, *INSERTS.values())
-}
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):  # pandas.Timestamp and other subclasses
-        return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return str(value)
-
-
-def encode_op(op: Op) -> bytes:
-    return orjson.dumps(op, default=_default, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-
-
-def _revive(table: Table, row: dict[str, Any]) -> dict[str, Any]:
-    """JSON text back to the column types the DBAPI needs (datetimes)."""
-    for name in _DATETIME_COLUMNS[table.name]:
-        value = row.get(name)
-        if isinstance(value, str):
-            parsed = datetime.fromisoformat(value)
-            row[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return row
-
-
-def apply_ops(conn: Connection, ops: list[Op]) -> int:
-    """Apply one run's ops inside the caller's transaction; returns how many were new.
-
-    The batch is coalesced: an order or position written by several ops is upserted once
-    with its last row, the inserts of all ops go out as one executemany per table, and the
-    run row is updated once. The result is what applying the ops one by one would give.
-    """
-    if not ops:
-        return 0
-    run_id = ops[0]["run_id"]
-    found = conn.execute(select(RUNS.c.metrics).where(RUNS.c.id == run_id)).first()
-    if found is None:
-        return 0  # the run row is gone (deleted by the user): nothing to attach rows to
-    done = int((found[0] or {}).get(SEQ_KEY) or 0)
-    applied = 0
-    orders: dict[Any, dict[str, Any]] = {}
-    positions: dict[Any, dict[str, Any]] = {}
-    inserts: dict[str, list[dict[str, Any]]] = {key: [] for key in INSERTS}
-    run_values: dict[str, Any] = {}
-    for op in ops:
-        seq = int(op["seq"])
-        if seq <= done:
-            continue
-        done = seq
-        applied += 1
-        for row in op.get("orders") or ():
-            orders[row["order_no"]] = row
-        for row in op.get("positions") or ():
-            positions[row["position_no"]] = row
-        for key in INSERTS:
-            inserts[key].extend(op.get(key) or ())
-        if op.get("metrics") is not None:
-            run_values["metrics"] = op["metrics"]
-        if op.get("close") is not None:
-            run_values.update(_revive(RUNS, dict(op["close"])))
-    if not applied:
-        return 0
-    _upsert_many(conn, ORDERS, "order_no", ORDER_UPDATE, run_id, list(orders.values()))
-    _upsert_many(conn, POSITIONS, "position_no", POSITION_UPDATE, run_id, list(positions.values()))
-    for key, rows in inserts.items():
-        if rows:
-            table = INSERTS[key]
-            conn.execute(insert(table), [_revive(table, dict(r)) for r in rows])
-    run_values["metrics"] = {**(run_values.get("metrics") or found[0] or {}), SEQ_KEY: done}
-    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
-    return applied
-
-
-def _upsert_many(
-    conn: Connection,
-    table: Table,
-    key: str,
-    columns: tuple[str, ...],
-    run_id: str,
-    rows: list[dict[str, Any]],
-) -> None:
-    """Insert the rows not stored yet, update the others: one SELECT + two executemany."""
-    if not rows:
-        return
-    existing = set(
-        conn.execute(
-            select(table.c[key]).where(
-                table.c.run_id == run_id, table.c[key].in_([r[key] for r in rows])
-            )
-        ).scalars()
-    )
-    fresh = [_revive(table, dict(r)) for r in rows if r[key] not in existing]
-    if fresh:
-        conn.execute(insert(table), fresh)
-    stale = [_revive(table, dict(r)) for r in rows if r[key] in existing]
-    if stale:
-        stmt = (
-            update(table)
-            .where(table.c.run_id == bindparam("k_run"), table.c[key] == bindparam("k_key"))
-            .values({c: bindparam(f"v_{c}") for c in columns})
-        )
-        conn.execute(
-            stmt,
-            [{"k_run": run_id, "k_key": r[key], **{f"v_{c}": r.get(c) for c in columns}}
-             for r in stale],
-        )  # fmt: skip
+# The session side lives here; the op format and applying it are the db package's.
+__all__ = ["Op", "RecordLog", "apply_ops", "encode_op", "log_path", "replay_orphans"]
 
 
 class RecordLog:
@@ -429,43 +288,3 @@ class RecordLog:
         if self.on_error is not None:
             with contextlib.suppress(Exception):
                 self.on_error(name, error)
-
-
-def log_path(directory: Path, run_id: str) -> Path:
-    return directory / f"records-{run_id}.jsonl"
-
-
-def replay_orphans(engine: Any, directory: Path, *, own: Path | None = None) -> int:
-    """Apply every unlocked record log in `directory` (a dead session's), then delete it.
-
-    Raises the database's error if it cannot be written: resuming from a state older than
-    what the dead session did could repeat its orders.
-    """
-    if not directory.is_dir():
-        return 0
-    total = 0
-    for path in sorted(directory.glob("records-*.jsonl")):
-        if own is not None and path == own:
-            continue
-        with path.open("rb") as fh:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live session owns it
-            ops: list[Op] = []
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    continue  # torn by the kill mid-write: it never returned to the loop
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    ops.append(orjson.loads(line))
-            by_run: dict[str, list[Op]] = {}
-            for op in ops:
-                by_run.setdefault(op["run_id"], []).append(op)
-            with engine.begin() as conn:
-                for run_ops in by_run.values():
-                    total += apply_ops(conn, run_ops)
-            path.unlink(missing_ok=True)
-        if total:
-            logger.info("records: replayed {} op(s) left in {}", total, path)
-    return total

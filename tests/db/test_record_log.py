@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import insert, text
 
 from atb.db.models.run_records import Run
-from atb.engine.record_log import RecordLog, apply_ops, encode_op, log_path, replay_orphans
+from atb.db.record_ops import apply_ops, encode_op, log_path, replay_orphans
+from atb.engine.record_log import RecordLog
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
