@@ -34,8 +34,15 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 RunId = String(64)
 
 
-def _run_fk() -> Mapped[str]:
-    return mapped_column(RunId, ForeignKey("runs.id", ondelete="CASCADE"))
+class RunChild:
+    """A row of one run: its id, the run it belongs to (deleted with it) and the run's
+    mode, before the table's own columns."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True, sort_order=-3)
+    run_id: Mapped[str] = mapped_column(
+        RunId, ForeignKey("runs.id", ondelete="CASCADE"), sort_order=-2
+    )
+    mode: Mapped[str] = mapped_column(String(16), sort_order=-1)
 
 
 class Run(Base):
@@ -76,14 +83,11 @@ class Run(Base):
     )
 
 
-class TradeRecord(Base):
+class TradeRecord(RunChild, Base):
     """A closed round trip; pnl net of both fees."""
 
     __tablename__ = "trades"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     trade_no: Mapped[int] = mapped_column(Integer)
     position_no: Mapped[int] = mapped_column(Integer)
     symbol: Mapped[str] = mapped_column(String(32))
@@ -102,12 +106,9 @@ class TradeRecord(Base):
     __table_args__ = (Index("ix_trades_run_id_exit_time", "run_id", "exit_time"),)
 
 
-class OrderRecord(Base):
+class OrderRecord(RunChild, Base):
     __tablename__ = "orders"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     order_no: Mapped[int] = mapped_column(Integer)
     symbol: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column()
@@ -133,14 +134,11 @@ class OrderRecord(Base):
     __table_args__ = (Index("ix_orders_run_id_created_at", "run_id", "created_at"),)
 
 
-class PositionRecord(Base):
+class PositionRecord(RunChild, Base):
     """A position's lifecycle; live dashboards read `status = 'open'` rows."""
 
     __tablename__ = "positions"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     position_no: Mapped[int] = mapped_column(Integer)
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(8))
@@ -159,14 +157,11 @@ class PositionRecord(Base):
     __table_args__ = (Index("ix_positions_run_id_entry_time", "run_id", "entry_time"),)
 
 
-class AccountSnapshot(Base):
+class AccountSnapshot(RunChild, Base):
     """Balance (realized), equity (marked to close), drawdown and exposure, one row per bar."""
 
     __tablename__ = "account_history"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     time: Mapped[datetime] = mapped_column()
     balance: Mapped[float] = mapped_column(Float)
     equity: Mapped[float] = mapped_column(Float)
@@ -183,14 +178,11 @@ class AccountSnapshot(Base):
     __table_args__ = (Index("ix_account_history_run_id_time", "run_id", "time"),)
 
 
-class DecisionRecordRow(Base):
+class DecisionRecordRow(RunChild, Base):
     """Every non-HOLD signal and what the engine did about it (why, when size is 0)."""
 
     __tablename__ = "decisions"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     time: Mapped[datetime] = mapped_column()
     signal: Mapped[int] = mapped_column(SmallInteger)  # +1 buy, -1 sell
     confidence: Mapped[float | None] = mapped_column(Float)
@@ -202,14 +194,11 @@ class DecisionRecordRow(Base):
     __table_args__ = (Index("ix_decisions_run_id_time", "run_id", "time"),)
 
 
-class PredictionRecord(Base):
+class PredictionRecord(RunChild, Base):
     """One model prediction (the market_prediction dashboard)."""
 
     __tablename__ = "predictions"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     time: Mapped[datetime] = mapped_column()
     predicted_price: Mapped[float | None] = mapped_column(Float)
     r: Mapped[float | None] = mapped_column(Float)  # predicted return
@@ -220,7 +209,7 @@ class PredictionRecord(Base):
     __table_args__ = (Index("ix_predictions_run_id_time", "run_id", "time"),)
 
 
-class RunSeries(Base):
+class RunSeries(RunChild, Base):
     """One per-bar column of a run, stored whole and compressed (atb/db/series.py).
 
     A backtest's per-bar series (account: time, balance, equity, drawdown, position_qty,
@@ -233,9 +222,6 @@ class RunSeries(Base):
 
     __tablename__ = "run_series"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = _run_fk()
-    mode: Mapped[str] = mapped_column(String(16))
     series: Mapped[str] = mapped_column(String(32))  # "account" | "predictions" | "decisions"
     column: Mapped[str] = mapped_column(String(32))
     length: Mapped[int] = mapped_column(Integer)

@@ -18,6 +18,34 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _child_table(name: str, index: str, *columns: sa.Column) -> None:
+    """A table of one run's rows: id, run_id (cascading with the run) and mode first, then
+    `columns`, and an index on (run_id, `index`)."""
+    op.create_table(
+        name,
+        sa.Column(
+            'id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column('run_id', sa.String(length=64), nullable=False),
+        sa.Column('mode', sa.String(length=16), nullable=False),
+        *columns,
+        sa.ForeignKeyConstraint(
+            ['run_id'], ['runs.id'], name=op.f(f'fk_{name}_run_id_runs'), ondelete='CASCADE'
+        ),
+        sa.PrimaryKeyConstraint('id', name=op.f(f'pk_{name}')),
+    )
+    with op.batch_alter_table(name, schema=None) as batch_op:
+        batch_op.create_index(f'ix_{name}_run_id_{index}', ['run_id', index], unique=False)
+
+
+def _drop_child_table(name: str, index: str) -> None:
+    with op.batch_alter_table(name, schema=None) as batch_op:
+        batch_op.drop_index(f'ix_{name}_run_id_{index}')
+
+    op.drop_table(name)
+
+
 def upgrade() -> None:
     op.create_table('runs',
     sa.Column('id', sa.String(length=64), nullable=False),
@@ -59,155 +87,107 @@ def upgrade() -> None:
     sa.Column('ranking', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sweeps'))
     )
-    op.create_table('account_history',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('mode', sa.String(length=16), nullable=False),
-    sa.Column('time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('balance', sa.Float(), nullable=False),
-    sa.Column('equity', sa.Float(), nullable=False),
-    sa.Column('drawdown', sa.Float(), nullable=False),
-    sa.Column('position_qty', sa.Float(), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_account_history_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_history'))
+    _child_table(
+        'account_history',
+        'time',
+        sa.Column('time', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('balance', sa.Float(), nullable=False),
+        sa.Column('equity', sa.Float(), nullable=False),
+        sa.Column('drawdown', sa.Float(), nullable=False),
+        sa.Column('position_qty', sa.Float(), nullable=False),
     )
-    with op.batch_alter_table('account_history', schema=None) as batch_op:
-        batch_op.create_index('ix_account_history_run_id_time', ['run_id', 'time'], unique=False)
 
-    op.create_table('decisions',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('mode', sa.String(length=16), nullable=False),
-    sa.Column('time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('signal', sa.SmallInteger(), nullable=False),
-    sa.Column('confidence', sa.Float(), nullable=True),
-    sa.Column('action', sa.String(length=24), nullable=False),
-    sa.Column('size', sa.Float(), nullable=False),
-    sa.Column('reason', sa.Text(), nullable=True),
-    sa.Column('price', sa.Float(), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_decisions_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_decisions'))
+    _child_table(
+        'decisions',
+        'time',
+        sa.Column('time', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('signal', sa.SmallInteger(), nullable=False),
+        sa.Column('confidence', sa.Float(), nullable=True),
+        sa.Column('action', sa.String(length=24), nullable=False),
+        sa.Column('size', sa.Float(), nullable=False),
+        sa.Column('reason', sa.Text(), nullable=True),
+        sa.Column('price', sa.Float(), nullable=False),
     )
-    with op.batch_alter_table('decisions', schema=None) as batch_op:
-        batch_op.create_index('ix_decisions_run_id_time', ['run_id', 'time'], unique=False)
 
-    op.create_table('orders',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('mode', sa.String(length=16), nullable=False),
-    sa.Column('order_no', sa.Integer(), nullable=False),
-    sa.Column('symbol', sa.String(length=32), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('side', sa.String(length=8), nullable=False),
-    sa.Column('kind', sa.String(length=8), nullable=False),
-    sa.Column('order_type', sa.String(length=16), nullable=False),
-    sa.Column('reason', sa.String(length=32), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('size', sa.Float(), nullable=True),
-    sa.Column('filled_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('qty', sa.Float(), nullable=True),
-    sa.Column('price', sa.Float(), nullable=True),
-    sa.Column('fee', sa.Float(), nullable=True),
-    sa.Column('position_no', sa.Integer(), nullable=True),
-    sa.Column('exchange_order_id', sa.String(length=64), nullable=True),
-    sa.Column('note', sa.Text(), nullable=True),
-    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_orders_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_orders'))
+    _child_table(
+        'orders',
+        'created_at',
+        sa.Column('order_no', sa.Integer(), nullable=False),
+        sa.Column('symbol', sa.String(length=32), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('side', sa.String(length=8), nullable=False),
+        sa.Column('kind', sa.String(length=8), nullable=False),
+        sa.Column('order_type', sa.String(length=16), nullable=False),
+        sa.Column('reason', sa.String(length=32), nullable=False),
+        sa.Column('status', sa.String(length=16), nullable=False),
+        sa.Column('size', sa.Float(), nullable=True),
+        sa.Column('filled_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('qty', sa.Float(), nullable=True),
+        sa.Column('price', sa.Float(), nullable=True),
+        sa.Column('fee', sa.Float(), nullable=True),
+        sa.Column('position_no', sa.Integer(), nullable=True),
+        sa.Column('exchange_order_id', sa.String(length=64), nullable=True),
+        sa.Column('note', sa.Text(), nullable=True),
     )
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.create_index('ix_orders_run_id_created_at', ['run_id', 'created_at'], unique=False)
 
-    op.create_table('positions',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('mode', sa.String(length=16), nullable=False),
-    sa.Column('position_no', sa.Integer(), nullable=False),
-    sa.Column('symbol', sa.String(length=32), nullable=False),
-    sa.Column('side', sa.String(length=8), nullable=False),
-    sa.Column('qty', sa.Float(), nullable=False),
-    sa.Column('entry_time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('entry_price', sa.Float(), nullable=False),
-    sa.Column('stop_loss', sa.Float(), nullable=True),
-    sa.Column('take_profit', sa.Float(), nullable=True),
-    sa.Column('status', sa.String(length=8), nullable=False),
-    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('exit_price', sa.Float(), nullable=True),
-    sa.Column('realized_pnl', sa.Float(), nullable=True),
-    sa.Column('last_price', sa.Float(), nullable=True),
-    sa.Column('unrealized_pnl', sa.Float(), nullable=True),
-    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_positions_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_positions'))
+    _child_table(
+        'positions',
+        'entry_time',
+        sa.Column('position_no', sa.Integer(), nullable=False),
+        sa.Column('symbol', sa.String(length=32), nullable=False),
+        sa.Column('side', sa.String(length=8), nullable=False),
+        sa.Column('qty', sa.Float(), nullable=False),
+        sa.Column('entry_time', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('entry_price', sa.Float(), nullable=False),
+        sa.Column('stop_loss', sa.Float(), nullable=True),
+        sa.Column('take_profit', sa.Float(), nullable=True),
+        sa.Column('status', sa.String(length=8), nullable=False),
+        sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('exit_price', sa.Float(), nullable=True),
+        sa.Column('realized_pnl', sa.Float(), nullable=True),
+        sa.Column('last_price', sa.Float(), nullable=True),
+        sa.Column('unrealized_pnl', sa.Float(), nullable=True),
     )
-    with op.batch_alter_table('positions', schema=None) as batch_op:
-        batch_op.create_index('ix_positions_run_id_entry_time', ['run_id', 'entry_time'], unique=False)
 
-    op.create_table('predictions',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('mode', sa.String(length=16), nullable=False),
-    sa.Column('time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('predicted_price', sa.Float(), nullable=True),
-    sa.Column('r', sa.Float(), nullable=True),
-    sa.Column('confidence', sa.Float(), nullable=True),
-    sa.Column('direction', sa.SmallInteger(), nullable=True),
-    sa.Column('model_id', sa.String(length=128), nullable=True),
-    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_predictions_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_predictions'))
+    _child_table(
+        'predictions',
+        'time',
+        sa.Column('time', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('predicted_price', sa.Float(), nullable=True),
+        sa.Column('r', sa.Float(), nullable=True),
+        sa.Column('confidence', sa.Float(), nullable=True),
+        sa.Column('direction', sa.SmallInteger(), nullable=True),
+        sa.Column('model_id', sa.String(length=128), nullable=True),
     )
-    with op.batch_alter_table('predictions', schema=None) as batch_op:
-        batch_op.create_index('ix_predictions_run_id_time', ['run_id', 'time'], unique=False)
 
-    op.create_table('trades',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('run_id', sa.String(length=64), nullable=False),
-    sa.Column('mode', sa.String(length=16), nullable=False),
-    sa.Column('trade_no', sa.Integer(), nullable=False),
-    sa.Column('position_no', sa.Integer(), nullable=False),
-    sa.Column('symbol', sa.String(length=32), nullable=False),
-    sa.Column('side', sa.String(length=8), nullable=False),
-    sa.Column('qty', sa.Float(), nullable=False),
-    sa.Column('entry_time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('entry_price', sa.Float(), nullable=False),
-    sa.Column('exit_time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('exit_price', sa.Float(), nullable=False),
-    sa.Column('fees', sa.Float(), nullable=False),
-    sa.Column('pnl', sa.Float(), nullable=False),
-    sa.Column('return_pct', sa.Float(), nullable=False),
-    sa.Column('exit_reason', sa.String(length=32), nullable=False),
-    sa.Column('bars_held', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_trades_run_id_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_trades'))
+    _child_table(
+        'trades',
+        'exit_time',
+        sa.Column('trade_no', sa.Integer(), nullable=False),
+        sa.Column('position_no', sa.Integer(), nullable=False),
+        sa.Column('symbol', sa.String(length=32), nullable=False),
+        sa.Column('side', sa.String(length=8), nullable=False),
+        sa.Column('qty', sa.Float(), nullable=False),
+        sa.Column('entry_time', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('entry_price', sa.Float(), nullable=False),
+        sa.Column('exit_time', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('exit_price', sa.Float(), nullable=False),
+        sa.Column('fees', sa.Float(), nullable=False),
+        sa.Column('pnl', sa.Float(), nullable=False),
+        sa.Column('return_pct', sa.Float(), nullable=False),
+        sa.Column('exit_reason', sa.String(length=32), nullable=False),
+        sa.Column('bars_held', sa.Integer(), nullable=False),
     )
-    with op.batch_alter_table('trades', schema=None) as batch_op:
-        batch_op.create_index('ix_trades_run_id_exit_time', ['run_id', 'exit_time'], unique=False)
 
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('trades', schema=None) as batch_op:
-        batch_op.drop_index('ix_trades_run_id_exit_time')
-
-    op.drop_table('trades')
-    with op.batch_alter_table('predictions', schema=None) as batch_op:
-        batch_op.drop_index('ix_predictions_run_id_time')
-
-    op.drop_table('predictions')
-    with op.batch_alter_table('positions', schema=None) as batch_op:
-        batch_op.drop_index('ix_positions_run_id_entry_time')
-
-    op.drop_table('positions')
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.drop_index('ix_orders_run_id_created_at')
-
-    op.drop_table('orders')
-    with op.batch_alter_table('decisions', schema=None) as batch_op:
-        batch_op.drop_index('ix_decisions_run_id_time')
-
-    op.drop_table('decisions')
-    with op.batch_alter_table('account_history', schema=None) as batch_op:
-        batch_op.drop_index('ix_account_history_run_id_time')
-
-    op.drop_table('account_history')
+    _drop_child_table('trades', 'exit_time')
+    _drop_child_table('predictions', 'time')
+    _drop_child_table('positions', 'entry_time')
+    _drop_child_table('orders', 'created_at')
+    _drop_child_table('decisions', 'time')
+    _drop_child_table('account_history', 'time')
     op.drop_table('sweeps')
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.drop_index('ix_runs_strategy')
