@@ -6,8 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
+from atb.db.models.run_records import Run
 from atb.db.node import Database, DatabaseConfig
 from atb.runtime.context import RunContext
 
@@ -48,3 +49,15 @@ def event_counts(db: Database) -> tuple[int, int]:
 def uuids(db: Database) -> set[str]:
     with db.engine.connect() as conn:
         return {r[0] for r in conn.execute(text("SELECT event_uuid FROM system_events"))}
+
+
+def insert_run(db: Any, run_id: str, started_at: datetime | None = None) -> None:
+    """A paper session's `runs` row, as a session writes it at start."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(Run),
+            [{"id": run_id, "mode": "paper", "strategy": "s", "symbol": "BTCUSDT",
+              "timeframe": "1h", "status": "running",
+              "started_at": started_at or datetime(2024, 1, 1, tzinfo=UTC), "config": {},
+              "overrides": [], "metrics": {}}],
+        )  # fmt: skip

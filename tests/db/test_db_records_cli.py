@@ -12,24 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from db_helpers import insert_run
+from sqlalchemy import text
 
 from atb.db.cli import command
-from atb.db.models.run_records import Run
 from atb.db.record_ops import encode_op, log_path
 from atb.engine.record_log import RecordLog
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def _run(db: Any, run_id: str) -> None:
-    with db.engine.begin() as conn:
-        conn.execute(
-            insert(Run),
-            [{"id": run_id, "mode": "paper", "strategy": "s", "symbol": "BTCUSDT",
-              "timeframe": "1h", "status": "running", "started_at": T0, "config": {},
-              "overrides": [], "metrics": {}}],
-        )  # fmt: skip
 
 
 def _bar(run_id: str, i: int) -> dict[str, Any]:
@@ -73,7 +63,7 @@ def _counts(db: Any, run_id: str) -> tuple[int, int, int]:
 def test_a_left_over_log_is_applied_once(
     database: Any, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run(database, "dead")
+    insert_run(database, "dead")
     path = _leftover(tmp_path / "logs", "dead", 3)
     copy = tmp_path / "copy" / path.name
     copy.parent.mkdir()
@@ -93,7 +83,7 @@ def test_a_left_over_log_is_applied_once(
 def test_a_running_sessions_log_is_left_to_it(
     database: Any, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run(database, "live")
+    insert_run(database, "live")
     log = RecordLog(database.engine, log_path(tmp_path, "live"), "live")
     log.open()
     try:
@@ -145,7 +135,7 @@ def test_atb_db_records_as_a_user_runs_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'atb.db'}"
     db = make_db(url)
     db.start()
-    _run(db, "killed")
+    insert_run(db, "killed")
     directory = default_record_log_dir(parse_url(url))
     _leftover(directory, "killed", 4)
     done = subprocess.run(

@@ -8,23 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from db_helpers import insert_run
+from sqlalchemy import text
 
-from atb.db.models.run_records import Run
 from atb.db.record_ops import apply_ops, encode_op, log_path, replay_orphans
 from atb.engine.record_log import RecordLog
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def _run(db: Any, run_id: str) -> None:
-    with db.engine.begin() as conn:
-        conn.execute(
-            insert(Run),
-            [{"id": run_id, "mode": "paper", "strategy": "s", "symbol": "BTCUSDT",
-              "timeframe": "1h", "status": "running", "started_at": T0, "config": {},
-              "overrides": [], "metrics": {}}],
-        )  # fmt: skip
 
 
 def _bar(run_id: str, i: int, status: str = "filled") -> dict[str, Any]:
@@ -45,7 +35,7 @@ def _count(db: Any, sql: str) -> int:
 
 
 def test_applying_the_same_ops_twice_stores_them_once(database: Any) -> None:
-    _run(database, "r1")
+    insert_run(database, "r1")
     ops = [{"seq": i, "run_id": "r1", **_bar("r1", i, "pending" if i == 1 else "filled")}
            for i in (1, 2, 3)]  # fmt: skip
     for _ in range(2):  # e.g. a retry after a commit whose answer was lost, a replay
@@ -57,7 +47,7 @@ def test_applying_the_same_ops_twice_stores_them_once(database: Any) -> None:
 
 
 def test_a_dead_sessions_log_is_replayed_then_deleted(database: Any, tmp_path: Path) -> None:
-    _run(database, "dead")
+    insert_run(database, "dead")
     path = log_path(tmp_path, "dead")
     with path.open("wb") as fh:  # what a killed process leaves: no lock, a torn last line
         for i in (1, 2):
@@ -71,7 +61,7 @@ def test_a_dead_sessions_log_is_replayed_then_deleted(database: Any, tmp_path: P
 def test_a_refused_op_is_quarantined_and_later_ops_still_written(
     database: Any, tmp_path: Path
 ) -> None:
-    _run(database, "r2")
+    insert_run(database, "r2")
     log = RecordLog(database.engine, log_path(tmp_path, "r2"), "r2", retry_initial=0.05)
     log.open()
     bad = _bar("r2", 1)
