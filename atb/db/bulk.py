@@ -14,23 +14,26 @@ sample database of tests and benchmarks (row dicts).
   `INSERT ... SELECT ... ON CONFLICT DO NOTHING`; the other writers use SQLAlchemy's
   batched executemany, which psycopg turns into multi-row statements.
 
-`RowWriter` talks to the DBAPI cursor directly (the journal's rows are built, sized and
-redacted by the journal itself); `insert_columns`/`insert_dicts` go through SQLAlchemy's
-connection, so the redaction hook (atb.db.redacting) sees every text value they write.
+Text and the run's redactor: `RowWriter` writes rows as its caller built them (the
+journal's records arrive redacted by atb.logging); `insert_columns`/`insert_dicts` redact
+text columns themselves on SQLite (once per distinct value, then straight to the cursor)
+and go through SQLAlchemy on PostgreSQL, where the engine's hook (atb.db.redacting) does.
 """
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, DateTime, Table, insert
+from sqlalchemy import Connection, DateTime, String, Table, insert
+
+from atb.logging.redaction import get_redactor
 
 Row = tuple[Any, ...]
 _chain = chain.from_iterable
@@ -221,24 +224,52 @@ def _py_values(value: Any) -> list[Any]:
     return list(value)
 
 
-def _column_values(conn: Connection, table: Table, name: str, value: Any, n: int) -> Iterable[Any]:
-    """One column's values in the form the connection's backend stores."""
-    sqlite = conn.dialect.name == "sqlite"
+def _redacted(values: list[Any], redact: Callable[[str], str]) -> list[Any]:
+    """Text values through the run's redactor, once per distinct value (symbols, modes,
+    reasons repeat on every row)."""
+    done: dict[str, str] = {}
+    out = []
+    for v in values:
+        if v.__class__ is str:
+            clean = done.get(v)
+            if clean is None:
+                clean = done[v] = redact(v)
+            v = clean
+        out.append(v)
+    return out
+
+
+def _sqlite_values(
+    conn: Connection, column: Any, value: Any, n: int, redact: Callable[[str], str]
+) -> Iterable[Any]:
+    """One column's values as SQLite stores them: times as SQLAlchemy's DateTime text,
+    text redacted (these rows bypass the engine's redaction hook), others through the
+    column type's bind processor (JSON: the engine's redacting serializer)."""
+    kind = column.type
+    if _scalar(value):
+        text = isinstance(value, str) and isinstance(kind, String)
+        return itertools.repeat(redact(value) if text else value, n)
+    if isinstance(value, pd.DatetimeIndex):
+        return sqlite_times(value)
+    if isinstance(kind, DateTime):
+        return _sqlite_stamps(list(value))  # datetimes or None
+    values = _py_values(value)
+    if isinstance(kind, String):
+        return _redacted(values, redact)
+    process = kind.bind_processor(conn.dialect)
+    if process is not None:
+        return [None if v is None else process(v) for v in values]
+    return values
+
+
+def _driver_values(value: Any, n: int) -> Iterable[Any]:
+    """One column's values for a driver that adapts Python values itself (psycopg)."""
     if _scalar(value):
         return itertools.repeat(value, n)
     if isinstance(value, pd.DatetimeIndex):
-        if sqlite:
-            return sqlite_times(value)
         utc = value.tz_convert("UTC") if value.tz is not None else value
         return list(utc.to_pydatetime())
-    if sqlite and isinstance(table.c[name].type, DateTime):
-        return _sqlite_stamps(list(value))  # datetimes or None
-    values = _py_values(value)
-    if sqlite:
-        process = table.c[name].type.bind_processor(conn.dialect)
-        if process is not None:
-            return [None if v is None else process(v) for v in values]
-    return values
+    return _py_values(value)
 
 
 def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Any]) -> None:
@@ -248,8 +279,24 @@ def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Any]) -
     if n == 0:
         return
     names = list(columns)
-    lists = [_column_values(conn, table, c, columns[c], n) for c in names]
-    _insert_tuples(conn, table, names, list(zip(*lists, strict=False)))
+    if conn.dialect.name != "sqlite":
+        lists = [_driver_values(columns[c], n) for c in names]
+        rows = list(zip(*lists, strict=False))
+        stmt = insert(table)
+        for start in range(0, n, _BATCH):
+            batch = rows[start : start + _BATCH]
+            conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in batch])
+        return
+    redact = get_redactor().redact_text
+    lists = [_sqlite_values(conn, table.c[c], columns[c], n, redact) for c in names]
+    prep = conn.dialect.identifier_preparer
+    chunks = sqlite_chunks(prep.format_table(table), [prep.quote(c) for c in names])
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for sql, params in _in_chunks(chunks, list(zip(*lists, strict=False))):
+            cur.execute(sql, params)
+    finally:
+        cur.close()
 
 
 def insert_dicts(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -259,16 +306,3 @@ def insert_dicts(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any
         names = list(batch[0])
         columns = {c: [row.get(c) for row in batch] for c in names}
         insert_columns(conn, table, columns)
-
-
-def _insert_tuples(conn: Connection, table: Table, names: list[str], rows: list[Row]) -> None:
-    if conn.dialect.name == "sqlite":
-        prep = conn.dialect.identifier_preparer
-        chunks = sqlite_chunks(prep.format_table(table), [prep.quote(c) for c in names])
-        for sql, params in _in_chunks(chunks, rows):
-            conn.exec_driver_sql(sql, params)
-        return
-    stmt = insert(table)
-    for start in range(0, len(rows), _BATCH):
-        batch = rows[start : start + _BATCH]
-        conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in batch])
