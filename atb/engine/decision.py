@@ -56,7 +56,7 @@ class DecisionPath:
     def on_bar(self, bar: Bar, signal: Signal | None = None) -> Step:
         step = Step(0.0, 0.0, 0.0, 0.0)
         if self.pending:
-            self._fill_pending(bar, step)
+            self.fill_pending(bar, step)
         pos = self.portfolio.position
         if pos is not None and (pos.stop_price is not None or pos.take_price is not None):
             self._check_stops(bar, pos, step)
@@ -216,7 +216,8 @@ class DecisionPath:
         self._log(order)
         self.execution.settled(order)
 
-    def _fill_pending(self, bar: Bar, step: Step) -> None:
+    def fill_pending(self, bar: Bar, step: Step) -> None:
+        """Execute the queued orders (the backtest and paper: at this bar's open)."""
         pending, self.pending = self.pending, []
         execution = self.execution
         for order in pending:

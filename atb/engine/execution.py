@@ -18,6 +18,7 @@ nautilus_trader's execution clients / freqtrade's dry run in the exchange layer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -59,6 +60,8 @@ class OrderBook(Protocol):
 
     def reject(self, order: Order, note: str) -> None: ...
 
+    def fill_pending(self, bar: Bar, step: Step) -> None: ...
+
     def cancel_pending(self, note: str) -> list[Order]: ...
 
 
@@ -69,7 +72,9 @@ class Orphan:
 
     run_id: str
     order_no: int
-    client_order_id: str
+    client_order_id: str | None
+    """As the dead session's state remembers it (live orders); None when only the row
+    survived."""
     side: int
     kind: str
     reason: str
@@ -86,13 +91,18 @@ class Settlement:
     outcome: str  # the order_reconciled event's outcome: cancelled | not_filled | filled
     note: str
     values: dict[str, Any] = field(default_factory=dict)
+    """Extra columns of its row: the fill's qty, price and exchange order id."""
     booked: bool = False
+    client_order_id: str | None = None
 
 
 class Execution(ABC):
     """See the module docstring. Bound to one decision path (`bind`) before use."""
 
     books: OrderBook
+    on_change: Callable[[list[Order]], None] | None = None
+    """Persist these orders now (set by a session's recording; executions whose orders
+    change outside a bar call it)."""
 
     def bind(self, books: OrderBook) -> None:
         self.books = books
@@ -196,7 +206,7 @@ class SimulatedExecution(Execution):
 
     def settle_orphan(self, orphan: Orphan, *, book: bool, run_id: str) -> Settlement:
         note = (
-            f"cancelled at resume by run {run_id}: the session ended (no clean stop) "
-            "before the order's next bar"
+            f"cancelled at {'resume' if book else 'start'} by run {run_id}: the session "
+            "ended (no clean stop) before the order's next bar"
         )
         return Settlement("cancelled", "cancelled", note)

@@ -29,9 +29,7 @@ class TradingConfig(NodeConfig):
         0.001, ge=0, lt=0.1, description="fraction of notional per simulated fill (live: "
         "only when the exchange reports no fee)"
     )  # fmt: skip
-    slippage: float = Field(
-        0.0005, ge=0, lt=0.1, description="adverse fraction per simulated fill"
-    )
+    slippage: float = Field(0.0005, ge=0, lt=0.1, description="adverse fraction per simulated fill")
     allow_shorts: bool = Field(False, description="SELL from flat opens a short (not live)")
     position_size: float | None = Field(
         None, gt=0, le=1, description="fraction of balance per entry; null = strategy's size"
