@@ -26,7 +26,7 @@ from pydantic import Field
 from atb.config.base import NodeConfig
 from atb.data.loader import timeframe_delta
 from atb.engine.decision import DecisionPath, DecisionRecord
-from atb.engine.events import log_engine_event
+from atb.logging.events import log_engine_event
 from atb.engine.fills import FillModel, touched
 from atb.engine.inputs import Bar, SignalRows, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve

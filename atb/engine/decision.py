@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from atb.engine.events import log_decision_event, log_order_event, log_risk_event
+from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 from atb.engine.execution import Execution, SimulatedExecution
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from atb.engine.events import log_risk_event
+from atb.logging.events import log_risk_event
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order, OrderReason

@@ -33,7 +33,7 @@ import pandas as pd
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from atb.config.base import NodeConfig, StrictModel, field_error
-from atb.engine.events import log_data_event, log_engine_event, log_order_event
+from atb.logging.events import log_data_event, log_engine_event, log_order_event
 from atb.exchange.base import (
     ExchangeUnavailable,
     MalformedResponse,

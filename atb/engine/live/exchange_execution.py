@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from atb.engine.events import log_engine_event, log_order_event
+from atb.logging.events import log_engine_event, log_order_event
 from atb.engine.execution import Execution, Orphan, Settlement
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from atb.engine.events import log_data_event
+from atb.logging.events import log_data_event
 from atb.health import metrics as _metrics
 
 

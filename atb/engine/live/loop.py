@@ -13,7 +13,7 @@ from collections import deque
 import pandas as pd
 
 from atb.engine.decision import DecisionPath
-from atb.engine.events import log_data_event, log_engine_event
+from atb.logging.events import log_data_event, log_engine_event
 from atb.engine.inputs import Bar, signal_at, utc_datetime
 from atb.engine.live.account import SessionAccount, iso
 from atb.engine.live.config import LiveEngineConfig

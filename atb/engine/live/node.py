@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from atb.config.base import NodeConfig
 from atb.engine.decision import DecisionPath
-from atb.engine.events import log_engine_event
+from atb.logging.events import log_engine_event
 from atb.engine.execution import Execution
 from atb.engine.heartbeat_store import HeartbeatWriter
 from atb.engine.live import resume
@@ -99,6 +99,15 @@ class LiveEngine(Node[LiveEngineConfig]):
     def stats(self) -> Any:
         """(iteration seconds, of which waiting on the exchange) per iteration."""
         return self.loop.stats if self.loop is not None else []
+
+    @property
+    def iterations(self) -> int:
+        return self.loop.iterations if self.loop is not None else 0
+
+    @property
+    def bar_index(self) -> int:
+        """Bars processed by this session."""
+        return self.account.bar_index
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -228,12 +237,11 @@ class LiveEngine(Node[LiveEngineConfig]):
     def _finish(self, status: str, error: str | None) -> None:
         assert self.path is not None and self.recording is not None
         self.path.execution.finish()
-        loop = self.loop
         log_engine_event(
             "engine_stop",
             level="INFO" if status != "failed" else "ERROR",
             status=status,
-            iterations=loop.iterations if loop is not None else 0,
+            iterations=self.iterations,
             bars=self.account.bar_index,
             trades=len(self.portfolio.trades),
             balance=self.portfolio.balance,
@@ -253,7 +261,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         return {
             "trading": self.config.trading,
             "session": self.config.session,
-            "iterations": self.loop.iterations if self.loop is not None else 0,
+            "iterations": self.iterations,
             **self.account.figures(),
             "resumed_from": self.previous.run_id if self.previous else None,
             "stale": self.freshness.stale,
@@ -273,7 +281,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             "source": self.feed.describe().get("exchange"),
             "stale": self.freshness.stale,
             "stale_reason": self.freshness.reason,
-            "polls": self.loop.iterations if self.loop is not None else 0,
+            "polls": self.iterations,
         }
         state.update(self.freshness.probe(self.feed.now_ms()))
         if self.freshness.stale:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from atb.engine.decision import DecisionPath
-from atb.engine.events import log_decision_event, log_engine_event
+from atb.logging.events import log_decision_event, log_engine_event
 from atb.engine.inputs import Bar
 from atb.engine.live.account import SessionAccount, SessionState
 from atb.engine.live.recorder import LiveRecorder
