@@ -26,7 +26,6 @@ from pydantic import Field
 from atb.config.base import NodeConfig
 from atb.data.loader import timeframe_delta
 from atb.engine.decision import DecisionPath, DecisionRecord
-from atb.logging.events import log_engine_event
 from atb.engine.fills import FillModel, touched
 from atb.engine.inputs import Bar, SignalRows, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve
@@ -36,6 +35,7 @@ from atb.engine.records import RunRecorder, result_hash
 from atb.engine.report import export_trades_csv, summary_table
 from atb.engine.risk import RiskSettings
 from atb.engine.trading import TradingConfig
+from atb.logging.events import log_engine_event
 from atb.logging.setup import report_stream
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 from atb.engine.execution import Execution, SimulatedExecution
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
@@ -28,6 +27,7 @@ from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.risk import Decision, RiskSettings, decide
 from atb.engine.step import DecisionRecord, Step
+from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 
 __all__ = ["DecisionPath", "DecisionRecord", "Step"]
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from atb.logging.events import log_risk_event
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.step import Step
+from atb.logging.events import log_risk_event
 
 
 class OrderBook(Protocol):

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from atb.logging.events import log_engine_event, log_order_event
 from atb.engine.execution import Execution, Orphan, Settlement
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order
 from atb.engine.step import Step, empty_step
 from atb.exchange.base import ExchangeUnavailable, OrderExecutor, OrderRejected, OrderResult
 from atb.health import metrics as _metrics
+from atb.logging.events import log_engine_event, log_order_event
 
 
 def client_order_id(run_id: str, order_no: int) -> str:

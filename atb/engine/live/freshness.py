@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from atb.logging.events import log_data_event
 from atb.health import metrics as _metrics
+from atb.logging.events import log_data_event
 
 
 class Freshness:

@@ -13,7 +13,6 @@ from collections import deque
 import pandas as pd
 
 from atb.engine.decision import DecisionPath
-from atb.logging.events import log_data_event, log_engine_event
 from atb.engine.inputs import Bar, signal_at, utc_datetime
 from atb.engine.live.account import SessionAccount, iso
 from atb.engine.live.config import LiveEngineConfig
@@ -23,6 +22,7 @@ from atb.engine.live.recording import SessionRecording
 from atb.engine.risk_limits import RiskLimits
 from atb.exchange.base import ExchangeUnavailable, MalformedResponse, MarketFeed
 from atb.health import metrics as _metrics
+from atb.logging.events import log_data_event, log_engine_event
 from atb.runtime.clock import Clock
 from atb.runtime.context import RunContext
 from atb.runtime.probes import Heartbeat

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 from atb.config.base import NodeConfig
 from atb.engine.decision import DecisionPath
-from atb.logging.events import log_engine_event
 from atb.engine.execution import Execution
 from atb.engine.heartbeat_store import HeartbeatWriter
 from atb.engine.live import resume
@@ -32,6 +31,7 @@ from atb.engine.record_log import replay_orphans
 from atb.engine.risk_limits import RiskLimits
 from atb.exchange.base import MarketFeed, OrderExecutor
 from atb.health import metrics as _metrics
+from atb.logging.events import log_engine_event
 from atb.runtime.clock import SYSTEM_CLOCK, Clock
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node

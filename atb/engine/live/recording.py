@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 
 from atb.engine.decision import DecisionPath
-from atb.logging.events import log_decision_event, log_engine_event
 from atb.engine.inputs import Bar
 from atb.engine.live.account import SessionAccount, SessionState
 from atb.engine.live.recorder import LiveRecorder
@@ -27,6 +26,7 @@ from atb.engine.records import exposure_ratio
 from atb.engine.step import Step
 from atb.engine.trading import RecordSettings
 from atb.health import metrics as _metrics
+from atb.logging.events import log_decision_event, log_engine_event
 from atb.strategies.base import SignalFrame
 
 

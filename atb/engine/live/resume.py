@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from atb.db.url import default_spill_path
-from atb.logging.events import log_engine_event, log_order_event
 from atb.engine.execution import Execution, Orphan
 from atb.engine.live.account import PreviousSession, SessionAccount, iso
 from atb.engine.live.recorder import LiveRecorder
 from atb.engine.records import clean_json
+from atb.logging.events import log_engine_event, log_order_event
 from atb.runtime.context import RunContext
 
 
