@@ -26,10 +26,23 @@ from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.risk import Decision, RiskSettings, decide
-from atb.engine.step import DecisionRecord, Step
+from atb.engine.step import DecisionRecord, Fill, Step
 from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 
 __all__ = ["DecisionPath", "DecisionRecord", "Step"]
+
+
+def log_decision(d: DecisionRecord) -> None:
+    log_decision_event(
+        "decision",
+        time=d.time.isoformat(),
+        signal=d.direction,
+        confidence=d.confidence,
+        action=d.action,
+        size=d.size,
+        reason=d.reason,
+        price=d.price,
+    )
 
 
 class DecisionPath:
@@ -123,14 +136,7 @@ class DecisionPath:
         if self.log_orders:
             self._risk_events(bar, signal, decision)
         if decision.action == "none" and self.log_orders:
-            log_decision_event(
-                "decision",
-                time=bar.time.isoformat(),
-                signal=signal.direction,
-                action=decision.action,
-                size=0.0,
-                reason=decision.reason,
-            )
+            log_decision(record)
         return record
 
     def _risk_events(self, bar: Bar, signal: Signal, decision: Decision) -> None:
@@ -178,34 +184,28 @@ class DecisionPath:
         budget = order.size * self.portfolio.cash
         return budget / (price * (1.0 + self.fill_model.fee)) if budget > 0 else 0.0
 
-    def book_entry(
-        self,
-        order: Order,
-        when: datetime,
-        bar_index: int,
-        qty: float,
-        price: float,
-        fee: float,
-        step: Step,
-    ) -> Position:
+    def book_entry(self, order: Order, fill: Fill, step: Step) -> Position:
         """An entry filled: open the position with its stop/take levels from the fill price."""
-        pos = self.portfolio.open(order.side, qty, price, fee, when, bar_index)
+        price = fill.price
+        pos = self.portfolio.open(order.side, fill.qty, price, fill.fee, fill.when, fill.bar)
         if order.stop_loss is not None:
             pos.stop_price = price * (1.0 - pos.side * order.stop_loss)
         if order.take_profit is not None:
             pos.take_price = price * (1.0 + pos.side * order.take_profit)
-        self._filled(order, when, qty, price, fee, pos.id)
+        self._filled(order, fill, pos.id)
         step.fills.append(order)
         return pos
 
-    def book_exit(
-        self, order: Order, when: datetime, bar_index: int, price: float, fee: float, step: Step
-    ) -> Trade:
-        """An exit filled: close the open position (its whole quantity) at `price`."""
+    def book_exit(self, order: Order, fill: Fill, step: Step) -> Trade:
+        """An exit filled: close the open position at the fill's price."""
         pos = self.portfolio.position
         assert pos is not None
-        trade = self.portfolio.close(price, fee, when, bar_index, order.reason)
-        self._filled(order, when, trade.qty, price, fee, pos.id)
+        if 0 < fill.qty < pos.qty:
+            # Sold what the exchange's step allows; the dust left on the account is worth
+            # less than one step and is no longer tracked as a position.
+            pos.qty = fill.qty
+        trade = self.portfolio.close(fill.price, fill.fee, fill.when, fill.bar, order.reason)
+        self._filled(order, fill._replace(qty=trade.qty), pos.id)
         step.fills.append(order)
         step.trades.append(trade)
         return trade
@@ -256,14 +256,12 @@ class DecisionPath:
         order = self.new_order(bar.time, -pos.side, "exit", reason)
         self.execution.exit(order, bar, reference, step)
 
-    def _filled(
-        self, order: Order, when: datetime, qty: float, price: float, fee: float, position_id: int
-    ) -> None:
+    def _filled(self, order: Order, fill: Fill, position_id: int) -> None:
         order.status = "filled"
-        order.filled_at = when
-        order.qty = qty
-        order.price = price
-        order.fee = fee
+        order.filled_at = fill.when
+        order.qty = fill.qty
+        order.price = fill.price
+        order.fee = fill.fee
         order.position_id = position_id
         self._log(order)
         self.execution.settled(order)

@@ -27,7 +27,7 @@ from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
-from atb.engine.step import Step
+from atb.engine.step import Fill, Step
 from atb.logging.events import log_risk_event
 
 
@@ -43,20 +43,9 @@ class OrderBook(Protocol):
 
     def entry_qty(self, order: Order, price: float) -> float: ...
 
-    def book_entry(
-        self,
-        order: Order,
-        when: datetime,
-        bar_index: int,
-        qty: float,
-        price: float,
-        fee: float,
-        step: Step,
-    ) -> Position: ...
+    def book_entry(self, order: Order, fill: Fill, step: Step) -> Position: ...
 
-    def book_exit(
-        self, order: Order, when: datetime, bar_index: int, price: float, fee: float, step: Step
-    ) -> Trade: ...
+    def book_exit(self, order: Order, fill: Fill, step: Step) -> Trade: ...
 
     def reject(self, order: Order, note: str) -> None: ...
 
@@ -190,7 +179,7 @@ class SimulatedExecution(Execution):
                 )
             return
         fee = books.fill_model.cost(qty, price)
-        books.book_entry(order, bar.time, bar.index, qty, price, fee, step)
+        books.book_entry(order, Fill(bar.time, bar.index, qty, price, fee), step)
 
     def exit(self, order: Order, bar: Bar, reference: float, step: Step) -> None:
         books = self.books
@@ -198,7 +187,7 @@ class SimulatedExecution(Execution):
         assert pos is not None
         price = books.fill_model.price(reference, order.side)
         fee = books.fill_model.cost(pos.qty, price)
-        books.book_exit(order, bar.time, bar.index, price, fee, step)
+        books.book_exit(order, Fill(bar.time, bar.index, pos.qty, price, fee), step)
 
     def finish(self) -> list[Order]:
         # Orders waiting for the next open cannot fill once the session is gone.

@@ -36,5 +36,16 @@ class Step:
     decision: DecisionRecord | None = None
 
 
+class Fill(NamedTuple):
+    """How an execution filled an order: when, on which bar, how much, at what price, and
+    the fee in quote currency."""
+
+    when: datetime
+    bar: int
+    qty: float
+    price: float
+    fee: float
+
+
 def empty_step() -> Step:
     return Step(0.0, 0.0, 0.0, 0.0)

@@ -23,7 +23,7 @@ from typing import Any
 from atb.engine.execution import Execution, Orphan, Settlement
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order
-from atb.engine.step import Step, empty_step
+from atb.engine.step import Fill, Step, empty_step
 from atb.exchange.base import ExchangeUnavailable, OrderExecutor, OrderRejected, OrderResult
 from atb.health import metrics as _metrics
 from atb.logging.events import log_engine_event, log_order_event
@@ -306,16 +306,11 @@ class ExchangeExecution(Execution):
                 raise RuntimeError("exchange filled an entry while a position is open")
             # Binance charges a buy's fee in the base asset: the position is what arrived,
             # and cash moves by exactly qty × price (net qty × price + fee in quote).
-            books.book_entry(order, when, bar_index, result.net_qty, result.price, fee, step)
+            books.book_entry(order, Fill(when, bar_index, result.net_qty, result.price, fee), step)
             return
-        held = books.portfolio.position
-        if held is None:
+        if books.portfolio.position is None:
             raise RuntimeError("exchange filled an exit with no open position")
-        if 0 < result.qty < held.qty:
-            # Sold what the exchange's step allows; the dust left on the account is worth
-            # less than one step and is no longer tracked as a position.
-            held.qty = result.qty
-        books.book_exit(order, when, bar_index, result.price, fee, step)
+        books.book_exit(order, Fill(when, bar_index, result.qty, result.price, fee), step)
 
     def _reject_locally(self, order: Order, note: str) -> None:
         order.status = "rejected"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from atb.engine.decision import DecisionPath
+from atb.engine.decision import DecisionPath, log_decision
 from atb.engine.inputs import Bar
 from atb.engine.live.account import SessionAccount, SessionState
 from atb.engine.live.recorder import LiveRecorder
@@ -26,7 +26,7 @@ from atb.engine.records import exposure_ratio
 from atb.engine.step import Step
 from atb.engine.trading import RecordSettings
 from atb.health import metrics as _metrics
-from atb.logging.events import log_decision_event, log_engine_event
+from atb.logging.events import log_engine_event
 from atb.strategies.base import SignalFrame
 
 
@@ -145,18 +145,7 @@ class SessionRecording:
 
 def _log_bar(step: Step, position: Position | None) -> None:
     if step.decision is not None and step.decision.action != "none":
-        # (the decision path itself reports decisions that do nothing)
-        d = step.decision
-        log_decision_event(
-            "decision",
-            time=d.time.isoformat(),
-            signal=d.direction,
-            confidence=d.confidence,
-            action=d.action,
-            size=d.size,
-            reason=d.reason,
-            price=d.price,
-        )
+        log_decision(step.decision)  # (the path itself reports those that do nothing)
     for trade in step.trades:
         log_engine_event(
             "close_position",
