@@ -170,6 +170,10 @@ class LiveEngine(Node[LiveEngineConfig]):
             recorder.open_log(log_dir, on_error=resume.record_error)
             if self.previous is not None:
                 recorder.retire_previous(self.previous)
+            recorder.close_interrupted(
+                [run_id for run_id, status, _ in runs if status == "running"],
+                f"found by run {ctx.run_id}",
+            )
             orphans = resume.find_orphans(recorder, runs, self.previous)
             resume.settle_orphans(
                 recorder,

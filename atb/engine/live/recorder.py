@@ -110,16 +110,23 @@ class LiveRecorder(RunRecorder):
                 .where(PositionRecord.run_id == previous.run_id, PositionRecord.status == "open")
                 .values(status="resumed")
             )
-            if previous.status == "running":
-                s.execute(
-                    update(Run)
-                    .where(Run.id == previous.run_id)
-                    .values(
-                        status="failed",
-                        finished_at=datetime.now(UTC),
-                        error=f"interrupted (no clean stop); resumed by run {self.run_id}",
-                    )
+        self.close_interrupted([previous.run_id], f"resumed by run {self.run_id}")
+
+    def close_interrupted(self, run_ids: list[str], how: str) -> None:
+        """Runs of this session key still `running` when a new session starts died without
+        a clean stop: close them as failed, so their status does not claim otherwise."""
+        if not run_ids:
+            return
+        with self.db.session() as s:
+            s.execute(
+                update(Run)
+                .where(Run.id.in_(run_ids), Run.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=datetime.now(UTC),
+                    error=f"interrupted (no clean stop); {how}",
                 )
+            )
 
     def settle_previous_order(
         self, run_id: str, order_no: int, status: str, note: str, **values: Any
