@@ -13,7 +13,8 @@ status (stopped, finished, or still "running" because the process died). It take
 that run's cash, realized balance, open position (re-recorded as open in the new run; the
 old row is marked `resumed`) and peak equity, and it will not act again on a bar the old
 run already processed. A run that was left "running" is closed as failed ("interrupted").
-Start afresh with `live.resume=false` or another `live.session=<name>`.
+Start afresh with `live.resume=false` or another `live.session=<name>`. Either way, orders
+earlier runs of the key left pending are settled at start (resume.py).
 """
 
 from __future__ import annotations
