@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from atb.config.base import NodeConfig, StrictModel
+from atb.config.base import NodeConfig
 from atb.data.loader import timeframe_delta
 from atb.engine.decision import DecisionPath, DecisionRecord
-from atb.engine.events import log_engine_event
 from atb.engine.fills import FillModel, touched
 from atb.engine.inputs import Bar, SignalRows, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve
@@ -35,6 +34,8 @@ from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.records import RunRecorder, result_hash
 from atb.engine.report import export_trades_csv, summary_table
 from atb.engine.risk import RiskSettings
+from atb.engine.trading import TradingConfig
+from atb.logging.events import log_engine_event
 from atb.logging.setup import report_stream
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
@@ -44,31 +45,12 @@ if TYPE_CHECKING:
     from atb.data.node import MarketData
 
 
-class RecordSettings(StrictModel):
-    enabled: bool = Field(True, description="write the run and its results to the db node")
-    account_history: bool = Field(
-        True, description="per-bar balance/equity/drawdown/exposure (compressed, run_series)"
-    )
-    decisions: bool = Field(True, description="every non-HOLD signal and its outcome (run_series)")
-    predictions: bool = Field(True, description="per-bar model predictions (run_series)")
-
-
-class BacktestConfig(NodeConfig):
-    initial_balance: float = Field(10_000.0, gt=0, description="quote currency (USDT)")
-    fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional per fill")
-    slippage: float = Field(0.0005, ge=0, lt=0.1, description="adverse fraction per fill")
-    allow_shorts: bool = Field(False, description="SELL from flat opens a short")
-    position_size: float | None = Field(
-        None, gt=0, le=1, description="fraction of balance per entry; null = strategy's size"
-    )
-    max_position: float = Field(1.0, gt=0, le=1, description="cap on one position's fraction")
+class BacktestConfig(TradingConfig):
     close_at_end: bool = Field(True, description="close an open position at the last close")
     skip_idle_bars: bool = Field(True, description="step only bars where something can happen")
     export_csv: Path | None = Field(None, description="write the trades to this CSV file")
     progress: Literal["auto"] | bool = Field("auto", description="auto: TTY and >= 10k bars")
     summary: bool = Field(True, description="print the summary table at the end")
-    log_orders: bool = Field(False, description="one order/risk event per order (noisy)")
-    record: RecordSettings = Field(default_factory=RecordSettings)
 
 
 @dataclass(frozen=True)
@@ -87,7 +69,7 @@ class BacktestSettings:
             initial_balance=cfg.initial_balance,
             fee=cfg.fee,
             slippage=cfg.slippage,
-            risk=RiskSettings(cfg.allow_shorts, cfg.max_position, cfg.position_size),
+            risk=cfg.risk_settings(),
             close_at_end=cfg.close_at_end,
             skip_idle_bars=cfg.skip_idle_bars,
             log_orders=cfg.log_orders,

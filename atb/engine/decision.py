@@ -11,47 +11,39 @@
 The backtest driver calls it only on bars where something can happen (a signal, a pending
 order, a stop level within the bar's range) and reconstructs equity in between from the
 returned state; the paper/live engine calls it on every bar from its feed. Nothing here
-knows which of the two is driving.
+knows which of the two is driving. How an order becomes a fill is the `Execution`'s
+(execution.py: simulated for backtest and paper, the exchange for live); sizing, stop/take
+levels and booking a fill into the portfolio are here, once, for all of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
 
-from atb.engine.events import log_decision_event, log_order_event, log_risk_event
+from atb.engine.execution import Execution, SimulatedExecution
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.risk import Decision, RiskSettings, decide
+from atb.engine.step import DecisionRecord, Fill, Step
+from atb.logging.events import log_decision_event, log_order_event, log_risk_event
+from atb.strategies.base import HOLD
+
+__all__ = ["DecisionPath", "DecisionRecord", "Step"]
 
 
-class DecisionRecord(NamedTuple):
-    """One non-HOLD signal and what was done about it (the `decisions` table)."""
-
-    bar: int
-    time: datetime
-    direction: int
-    confidence: float | None
-    action: str
-    size: float
-    reason: str | None
-    price: float
-
-
-@dataclass(slots=True)
-class Step:
-    """What one `on_bar` did; `cash`/`qty`/`balance` are the state after the bar."""
-
-    equity: float
-    cash: float
-    qty: float
-    balance: float
-    fills: list[Order] = field(default_factory=list)
-    trades: list[Trade] = field(default_factory=list)
-    decision: DecisionRecord | None = None
+def log_decision(d: DecisionRecord) -> None:
+    log_decision_event(
+        "decision",
+        time=d.time.isoformat(),
+        signal=d.direction,
+        confidence=d.confidence,
+        action=d.action,
+        size=d.size,
+        reason=d.reason,
+        price=d.price,
+    )
 
 
 class DecisionPath:
@@ -62,6 +54,7 @@ class DecisionPath:
         risk: RiskSettings,
         *,
         log_orders: bool = True,
+        execution: Execution | None = None,
     ) -> None:
         self.portfolio = portfolio
         self.fill_model = fills
@@ -70,31 +63,44 @@ class DecisionPath:
         self.pending: list[Order] = []
         self.orders: list[Order] = []
         self.decisions: list[DecisionRecord] = []
+        self.execution = execution if execution is not None else SimulatedExecution()
+        self.execution.bind(self)
 
     # -- the per-bar step -------------------------------------------------------------
     def on_bar(self, bar: Bar, signal: Signal | None = None) -> Step:
         step = Step(0.0, 0.0, 0.0, 0.0)
         if self.pending:
-            self._fill_pending(bar, step)
-        pos = self.portfolio.position
+            self.fill_pending(bar, step)
+        p = self.portfolio
+        pos = p.position
         if pos is not None and (pos.stop_price is not None or pos.take_price is not None):
             self._check_stops(bar, pos, step)
-        if signal is not None and not signal.is_hold:
+        if signal is not None and signal.direction != HOLD:
             step.decision = self._decide(bar, signal)
-        return self._state(bar.close, step)
+        # The state after the bar, written out rather than via _state(): this runs once per
+        # stepped bar and the backtest's speed is mostly these few lines.
+        pos = p.position
+        qty = 0.0 if pos is None else pos.side * pos.qty
+        step.cash, step.qty, step.balance = p.cash, qty, p.balance
+        step.equity = p.cash + qty * bar.close
+        return step
 
     def finish(self, bar: Bar, close_position: bool = True) -> Step:
         """End of a run: cancel what cannot fill any more, optionally close at the last close."""
-        for order in self.pending:
-            order.status = "cancelled"
-            order.note = "run ended before the next bar"
-        self.pending = []
+        self.cancel_pending("run ended before the next bar")
         step = Step(0.0, 0.0, 0.0, 0.0)
         pos = self.portfolio.position
         if close_position and pos is not None:
-            order = self._new_order(bar.time, -pos.side, "exit", "end_of_data")
-            self._execute_exit(order, bar, bar.close, step)
+            order = self.new_order(bar.time, -pos.side, "exit", "end_of_data")
+            self.execution.exit(order, bar, bar.close, step)
         return self._state(bar.close, step)
+
+    def cancel_pending(self, note: str) -> list[Order]:
+        cancelled, self.pending = self.pending, []
+        for order in cancelled:
+            order.status = "cancelled"
+            order.note = note
+        return cancelled
 
     @property
     def idle(self) -> bool:
@@ -116,10 +122,10 @@ class DecisionPath:
         if decision.closes:
             pos = self.portfolio.position
             assert pos is not None
-            self.pending.append(self._new_order(bar.time, -pos.side, "exit", "signal"))
+            self.pending.append(self.new_order(bar.time, -pos.side, "exit", "signal"))
         side = decision.opens
         if side:
-            order = self._new_order(bar.time, side, "entry", "signal")
+            order = self.new_order(bar.time, side, "entry", "signal")
             order.size = decision.size
             order.stop_loss = signal.stop_loss
             order.take_profit = signal.take_profit
@@ -138,14 +144,7 @@ class DecisionPath:
         if self.log_orders:
             self._risk_events(bar, signal, decision)
         if decision.action == "none" and self.log_orders:
-            log_decision_event(
-                "decision",
-                time=bar.time.isoformat(),
-                signal=signal.direction,
-                action=decision.action,
-                size=0.0,
-                reason=decision.reason,
-            )
+            log_decision(record)
         return record
 
     def _risk_events(self, bar: Bar, signal: Signal, decision: Decision) -> None:
@@ -175,7 +174,8 @@ class DecisionPath:
                 reason=decision.reason,
             )
 
-    def _new_order(self, time: datetime, side: int, kind: str, reason: OrderReason) -> Order:
+    # -- the booking every execution shares -------------------------------------------
+    def new_order(self, time: datetime, side: int, kind: str, reason: OrderReason) -> Order:
         order = Order(
             id=len(self.orders) + 1,
             created=time,
@@ -184,10 +184,50 @@ class DecisionPath:
             reason=reason,
         )
         self.orders.append(order)
+        self.execution.accept(order)
         return order
 
-    def _fill_pending(self, bar: Bar, step: Step) -> None:
+    def entry_qty(self, order: Order, price: float) -> float:
+        """Size so that notional + fee spend exactly the order's `size` of the cash."""
+        budget = order.size * self.portfolio.cash
+        return budget / (price * (1.0 + self.fill_model.fee)) if budget > 0 else 0.0
+
+    def book_entry(self, order: Order, fill: Fill, step: Step) -> Position:
+        """An entry filled: open the position with its stop/take levels from the fill price."""
+        price = fill.price
+        pos = self.portfolio.open(order.side, fill.qty, price, fill.fee, fill.when, fill.bar)
+        if order.stop_loss is not None:
+            pos.stop_price = price * (1.0 - pos.side * order.stop_loss)
+        if order.take_profit is not None:
+            pos.take_price = price * (1.0 + pos.side * order.take_profit)
+        self._filled(order, fill.when, fill.qty, price, fill.fee, pos.id)
+        step.fills.append(order)
+        return pos
+
+    def book_exit(self, order: Order, fill: Fill, step: Step) -> Trade:
+        """An exit filled: close the open position at the fill's price."""
+        pos = self.portfolio.position
+        assert pos is not None
+        if 0 < fill.qty < pos.qty:
+            # Sold what the exchange's step allows; the dust left on the account is worth
+            # less than one step and is no longer tracked as a position.
+            pos.qty = fill.qty
+        trade = self.portfolio.close(fill.price, fill.fee, fill.when, fill.bar, order.reason)
+        self._filled(order, fill.when, trade.qty, fill.price, fill.fee, pos.id)
+        step.fills.append(order)
+        step.trades.append(trade)
+        return trade
+
+    def reject(self, order: Order, note: str) -> None:
+        order.status = "rejected"
+        order.note = note
+        self._log(order)
+        self.execution.settled(order)
+
+    def fill_pending(self, bar: Bar, step: Step) -> None:
+        """Execute the queued orders (the backtest and paper: at this bar's open)."""
         pending, self.pending = self.pending, []
+        execution = self.execution
         for order in pending:
             if order.kind == "exit":
                 if self.portfolio.position is None or self.portfolio.side != -order.side:
@@ -195,56 +235,11 @@ class DecisionPath:
                     order.status = "cancelled"
                     order.note = "position already closed"
                     continue
-                self._execute_exit(order, bar, bar.open, step)
+                execution.exit(order, bar, bar.open, step)
+            elif self.portfolio.position is not None:
+                self.reject(order, "a position is already open")
             else:
-                self._execute_entry(order, bar, step)
-
-    def _execute_entry(self, order: Order, bar: Bar, step: Step) -> None:
-        p = self.portfolio
-        if p.position is not None:
-            order.status = "rejected"
-            order.note = "a position is already open"
-            self._log(order)
-            return
-        price = self.fill_model.price(bar.open, order.side)
-        budget = order.size * p.cash
-        # Size so that notional + fee spend exactly `size` of the balance.
-        qty = budget / (price * (1.0 + self.fill_model.fee)) if budget > 0 else 0.0
-        if qty <= 0:
-            order.status = "rejected"
-            order.note = "no balance to size the order"
-            self._log(order)
-            if self.log_orders:
-                log_risk_event(
-                    "insufficient_balance",
-                    level="WARNING",
-                    **self._order_ids(order),
-                    time=bar.time.isoformat(),
-                    cash=p.cash,
-                    size=order.size,
-                    price=price,
-                    reason="trade refused: no balance to size the order",
-                )
-            return
-        fee = self.fill_model.cost(qty, price)
-        pos: Position = p.open(order.side, qty, price, fee, bar.time, bar.index)
-        if order.stop_loss is not None:
-            pos.stop_price = price * (1.0 - pos.side * order.stop_loss)
-        if order.take_profit is not None:
-            pos.take_price = price * (1.0 + pos.side * order.take_profit)
-        self._filled(order, bar, qty, price, fee, pos.id)
-        step.fills.append(order)
-
-    def _execute_exit(self, order: Order, bar: Bar, reference: float, step: Step) -> None:
-        p = self.portfolio
-        pos = p.position
-        assert pos is not None
-        price = self.fill_model.price(reference, order.side)
-        fee = self.fill_model.cost(pos.qty, price)
-        trade = p.close(price, fee, bar.time, bar.index, order.reason)
-        self._filled(order, bar, trade.qty, price, fee, pos.id)
-        step.fills.append(order)
-        step.trades.append(trade)
+                execution.entry(order, bar, step)
 
     def _check_stops(self, bar: Bar, pos: Position, step: Step) -> None:
         hit = self.fill_model.stop_exit(
@@ -266,26 +261,28 @@ class DecisionPath:
                 price=reference,
                 reason=reason,
             )
-        order = self._new_order(bar.time, -pos.side, "exit", reason)
-        self._execute_exit(order, bar, reference, step)
+        order = self.new_order(bar.time, -pos.side, "exit", reason)
+        self.execution.exit(order, bar, reference, step)
 
     def _filled(
-        self, order: Order, bar: Bar, qty: float, price: float, fee: float, position_id: int
+        self, order: Order, when: datetime, qty: float, price: float, fee: float, position_id: int
     ) -> None:
         order.status = "filled"
-        order.filled_at = bar.time
+        order.filled_at = when
         order.qty = qty
         order.price = price
         order.fee = fee
         order.position_id = position_id
         self._log(order)
+        self.execution.settled(order)
 
     def _log(self, order: Order) -> None:
         if self.log_orders:
+            execution = self.execution
             log_order_event(
                 f"order_{order.status}",
-                level=self._order_level(order),
-                **self._order_ids(order),
+                level=execution.order_level(order),
+                **execution.order_ids(order),
                 side=order.side_name,
                 kind=order.kind,
                 reason=order.reason,
@@ -295,10 +292,3 @@ class DecisionPath:
                 time=(order.filled_at or order.created).isoformat(),
                 note=order.note,
             )
-
-    def _order_ids(self, order: Order) -> dict[str, Any]:
-        """How an order is named in its events; paper/live paths add their own ids."""
-        return {"order_id": order.id}
-
-    def _order_level(self, order: Order) -> str:
-        return "INFO"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -101,7 +102,6 @@ class SignalRows:
                 strict=True,
             )
         }
-
-    def at(self, i: int) -> Signal | None:
-        """Bar i's Signal, or None on HOLD (nothing to decide)."""
-        return self._by_bar.get(i)
+        # Bar i's Signal, or None on HOLD (nothing to decide): the dict's own get, as the
+        # backtest asks once per stepped bar.
+        self.at: Callable[[int], Signal | None] = self._by_bar.get

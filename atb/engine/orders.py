@@ -34,6 +34,12 @@ class Order:
     fee: float = 0.0
     position_id: int | None = None
     note: str | None = None
+    client_order_id: str | None = None
+    """The id atb sends with a live order (looked up after a crash); None elsewhere."""
+    exchange_order_id: str | None = None
+    """The exchange's id of a live fill; paper orders carry a `paper_…` id here."""
+    error_code: str | None = None
+    """A rejection's exchange error code as ccxt reports it; None for local refusals."""
 
     @property
     def side_name(self) -> str:

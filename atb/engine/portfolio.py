@@ -81,6 +81,15 @@ class Portfolio:
         self.positions.append(self.position)
         return self.position
 
+    def adopt(self, position: Position, cash: float, balance: float) -> None:
+        """Take over an open position (and the cash beside it) from a resumed session."""
+        if self.position is not None:
+            raise RuntimeError("a position is already open; close it first")
+        self.cash, self.balance = cash, balance
+        self.position = position
+        self.positions.append(position)
+        self._next_position = max(self._next_position, position.id + 1)
+
     def close(self, price: float, fee: float, time: datetime, bar: int, reason: str) -> Trade:
         pos = self.position
         if pos is None:

@@ -33,7 +33,6 @@ import pandas as pd
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from atb.config.base import NodeConfig, StrictModel, field_error
-from atb.engine.events import log_data_event, log_engine_event, log_order_event
 from atb.exchange.base import (
     ExchangeUnavailable,
     MalformedResponse,
@@ -42,6 +41,7 @@ from atb.exchange.base import (
     validate_candles,
 )
 from atb.exchange.urls import fold_binance_spot_errors, rebase_api_urls
+from atb.logging.events import log_data_event, log_engine_event, log_order_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 

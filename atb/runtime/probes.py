@@ -8,10 +8,11 @@ lock-free snapshots so a busy engine can never block a probe.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from atb.runtime.clock import SYSTEM_CLOCK, Clock
 
 StateFn = Callable[[], dict[str, Any]]
 
@@ -51,9 +52,12 @@ class Heartbeat:
     extra_wait: float = 0.0  # seconds beyond `interval` the loop announced it will sleep
     stopped_at: float | None = None  # wall clock; the loop has ended
     stop_reason: str | None = None
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
 
-    def start(self, interval: float | None = None) -> None:
-        self.started_at = time.time()
+    def start(self, interval: float | None = None, clock: Clock | None = None) -> None:
+        if clock is not None:
+            self.clock = clock
+        self.started_at = self.clock.time()
         self.interval = interval
         self.last_beat = None
         self.last_beat_wall = None
@@ -67,12 +71,12 @@ class Heartbeat:
         self.stop_reason = None
 
     def _pulse(self) -> None:
-        self.last_pulse = time.monotonic()
-        self.last_pulse_wall = time.time()
+        self.last_pulse = self.clock.monotonic()
+        self.last_pulse_wall = self.clock.time()
 
     def beat(self, **info: Any) -> None:
-        self.last_beat = time.monotonic()
-        self.last_beat_wall = time.time()
+        self.last_beat = self.clock.monotonic()
+        self.last_beat_wall = self.clock.time()
         self.last_pulse, self.last_pulse_wall = self.last_beat, self.last_beat_wall
         self.iterations += 1
         self.failures = 0
@@ -90,14 +94,14 @@ class Heartbeat:
         self.extra_wait = max(0.0, wait - (self.interval or 0.0))
 
     def stop(self, reason: str) -> None:
-        self.stopped_at = time.time()
+        self.stopped_at = self.clock.time()
         self.stop_reason = reason
 
     def age(self) -> float | None:
-        return None if self.last_beat is None else time.monotonic() - self.last_beat
+        return None if self.last_beat is None else self.clock.monotonic() - self.last_beat
 
     def pulse_age(self) -> float | None:
-        return None if self.last_pulse is None else time.monotonic() - self.last_pulse
+        return None if self.last_pulse is None else self.clock.monotonic() - self.last_pulse
 
     def silence_limit(self, fallback: float = 60.0) -> float:
         return silence_limit(self.interval, fallback) + self.extra_wait

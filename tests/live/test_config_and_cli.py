@@ -41,6 +41,26 @@ def test_paper_needs_no_keys_and_runs_the_live_node(problems) -> None:  # type: 
     assert problems("mode=paper", "exchange=replay") == []
 
 
+def test_an_endless_interval_is_a_config_error_not_a_run_time_one(problems) -> None:  # type: ignore[no-untyped-def]
+    found = problems("mode=paper", "live.check_interval=inf", "live.cooldown=nan")
+    assert any(p.startswith("live.check_interval: ") and "finite" in p for p in found), found
+    assert any(p.startswith("live.cooldown: ") for p in found), found
+
+
+def test_paper_and_live_share_one_live_node_and_differ_only_where_they_must() -> None:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            paper = compose("config", overrides=["mode=paper"])
+            live = compose("config", overrides=["mode=live"])
+    finally:
+        GlobalHydra.instance().clear()
+    differs = {k for k in paper.live if paper.live[k] != live.live.get(k)}
+    assert differs == {"trading"} and set(live.live) - set(paper.live) == {"i_understand_the_risks"}
+    assert (paper.mode, live.mode, live.exchange.trading) == ("paper", "live", True)
+    assert paper.runner.main == live.runner.main == "live"
+
+
 def test_live_without_acknowledgement_is_a_config_error(problems) -> None:  # type: ignore[no-untyped-def]
     found = problems("mode=live")
     assert any(

@@ -167,3 +167,87 @@ def test_live_order_in_flight_at_kill9_is_looked_up_by_client_id_and_booked_once
     assert float(fake.balances()["USDT"].free) == pytest.approx(state["cash"], abs=0.5)
     outcomes = [json.loads(d)["outcome"] for _, _, d in session.events("order_reconciled")]
     assert outcomes == ["filled"]
+
+
+def test_paper_order_pending_at_kill9_is_cancelled_also_without_resume(
+    session: Session, fake: FakeBinance
+) -> None:
+    args = [
+        "mode=paper",
+        *SMA,
+        *QUICK,
+        *fake_args(fake),
+        f"live.record_log_dir={_records_dir(session)}",
+    ]
+    with Advancer(fake):
+        proc = _spawn(session, args)
+        try:
+            _catch_pending(session, fake, proc)
+            _kill(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    (killed_run,) = session.query("select id from runs")[0]
+    pending = session.query(
+        "select order_no from orders where run_id=? and status='pending'", killed_run
+    )
+    assert pending, "the kill did not catch an order pending"
+    fake.faults.unfreeze_candles()
+
+    second = session.run(*args, "live.max_iterations=3", "live.resume=false")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _pending(session) == 0, "an order was left pending"
+    for (order_no,) in pending:
+        ((status, note),) = session.query(
+            "select status, note from orders where run_id=? and order_no=?", killed_run, order_no
+        )
+        assert status == "cancelled" and "cancelled at start by run" in note
+    ((status, error),) = session.query("select status, error from runs where id=?", killed_run)
+    assert status == "failed" and "interrupted" in error
+    ((metrics,),) = session.query("select metrics from runs where id != ?", killed_run)
+    assert json.loads(metrics)["resumed_from"] is None  # a fresh session all the same
+
+
+def test_live_order_in_flight_at_kill9_is_recorded_not_booked_without_resume(
+    session: Session, fake: FakeBinance
+) -> None:
+    fake.faults.add("timeout", path="/api/v3/order", method="POST", delay=3.0, times=1)
+    args = [*LIVE, *SMA, *QUICK, *fake_args(fake), f"live.record_log_dir={_records_dir(session)}"]
+    with Advancer(fake):
+        proc = _spawn(session, args, env=fake_env(fake))
+        try:
+            wait_for(
+                lambda: _pending(session) > 0 or proc.poll() is not None, 90, "a pending order"
+            )
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            fake.faults.freeze_candles()
+            time.sleep(0.5)
+            _kill(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    wait_for(lambda: len(fake.orders) == 1, 10, "the held order placed by the exchange")
+    (killed_run,) = session.query("select id from runs")[0]
+    ((order_no,),) = session.query(
+        "select order_no from orders where run_id=? and status='pending'", killed_run
+    )
+    placed = fake.orders[0]
+
+    second = session.run(*args, "live.max_iterations=3", "live.resume=false", env=fake_env(fake))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _pending(session) == 0
+    assert len(fake.orders) == 1, "the order was sent again"
+    ((status, ex_id, note),) = session.query(
+        "select status, exchange_order_id, note from orders where run_id=? and order_no=?",
+        killed_run,
+        order_no,
+    )
+    assert status == "filled" and ex_id == str(placed.order_id)
+    assert "live.resume=false" in note and "not booked" in note
+    # The new session did not take over the old books: no position, its own cash.
+    ((metrics,),) = session.query("select metrics from runs where id != ?", killed_run)
+    state = json.loads(metrics)["state"]
+    assert state["position"] is None
+    assert state["cash"] == pytest.approx(float(fake.balances()["USDT"].free), abs=0.5)
+    reconciled = [json.loads(d) for _, _, d in session.events("order_reconciled")]
+    assert [(r["outcome"], r["booked"]) for r in reconciled] == [("filled", False)]

@@ -13,106 +13,38 @@ status (stopped, finished, or still "running" because the process died). It take
 that run's cash, realized balance, open position (re-recorded as open in the new run; the
 old row is marked `resumed`) and peak equity, and it will not act again on a bar the old
 run already processed. A run that was left "running" is closed as failed ("interrupted").
-Start afresh with `live.resume=false` or another `live.session=<name>`.
+Start afresh with `live.resume=false` or another `live.session=<name>`. Either way, orders
+earlier runs of the key left pending are settled at start (resume.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from sqlalchemy import Table, desc, select, update
+from sqlalchemy import desc, select, update
 
 from atb.db.models.run_records import (
     OrderRecord,
     PositionRecord,
     Run,
 )
-from atb.engine.decision import DecisionRecord
+from atb.engine.live.account import PreviousSession, SessionState
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position, Trade
 from atb.engine.record_log import RecordLog, apply_ops, log_path
 from atb.engine.records import RunRecorder, clean_json
-
-
-def _table(model: type) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _dt(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return ts.to_pydatetime()
-
-
-@dataclass
-class SessionState:
-    """What a session must remember across a restart (JSON in runs.metrics["state"])."""
-
-    cash: float
-    balance: float
-    initial_balance: float
-    peak_equity: float
-    last_bar: datetime | None = None
-    position: dict[str, Any] | None = None
-    inflight: list[dict[str, Any]] = field(default_factory=list)
-    """Live orders sent but not settled: order_no, client_order_id, side, kind, reason, ..."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cash": self.cash, "balance": self.balance, "initial_balance": self.initial_balance,
-            "peak_equity": self.peak_equity, "last_bar": _iso(self.last_bar),
-            "position": self.position, "inflight": list(self.inflight),
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SessionState:
-        return cls(
-            cash=float(data["cash"]), balance=float(data["balance"]),
-            initial_balance=float(data.get("initial_balance", data["balance"])),
-            peak_equity=float(data.get("peak_equity", data["balance"])),
-            last_bar=_dt(data.get("last_bar")), position=data.get("position"),
-            inflight=list(data.get("inflight") or []),
-        )  # fmt: skip
-
-
-def position_json(pos: Position) -> dict[str, Any]:
-    return {
-        "side": pos.side, "qty": pos.qty, "entry_time": pos.entry_time.isoformat(),
-        "entry_price": pos.entry_price, "entry_fee": pos.entry_fee,
-        "stop_price": pos.stop_price, "take_price": pos.take_price,
-    }  # fmt: skip
-
-
-@dataclass
-class PreviousSession:
-    run_id: str
-    status: str
-    state: SessionState
+from atb.engine.step import DecisionRecord
 
 
 class LiveRecorder(RunRecorder):
     """RunRecorder plus per-bar upserts and the session state; see the module docstring."""
 
-    def __init__(self, db: Any, ctx: Any, *, exchange_ids: dict[int, str] | None = None) -> None:
+    def __init__(self, db: Any, ctx: Any) -> None:
         super().__init__(db, ctx)
         self.log: RecordLog | None = None
         self._seq = 0
-        self.exchange_ids: dict[int, str] = exchange_ids if exchange_ids is not None else {}
-        # Shared with LiveDecisionPath.error_codes (set by the engine), like exchange_ids.
-        self.error_codes: dict[int, str] = {}
 
     # -- resume -------------------------------------------------------------------------
     def parameters_of(self, run_id: str) -> dict[str, Any] | None:
@@ -120,7 +52,9 @@ class LiveRecorder(RunRecorder):
             value = s.execute(select(Run.parameters).where(Run.id == run_id)).scalar()
         return clean_json(value) if isinstance(value, dict) else None
 
-    def find_previous(self, strategy: str | None, session: str) -> PreviousSession | None:
+    def session_runs(self, strategy: str | None, session: str) -> list[tuple[str, str, Any]]:
+        """(run id, status, metrics) of the earlier runs with this run's session key, newest
+        first: same mode, strategy, symbol, timeframe and `live.session`."""
         ctx = self.ctx
         with self.db.session() as s:
             rows = s.execute(
@@ -135,15 +69,39 @@ class LiveRecorder(RunRecorder):
                 .order_by(desc(Run.started_at))
                 .limit(50)
             ).all()
-        for run_id, status, config, metrics in rows:
-            live_cfg = (config or {}).get("live") or {}
-            if live_cfg.get("session", "default") != session:
-                continue
+        return [
+            (run_id, status, metrics)
+            for run_id, status, config, metrics in rows
+            if ((config or {}).get("live") or {}).get("session", "default") == session
+        ]
+
+    def find_previous(self, strategy: str | None, session: str) -> PreviousSession | None:
+        for run_id, status, metrics in self.session_runs(strategy, session):
             state = (metrics or {}).get("state")
             if not isinstance(state, dict) or "cash" not in state:
                 continue  # never got as far as its first state snapshot
             return PreviousSession(run_id, status, SessionState.from_json(state))
         return None
+
+    def pending_orders(self, run_ids: list[str]) -> list[Any]:
+        """The rows of these runs' orders that never reached a final status."""
+        if not run_ids:
+            return []
+        with self.db.session() as s:
+            return list(
+                s.execute(
+                    select(
+                        OrderRecord.run_id,
+                        OrderRecord.order_no,
+                        OrderRecord.side,
+                        OrderRecord.kind,
+                        OrderRecord.reason,
+                        OrderRecord.size,
+                    )
+                    .where(OrderRecord.run_id.in_(run_ids), OrderRecord.status == "pending")
+                    .order_by(OrderRecord.run_id, OrderRecord.order_no)
+                ).all()
+            )
 
     def retire_previous(self, previous: PreviousSession) -> None:
         """Hand the previous run's open position over to this one, close it if it died."""
@@ -153,16 +111,23 @@ class LiveRecorder(RunRecorder):
                 .where(PositionRecord.run_id == previous.run_id, PositionRecord.status == "open")
                 .values(status="resumed")
             )
-            if previous.status == "running":
-                s.execute(
-                    update(Run)
-                    .where(Run.id == previous.run_id)
-                    .values(
-                        status="failed",
-                        finished_at=datetime.now(UTC),
-                        error=f"interrupted (no clean stop); resumed by run {self.run_id}",
-                    )
+        self.close_interrupted([previous.run_id], f"resumed by run {self.run_id}")
+
+    def close_interrupted(self, run_ids: list[str], how: str) -> None:
+        """Runs of this session key still `running` when a new session starts died without
+        a clean stop: close them as failed, so their status does not claim otherwise."""
+        if not run_ids:
+            return
+        with self.db.session() as s:
+            s.execute(
+                update(Run)
+                .where(Run.id.in_(run_ids), Run.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=datetime.now(UTC),
+                    error=f"interrupted (no clean stop); {how}",
                 )
+            )
 
     def settle_previous_order(
         self, run_id: str, order_no: int, status: str, note: str, **values: Any
@@ -246,8 +211,8 @@ class LiveRecorder(RunRecorder):
     def _order_rows(self, orders: list[Order]) -> list[dict[str, Any]]:
         rows = self.order_rows(orders)
         for row, order in zip(rows, orders, strict=True):
-            row["exchange_order_id"] = self.exchange_ids.get(order.id)
-            row["error_code"] = self.error_codes.get(order.id)
+            row["exchange_order_id"] = order.exchange_order_id
+            row["error_code"] = order.error_code
             if order.status == "pending":
                 row["qty"] = order.qty or None
         return rows
