@@ -443,6 +443,31 @@ def render() -> bytes:
     return generate_latest(REGISTRY)
 
 
+def render_families(names: Iterable[str]) -> str:
+    """Only these families of the registry, in text format."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(REGISTRY.restricted_registry(list(names))).decode()
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(family name, its lines) in order; a family starts at its `# HELP` line."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP "):
+            blocks.append((line.split(" ", 3)[2], [line]))
+        elif blocks:
+            blocks[-1][1].append(line)
+    return [(name, "".join(lines)) for name, lines in blocks]
+
+
+def splice(page: str, families: str) -> str:
+    """`page` with each family of `families` put in place of its namesake (or appended)."""
+    local = dict(_blocks(families))
+    out = [local.pop(name, block) for name, block in _blocks(page)]
+    return "".join(out) + "".join(local.values())
+
+
 def _label(value: Any) -> str:
     # Unbounded label values (an exchange message with an order id in it) would explode the
     # series count; keep labels short and single-line.
