@@ -11,6 +11,7 @@ from typing import Any
 
 import tornado.web
 
+from atb.api.handlers import ENDPOINTS, ApiSource, api_routes
 from atb.health.service import HealthService, dumps
 
 
@@ -106,7 +107,7 @@ class IndexHandler(_Base):
             200,
             {
                 "service": self.server.config.service,
-                "endpoints": ["/health", "/status", "/livez", "/readyz", "/metrics"],
+                "endpoints": ["/health", "/status", "/livez", "/readyz", "/metrics", *ENDPOINTS],
             },
         )
 
@@ -118,7 +119,13 @@ class NotFoundHandler(_Base):
         self.send_json(404, {"status": "error", "code": 404, "error": "not found"})
 
 
-def make_app(server: HealthService) -> tornado.web.Application:
+class NoApiHandler(_Base):
+    async def get(self, *args: Any) -> None:
+        message = "this run has no database: the JSON API reads the run's records"
+        self.send_json(503, {"status": "error", "code": 503, "error": message})
+
+
+def make_app(server: HealthService, api: ApiSource | None) -> tornado.web.Application:
     args = {"server": server}
     return tornado.web.Application(
         [
@@ -128,6 +135,7 @@ def make_app(server: HealthService) -> tornado.web.Application:
             (r"/livez/?", LivezHandler, args),
             (r"/readyz/?", ReadyzHandler, args),
             (r"/metrics/?", MetricsHandler, args),
+            *(api_routes(api) if api is not None else [(r"/api/.*", NoApiHandler, args)]),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,

@@ -29,6 +29,7 @@ from typing import Any
 
 from loguru import logger
 
+from atb.api.handlers import ApiSource
 from atb.health import metrics
 from atb.health.cache import CheckCache
 from atb.health.checks import CheckEnv
@@ -58,6 +59,7 @@ class ServerProcess:
         self.listen_fds = listen_fds
         self.link: Link | None = None
         self.service: HealthService | None = None
+        self.db_url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -79,6 +81,7 @@ class ServerProcess:
             db_url=args.get("db_url"),
         )
         checks = build_checks(config, env)
+        self.db_url = env.db_url
         labels = args.get("labels") or {}
         metrics.set_run_labels(**{k: labels.get(k) for k in ("mode", "strategy", "symbol")})
         metrics.set_run_labels(run_id=ctx.run_id)
@@ -160,8 +163,16 @@ class ServerProcess:
         service.cache = CheckCache(
             service.checks, executor, config.check_timeout, config.cache_ttl, service.ctx.secrets
         )
+        api = (
+            ApiSource.from_url(
+                self.db_url, service.authorized, run_id=service.ctx.run_id,
+                live_loop=service.api_loop, timeout=config.check_timeout,
+            )
+            if self.db_url
+            else None
+        )  # fmt: skip
         http = LimitedHTTPServer(
-            make_app(service),
+            make_app(service, api),
             max_connections=config.max_connections,
             header_timeout=config.header_timeout,
             max_header_size=config.max_header_bytes,
@@ -188,6 +199,8 @@ class ServerProcess:
             await asyncio.wait_for(http.close_all_connections(), 2)
         executor.shutdown(wait=False, cancel_futures=True)
         service.cache.close()
+        if api is not None:
+            api.close()
 
 
 def _log_sink(link: Link) -> Any:

@@ -14,13 +14,14 @@ process never keeps answering OK.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+from atb.api.handlers import authorizer
+from atb.api.schemas import Loop
 from atb.health import metrics
 from atb.health.cache import CheckCache, CheckResult
 from atb.health.checks import SEVERITY, Check, worst
@@ -105,6 +106,8 @@ class HealthService:
         self.checks = checks
         self.link = link
         self.token = token
+        # No token configured: open (the node refused that beyond loopback).
+        self.authorized = authorizer(token)
         self.started_wall = started_wall
         self.heartbeat = Heartbeat()
         self.stopping = False
@@ -127,14 +130,17 @@ class HealthService:
             self.supervisor = state["supervisor"]
         self.last_update = time.monotonic()
 
-    def authorized(self, header: str | None) -> bool:
-        """No token configured: open (the node refused that beyond loopback)."""
-        if self.token is None:
-            return True
-        scheme, _, given = (header or "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), self.token.encode())
+    def api_loop(self) -> Loop:
+        """The loop's verdict as the JSON API shows it (/api/system/status)."""
+        _, loop = self.loop_state()
+        beat = loop.get("last_beat_at")
+        return Loop(
+            state=loop["state"],
+            reason=loop.get("reason"),
+            iterations=loop.get("iterations"),
+            last_beat_at=None if beat is None else datetime.fromtimestamp(beat, UTC),
+            source="process",
+        )
 
     # -- the loop's verdict -------------------------------------------------------------------
 
