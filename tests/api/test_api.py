@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from atb.api.schemas import SCHEMAS, Balance, Metrics, PositionsPage, SystemStatus, TradesPage
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "live"))
-from live_helpers import QUICK, SLOW, SMA, Advancer, zigzag_candles  # noqa: E402
+from live_helpers import QUICK, SLOW, SMA, Advancer, zigzag_candles
 
 TOKEN = "api-token-6f1d2c9a8b7e"
 PLANTED = "planted-secret-4e5f6a7b8c9d"
