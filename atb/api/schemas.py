@@ -38,11 +38,11 @@ class Trade(ApiModel):
     position_no: int
     symbol: str
     side: str = Field(description="long | short")
-    qty: float
     entry_time: datetime
     entry_price: float
     exit_time: datetime
     exit_price: float
+    qty: float
     fees: float
     pnl: float = Field(description="net of fees")
     return_pct: float

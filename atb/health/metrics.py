@@ -339,13 +339,16 @@ def set_account(
     strategy: str | None = None,
     symbol: str | None = None,
 ) -> None:
-    labels = run_labels(strategy=strategy, symbol=symbol)
-    for gauge, value in (
-        (BALANCE, balance),
-        (EQUITY, equity),
-        (DRAWDOWN, drawdown),
-        (OPEN_POSITIONS, open_positions),
-    ):
+    _set_gauges(
+        run_labels(strategy=strategy, symbol=symbol),
+        ((BALANCE, balance), (EQUITY, equity), (DRAWDOWN, drawdown),
+         (OPEN_POSITIONS, open_positions)),
+    )  # fmt: skip
+
+
+def _set_gauges(labels: dict[str, str], values: Iterable[tuple[Gauge, float | None]]) -> None:
+    """Set each gauge that has a value; `None` leaves it as it is."""
+    for gauge, value in values:
         if value is not None:
             gauge.labels(**labels).set(float(value))
 
@@ -353,8 +356,7 @@ def set_account(
 def set_candle_age(
     seconds: float | None, *, strategy: str | None = None, symbol: str | None = None
 ) -> None:
-    if seconds is not None:
-        CANDLE_AGE.labels(**run_labels(strategy=strategy, symbol=symbol)).set(float(seconds))
+    _set_gauges(run_labels(strategy=strategy, symbol=symbol), ((CANDLE_AGE, seconds),))
 
 
 def set_journal(

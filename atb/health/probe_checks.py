@@ -81,6 +81,12 @@ class JournalCheckConfig(ProbeCheckConfig):
     )
 
 
+class DataCheckConfig(ProbeCheckConfig):
+    max_candle_age: float | None = Field(
+        None, gt=0, description="degraded above this age, seconds (null: 2 × timeframe)"
+    )
+
+
 class JournalCheck(ProbeCheck):
     """Journal queue depth, spilled events and last error (from `Journal.state()`)."""
 
@@ -99,12 +105,6 @@ class JournalCheck(ProbeCheck):
         if pending:
             return "degraded", f"{pending:g} events spilled to disk await replay"
         return "healthy", None
-
-
-class DataCheckConfig(ProbeCheckConfig):
-    max_candle_age: float | None = Field(
-        None, gt=0, description="degraded above this age, seconds (null: 2 × timeframe)"
-    )
 
 
 class DataCheck(ProbeCheck):

@@ -54,14 +54,14 @@ from atb.health import metrics
 from atb.health.checks import Check, CheckEnv, server_env
 from atb.health.config import HealthPortInUse, HealthServerConfig, build_checks, resolve_port
 from atb.health.link import Link, LinkClosed
-from atb.health.service import heartbeat_fields
+from atb.health.service import heartbeat_fields, redact_payload
 from atb.logging.redaction import get_redactor
 from atb.runtime import exposure
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
 
-__all__ = ["HealthPortInUse", "HealthServer", "HealthServerConfig", "resolve_port"]
+__all__ = ["HealthPortInUse", "HealthServer", "HealthServerConfig", "redact_payload", "resolve_port"]
 
 _LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 
