@@ -136,7 +136,7 @@ class HealthServer(Node[HealthServerConfig]):
         self._publisher.start()
         logger.info(
             "health server listening on {}:{} (host from {}, port from {}; {}; process {}): "
-            "/health /livez /readyz open, /status /metrics /api {}",
+            "/health /livez /readyz open, /status /metrics {} (and /api/*)",
             self.host,
             self.port,
             self.host_source,
