@@ -1,7 +1,7 @@
 """Run checks concurrently off the IOLoop, with timeouts, a TTL cache and single flight.
 
-Runs in the health server process. All bookkeeping happens on its IOLoop thread (no locks); only `Check.run()` runs
-on the worker pool. Guarantees:
+Runs in the health server process. All bookkeeping happens on its IOLoop thread (no
+locks); only `Check.run()` runs on the worker pool. Guarantees:
 - a result younger than its TTL is reused, so monitors polling every second cannot hammer
   the exchange or the database (failures are cached too);
 - at most one run per check is in flight: concurrent requests share it, and a hung check

@@ -61,7 +61,9 @@ from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
 
-__all__ = ["HealthPortInUse", "HealthServer", "HealthServerConfig", "redact_payload", "resolve_port"]
+__all__ = [
+    "HealthPortInUse", "HealthServer", "HealthServerConfig", "redact_payload", "resolve_port",
+]  # fmt: skip
 
 _LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 
