@@ -28,6 +28,7 @@ COMMANDS: dict[str, Command] = {
         "trading with the health server: PORT=9000 atb live-health -- ml_basic --paper-trading",
     ),
     "dashboards": Command("atb.dashboards.cli", "list and run the Panel dashboards"),
+    "api": Command("atb.api.cli", "the JSON API's schemas: atb api schema [metrics|trades|...]"),
     "db": Command("atb.db.cli", "database migrations: atb db upgrade | atb db current"),
     "tests": Command("atb.db.cli", "operational self-tests: atb tests heartbeat"),
     "alerts": Command("atb.alerts.cli", "alert channels: atb alerts test"),

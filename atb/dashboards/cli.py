@@ -97,6 +97,7 @@ def resolve_settings(
 
 
 def run(args: argparse.Namespace) -> int:
+    from atb.api.handlers import database_routes
     from atb.dashboards.server import DashboardServer
     from atb.dashboards.settings import DashboardSettings, config_defaults
 
@@ -145,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     def page() -> Any:
         return factory(settings)
 
-    server = DashboardServer({info.name: page}, host=host, port=port, auth=auth)
+    basic = None if auth is None else (auth.user, auth.password)
+    api = database_routes(settings.db_url, basic)
+    server = DashboardServer({info.name: page}, host=host, port=port, auth=auth, extra_routes=api)
     try:
         server.start()
     except OSError as exc:

@@ -57,6 +57,7 @@ class DashboardServer:
         title: str | None = None,
         warm: bool = True,
         auth: DashboardAuth | None = None,
+        extra_routes: list[Any] | None = None,
     ) -> None:
         self.apps = dict(apps)
         self.host = host
@@ -64,6 +65,8 @@ class DashboardServer:
         self.title = title
         self.warm = warm
         self.auth = auth
+        # Plain tornado routes beside the pages: the JSON API (atb.api.handlers).
+        self.extra_routes = list(extra_routes or [])
         self._thread: threading.Thread | None = None
         self._loop: Any = None
         self._server: Any = None
@@ -114,6 +117,7 @@ class DashboardServer:
                 verbose=False,
                 title=self.title or {slug: f"atb · {slug}" for slug in self.apps},
                 warm=self.warm,
+                extra_patterns=self.extra_routes,
                 check_unused_sessions_milliseconds=5_000,
                 unused_session_lifetime_milliseconds=15_000,
                 **login,

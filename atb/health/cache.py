@@ -1,7 +1,7 @@
 """Run checks concurrently off the IOLoop, with timeouts, a TTL cache and single flight.
 
-All bookkeeping happens on the server's IOLoop thread (no locks); only `Check.run()` runs
-on the worker pool. Guarantees:
+Runs in the health server process. All bookkeeping happens on its IOLoop thread (no
+locks); only `Check.run()` runs on the worker pool. Guarantees:
 - a result younger than its TTL is reused, so monitors polling every second cannot hammer
   the exchange or the database (failures are cached too);
 - at most one run per check is in flight: concurrent requests share it, and a hung check
@@ -22,7 +22,7 @@ from typing import Any
 
 from atb.config.secrets import redact_obj, redact_text
 from atb.health import metrics
-from atb.health.checks import Check
+from atb.health.check_base import Check
 
 
 @dataclass
@@ -157,10 +157,7 @@ class CheckCache:
 
 
 def _failure_details(check: Check) -> dict[str, Any]:
-    fn = getattr(check, "failure_details", None)
-    if fn is None:
-        return {}
     try:
-        return dict(fn())
-    except Exception:
+        return dict(check.failure_details())
+    except Exception:  # a broken hook must not hide the failure it describes
         return {}

@@ -1,18 +1,15 @@
 """The `/status` components: one class per check, each a `health.checks` entry in YAML.
 
-A check is built once per run as `cls(config, env)` and its `run()` is called on a worker
-thread (never on the server's IOLoop), at most once per TTL, with a timeout enforced by
-`atb.health.cache.CheckCache`. `run()` returns the component's payload with a `status`
-(`healthy` / `degraded` / `unhealthy` / `skipped`); raising reports the check's
-`failure_status` with the error class and a redacted message.
-
-Where the checks get their inputs (kept to what exists when the health node is built):
-- `database`: the `db` node handed to the server through `needs` (its `.engine`/`.url`); the
-  check opens its own NullPool engine so a probe never takes a connection from the run's pool.
+Every class a `_target_` may name lives here (the probe-backed ones are defined in
+`atb.health.probe_checks`, the base in `atb.health.check_base`). All run in the health
+server process:
+- `config`: which configuration providers contributed to the run (names only);
+- `database`: the run's database URL, on the check's own NullPool engine, so a probe never
+  takes a connection from the run's pool;
 - `exchange`: the run's resolved `exchange` config (`id`, `sandbox`, `base_url`) in
-  `ctx.config`, used to build a separate, keyless ccxt client; the trading client is never
-  touched. The live loop's own view (`PROBES` "exchange") is shown alongside.
-- `journal`, `data`, `alerts`: the state providers those components register in `PROBES`.
+  `ctx.config`, on a separate, keyless ccxt client; the trading client is never touched.
+  The live loop's own view (provider "exchange") is shown alongside;
+- `journal`, `data`, `alerts`: the state providers those components register.
 """
 
 from __future__ import annotations
@@ -21,90 +18,36 @@ import contextlib
 import math
 import os
 import time
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from atb.config.base import StrictModel
-from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES, Probes
+from atb.exchange.urls import rebase_api_urls
+from atb.health.check_base import (
+    SEVERITY,
+    Check,
+    CheckConfig,
+    CheckEnv,
+    FailureStatus,
+    Status,
+    worst,
+)
+from atb.health.probe_checks import (
+    NORMAL_STATUS,
+    AlertsCheck,
+    DataCheck,
+    JournalCheck,
+    ProbeCheck,
+    candle_age,
+    timeframe_seconds,
+)
 
-Status = Literal["healthy", "degraded", "unhealthy", "skipped"]
-FailureStatus = Literal["degraded", "unhealthy"]
-SEVERITY: dict[str, int] = {"healthy": 0, "skipped": 0, "degraded": 1, "unhealthy": 2}
-
-TIMEFRAME_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000}
-
-
-def worst(statuses: list[str]) -> str:
-    """Overall status: the most severe of the parts (`skipped` counts as healthy)."""
-    level = max((SEVERITY.get(s, 2) for s in statuses), default=0)
-    return {0: "healthy", 1: "degraded", 2: "unhealthy"}[level]
-
-
-def timeframe_seconds(timeframe: str) -> float | None:
-    try:
-        return float(int(timeframe[:-1]) * TIMEFRAME_SECONDS[timeframe[-1]])
-    except (KeyError, ValueError, IndexError):
-        return None
-
-
-@dataclass
-class CheckEnv:
-    """What a check can read: the run, the nodes the server was given, the probes."""
-
-    ctx: RunContext
-    nodes: dict[str, Any] = field(default_factory=dict)
-    probes: Probes = PROBES
-    server_env: dict[str, str] = field(default_factory=dict)
-
-
-class CheckConfig(StrictModel):
-    """Settings every check has; `timeout`/`ttl` null follow health.check_timeout/cache_ttl."""
-
-    target: str = Field(alias="_target_", min_length=1)
-    name: str | None = Field(None, description="component key in /status (default per class)")
-    enabled: bool = True
-    timeout: float | None = Field(None, gt=0, description="seconds before the check is failed")
-    ttl: float | None = Field(None, ge=0, description="seconds a result is reused")
-    failure_status: FailureStatus | None = Field(
-        None, description="status when the check fails (default per class)"
-    )
-    readiness: bool = Field(True, description="an unhealthy result makes /readyz fail")
-
-
-class Check(ABC):
-    """Base class: subclasses set `default_name`, `config_model` and implement `run()`."""
-
-    config_model: ClassVar[type[CheckConfig]] = CheckConfig
-    default_name: ClassVar[str] = "check"
-    default_failure: ClassVar[FailureStatus] = "degraded"
-
-    def __init__(self, config: CheckConfig, env: CheckEnv) -> None:
-        self.config = config
-        self.env = env
-
-    @property
-    def name(self) -> str:
-        return self.config.name or self.default_name
-
-    @property
-    def failure_status(self) -> FailureStatus:
-        return self.config.failure_status or self.default_failure
-
-    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Called once at server start, on the runner's thread: pay imports and client
-        construction up front so the first /status is not timed out by them."""
-
-    @abstractmethod
-    def run(self) -> dict[str, Any]:
-        """Each subclass implements this."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Release what run() opened (engines, clients)."""
+__all__ = [
+    "NORMAL_STATUS", "SEVERITY", "AlertsCheck", "Check", "CheckConfig", "CheckEnv",
+    "ConfigCheck", "DataCheck", "DatabaseCheck", "ExchangeCheck", "FailureStatus",
+    "JournalCheck", "ProbeCheck", "Status", "candle_age", "server_env", "timeframe_seconds",
+    "worst",
+]  # fmt: skip
 
 
 # -- config -----------------------------------------------------------------------------------
@@ -136,7 +79,6 @@ class ConfigCheck(Check):
 
 
 class DatabaseCheckConfig(CheckConfig):
-    target: str = Field("atb.health.checks.DatabaseCheck", alias="_target_", min_length=1)
     query: str = Field("SELECT 1", min_length=1, description="round-trip statement")
     slow_ms: float = Field(1000.0, gt=0, description="degraded when the round trip is slower")
 
@@ -157,27 +99,21 @@ class DatabaseCheck(Check):
         self._engine: Any = None
 
     def _get_engine(self) -> Any:
-        if self._engine is not None:
+        if self._engine is not None or not self.env.db_url:
             return self._engine
-        db = self.env.nodes.get("db")
-        engine = getattr(db, "engine", None)
-        if engine is None:
-            return None
-        if engine.dialect.name == "sqlite":
-            # A local file: no network, no pool to protect; the run's engine is fine.
-            self._engine = engine
-            return engine
-        from sqlalchemy import create_engine
+        from sqlalchemy import create_engine, make_url
         from sqlalchemy.pool import NullPool
 
+        url = make_url(self.env.db_url)
         connect_args: dict[str, Any] = {}
-        if engine.dialect.name == "postgresql":
+        if url.get_backend_name() == "postgresql":
             # libpq's own timeout (whole seconds, at least 2) bounds a hung connect, so the
             # worker thread is released soon after the cache has reported the timeout.
             timeout = self.config.timeout or 3.0
             connect_args["connect_timeout"] = max(2, math.ceil(timeout))
             connect_args["application_name"] = "atb-health"
-        self._engine = create_engine(engine.url, poolclass=NullPool, connect_args=connect_args)
+        # NullPool: one short connection per run of the check, never one held open.
+        self._engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
         return self._engine
 
     def prepare(self) -> None:
@@ -202,8 +138,7 @@ class DatabaseCheck(Check):
         return {"connected": False}
 
     def close(self) -> None:
-        db_engine = getattr(self.env.nodes.get("db"), "engine", None)
-        if self._engine is not None and self._engine is not db_engine:
+        if self._engine is not None:
             self._engine.dispose()
         self._engine = None
 
@@ -212,7 +147,6 @@ class DatabaseCheck(Check):
 
 
 class ExchangeCheckConfig(CheckConfig):
-    target: str = Field("atb.health.checks.ExchangeCheck", alias="_target_", min_length=1)
     exchange_id: str | None = Field(None, description="ccxt id; null: the run's exchange.id")
     base_url: str | None = Field(
         None, description="rebase the REST API here; null: the run's exchange.base_url, if any"
@@ -271,7 +205,7 @@ class ExchangeCheck(Check):
         if sandbox:
             client.set_sandbox_mode(True)
         if base_url:
-            _rebase(client, base_url)
+            rebase_api_urls(client, base_url)
         self._client = client
         return client
 
@@ -315,203 +249,6 @@ class ExchangeCheck(Check):
             # Closing a probe client must never fail shutdown.
             with contextlib.suppress(Exception):
                 session.close()
-
-
-def _rebase(client: Any, base_url: str) -> None:
-    """Point every REST family at `base_url`, exactly as the exchange node does."""
-    try:
-        from atb.exchange.urls import rebase_api_urls
-    except ImportError:  # the exchange package is optional for the health server
-        from urllib.parse import urlsplit
-
-        base = base_url.rstrip("/")
-        api: dict[str, Any] = client.urls["api"]
-        client.urls = {
-            **client.urls,
-            "api": {
-                k: base + urlsplit(v).path if isinstance(v, str) else v for k, v in api.items()
-            },
-        }
-        return
-    rebase_api_urls(client, base_url)
-
-
-# -- probe-backed components (journal, data, alerts) --------------------------------------------
-
-
-class ProbeCheckConfig(CheckConfig):
-    probe: str | None = Field(None, description="PROBES provider name (default per class)")
-
-
-NORMAL_STATUS = {
-    "ok": "healthy", "healthy": "healthy", "up": "healthy", "running": "healthy",
-    "degraded": "degraded", "warning": "degraded", "slow": "degraded", "spilling": "degraded",
-    "unhealthy": "unhealthy", "down": "unhealthy", "failed": "unhealthy", "error": "unhealthy",
-    "failing": "unhealthy", "stopped": "unhealthy",
-}  # fmt: skip
-
-
-class ProbeCheck(Check):
-    """A component that publishes its own state through `PROBES.register(name, fn)`.
-
-    A provider may state its `status` (normalised: ok/up → healthy, failing/down → the
-    check's failure status, ...) or a `healthy` boolean; otherwise `assess()` judges the
-    state. Without a provider the component is not running and the check is `skipped`.
-    """
-
-    config_model: ClassVar[type[CheckConfig]] = ProbeCheckConfig
-    probe_name: ClassVar[str] = ""
-
-    @property
-    def probe(self) -> str:
-        return getattr(self.config, "probe", None) or self.probe_name or self.default_name
-
-    def run(self) -> dict[str, Any]:
-        state = self.env.probes.read(self.probe)
-        if state is None:
-            return {"status": "skipped", "detail": f"no '{self.probe}' provider registered"}
-        state = dict(state)
-        stated = state.pop("status", None)
-        status, reason = self.assess(state)
-        if isinstance(stated, str) and stated.lower() in NORMAL_STATUS:
-            normal = NORMAL_STATUS[stated.lower()]
-            stated_status = self.failure_status if normal == "unhealthy" else normal
-            status = worst([status, stated_status])
-        elif state.get("healthy") is False:
-            status = worst([status, self.failure_status])
-        payload: dict[str, Any] = {"status": status}
-        if reason:
-            payload["reason"] = reason
-        payload.update(state)
-        return payload
-
-    def assess(self, state: dict[str, Any]) -> tuple[str, str | None]:
-        return "healthy", None
-
-
-class JournalCheckConfig(ProbeCheckConfig):
-    target: str = Field("atb.health.checks.JournalCheck", alias="_target_", min_length=1)
-    max_queue_depth: int | None = Field(
-        None, ge=1, description="degraded above this many queued events (null: no limit)"
-    )
-
-
-class JournalCheck(ProbeCheck):
-    """Journal queue depth, spilled events and last error (from `Journal.state()`)."""
-
-    config_model = JournalCheckConfig
-    default_name = "journal"
-    config: JournalCheckConfig
-
-    def assess(self, state: dict[str, Any]) -> tuple[str, str | None]:
-        if state.get("last_error"):
-            return "degraded", "the journal's last write failed"
-        depth = _number(state.get("queue_depth"))
-        limit = self.config.max_queue_depth
-        if limit is not None and depth is not None and depth > limit:
-            return "degraded", f"queue depth {depth:g} above {limit}"
-        pending = _number(state.get("spill_pending", state.get("spilled_pending")))
-        if pending:
-            return "degraded", f"{pending:g} events spilled to disk await replay"
-        return "healthy", None
-
-
-class DataCheckConfig(ProbeCheckConfig):
-    target: str = Field("atb.health.checks.DataCheck", alias="_target_", min_length=1)
-    max_candle_age: float | None = Field(
-        None, gt=0, description="degraded above this age, seconds (null: 2 × timeframe)"
-    )
-
-
-class DataCheck(ProbeCheck):
-    """Age of the newest candle the loop has (`PROBES` "data")."""
-
-    config_model = DataCheckConfig
-    default_name = "data"
-    config: DataCheckConfig
-
-    def assess(self, state: dict[str, Any]) -> tuple[str, str | None]:
-        age = candle_age(state)
-        if age is None:
-            return "healthy", None
-        state["newest_candle_age_seconds"] = round(age, 3)
-        limit = self.config.max_candle_age
-        if limit is None:
-            tf = timeframe_seconds(str(state.get("timeframe") or self.env.ctx.timeframe))
-            limit = 2 * tf if tf else None
-        if limit is not None:
-            state["max_candle_age_seconds"] = limit
-            if age > limit:
-                return "degraded", f"newest candle is {age:.0f} s old (max {limit:g} s)"
-        return "healthy", None
-
-
-def candle_age(state: dict[str, Any]) -> float | None:
-    """Age in seconds from whichever field the data provider publishes."""
-    for key in ("newest_candle_age_seconds", "candle_age_seconds", "age_seconds"):
-        age = _number(state.get(key))
-        if age is not None:
-            return age
-    for key in ("newest_candle_at", "last_candle_at", "newest_candle_time"):
-        ts = _timestamp(state.get(key))
-        if ts is not None:
-            return max(0.0, time.time() - ts)
-    return None
-
-
-class AlertsCheck(ProbeCheck):
-    """Alert channel state: degraded when a channel is failing (alerts never stop trading)."""
-
-    default_name = "alerts"
-
-    def assess(self, state: dict[str, Any]) -> tuple[str, str | None]:
-        channels = state.get("channels")
-        failing: list[str] = []
-        if isinstance(channels, dict):
-            for name, ch in channels.items():
-                if not isinstance(ch, dict):
-                    continue
-                if _channel_failing(ch):
-                    failing.append(str(name))
-        elif isinstance(channels, list):
-            failing = [
-                str(ch.get("name", i))
-                for i, ch in enumerate(channels)
-                if isinstance(ch, dict) and _channel_failing(ch)
-            ]
-        if failing:
-            return "degraded", f"failing channels: {', '.join(sorted(failing))}"
-        return "healthy", None
-
-
-def _channel_failing(channel: dict[str, Any]) -> bool:
-    word = str(channel.get("state") or channel.get("status") or "").lower()
-    return channel.get("healthy") is False or NORMAL_STATUS.get(word) in ("unhealthy", "degraded")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _timestamp(value: Any) -> float | None:
-    """Epoch seconds from epoch s/ms, a datetime or an ISO string."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return _timestamp(_number(value))
-    number = _number(value)
-    if number is None:
-        return None
-    return number / 1000 if number > 1e11 else number
 
 
 DEFAULT_CHECKS: tuple[str, ...] = (

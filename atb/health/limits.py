@@ -11,10 +11,9 @@
   just before, and the rest of the oversized head is read and discarded for a moment so
   the client sees the answer rather than a TCP reset.
 
-What this does not do: keep a steady 200 requests/s of well-behaved probes from costing
-the trading loop GIL time. Each request costs ~0.8 ms of tornado's Python on this
-machine, all of it on the process's GIL (see `nox -s bench -- -k health_load`); only a
-server in its own process would take that off the loop.
+The GIL cost of serving (~0.8 ms of tornado's Python per request) is paid by the health
+server process, not the trading loop (atb/health/server.py; `nox -s bench -- -k
+health_load` measures the loop with and without 200 keep-alive clients).
 """
 
 from __future__ import annotations

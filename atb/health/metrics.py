@@ -339,13 +339,16 @@ def set_account(
     strategy: str | None = None,
     symbol: str | None = None,
 ) -> None:
-    labels = run_labels(strategy=strategy, symbol=symbol)
-    for gauge, value in (
-        (BALANCE, balance),
-        (EQUITY, equity),
-        (DRAWDOWN, drawdown),
-        (OPEN_POSITIONS, open_positions),
-    ):
+    _set_gauges(
+        run_labels(strategy=strategy, symbol=symbol),
+        ((BALANCE, balance), (EQUITY, equity), (DRAWDOWN, drawdown),
+         (OPEN_POSITIONS, open_positions)),
+    )  # fmt: skip
+
+
+def _set_gauges(labels: dict[str, str], values: Iterable[tuple[Gauge, float | None]]) -> None:
+    """Set each gauge that has a value; `None` leaves it as it is."""
+    for gauge, value in values:
         if value is not None:
             gauge.labels(**labels).set(float(value))
 
@@ -353,8 +356,7 @@ def set_account(
 def set_candle_age(
     seconds: float | None, *, strategy: str | None = None, symbol: str | None = None
 ) -> None:
-    if seconds is not None:
-        CANDLE_AGE.labels(**run_labels(strategy=strategy, symbol=symbol)).set(float(seconds))
+    _set_gauges(run_labels(strategy=strategy, symbol=symbol), ((CANDLE_AGE, seconds),))
 
 
 def set_journal(
@@ -441,6 +443,31 @@ def render() -> bytes:
     from prometheus_client import generate_latest
 
     return generate_latest(REGISTRY)
+
+
+def render_families(names: Iterable[str]) -> str:
+    """Only these families of the registry, in text format."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(REGISTRY.restricted_registry(list(names))).decode()
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(family name, its lines) in order; a family starts at its `# HELP` line."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP "):
+            blocks.append((line.split(" ", 3)[2], [line]))
+        elif blocks:
+            blocks[-1][1].append(line)
+    return [(name, "".join(lines)) for name, lines in blocks]
+
+
+def splice(page: str, families: str) -> str:
+    """`page` with each family of `families` put in place of its namesake (or appended)."""
+    local = dict(_blocks(families))
+    out = [local.pop(name, block) for name, block in _blocks(page)]
+    return "".join(out) + "".join(local.values())
 
 
 def _label(value: Any) -> str:

@@ -145,6 +145,16 @@ class Redactor:
         self._build_patterns()
         self.add_secrets(secrets)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The health server process gets the run's redactor by pickle; locks do not travel.
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- construction ---------------------------------------------------------------
 
     def _build_patterns(self) -> None:

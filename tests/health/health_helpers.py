@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -66,6 +68,9 @@ def request(
     timeout: float = 10.0,
 ) -> Response:
     assert server.port is not None
+    # The trading process publishes its state every health.publish_interval; tests that
+    # change it just before asking make it arrive first instead of sleeping.
+    server.sync()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
     t0 = time.perf_counter()
     try:
@@ -104,22 +109,39 @@ class CountingConfig(CheckConfig):
     key: str = "counter"
 
 
+def _check_dir() -> Path:
+    # The checks run in the health server process: runs and releases go through files in
+    # a directory the test names (the env var is inherited by the server process).
+    return Path(os.environ["ATB_TEST_CHECK_DIR"])
+
+
+def check_runs(key: str) -> int:
+    """How many times the CountingCheck with this key has run (in any process)."""
+    path = _check_dir() / f"{key}.runs"
+    return int(path.read_text()) if path.exists() else 0
+
+
+def release_checks() -> None:
+    """Wake every CountingCheck sleeping in `sleep`."""
+    (_check_dir() / "release").touch()
+
+
 class CountingCheck(Check):
     """Counts its runs (per `key`), optionally sleeping, failing or returning a status."""
 
     config_model: ClassVar[type[CheckConfig]] = CountingConfig
     default_name = "counting"
-    runs: ClassVar[dict[str, int]] = {}
-    release: ClassVar[threading.Event] = threading.Event()
     config: CountingConfig
 
     def run(self) -> dict[str, Any]:
-        self.runs[self.config.key] = self.runs.get(self.config.key, 0) + 1
-        if self.config.sleep:
-            self.release.wait(self.config.sleep)
+        runs = check_runs(self.config.key) + 1
+        (_check_dir() / f"{self.config.key}.runs").write_text(str(runs))
+        deadline = time.monotonic() + self.config.sleep
+        while time.monotonic() < deadline and not (_check_dir() / "release").exists():
+            time.sleep(0.01)
         if self.config.fail:
             raise ConnectionError("boom at postgresql://atb:hunter2@db:5432/x")
-        return {"status": self.config.result, "runs": self.runs[self.config.key]}
+        return {"status": self.config.result, "runs": runs}
 
 
 def counting(name: str, **kw: Any) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import time
 
 from health_helpers import make_config, request, running
 
+from atb.health.server import HealthServer
+
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 
 
@@ -25,10 +27,10 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _wait_open(server: object, n: int, timeout: float = 5.0) -> None:
+def _wait_open(server: HealthServer, n: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while server.http.stats()["open_connections"] != n:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, server.http.stats()  # type: ignore[attr-defined]
+    while server.stats()["open_connections"] != n:
+        assert time.monotonic() < deadline, server.stats()
         time.sleep(0.02)
 
 
@@ -48,8 +50,8 @@ def test_connection_cap_refuses_fast_and_keeps_serving() -> None:
                 assert answer.startswith(b"HTTP/1.1 503"), answer[:80]
                 assert b"Retry-After: 1" in answer
             assert max(extra) < 1.0
-            assert server.http.stats()["open_connections"] == 20  # fds stay bounded
-            assert server.http.stats()["refused_connections"] == 50
+            assert server.stats()["open_connections"] == 20  # fds stay bounded
+            assert server.stats()["refused_connections"] == 50
         finally:
             for sock in idle[:5]:
                 sock.close()
@@ -90,7 +92,7 @@ def test_slowloris_head_is_closed_after_the_header_timeout() -> None:
                 break
             time.sleep(0.1)
         assert closed and time.monotonic() - t0 < 3.0, "slowloris connection kept open"
-        assert server.http.stats()["header_timeouts"] == 1
+        assert server.stats()["header_timeouts"] == 1
         slow.close()
         assert request(server, "/health").status in (200, 503)
 
@@ -103,5 +105,5 @@ def test_oversized_request_head_gets_431_not_a_reset() -> None:
             sock.sendall(huge)
             answer = _read_all(sock)
         assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), answer[:80]
-        assert server.http.stats()["oversized_headers"] == 1
+        assert server.stats()["oversized_headers"] == 1
         assert request(server, "/health").status in (200, 503)

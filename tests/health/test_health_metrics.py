@@ -47,7 +47,10 @@ def test_metrics_endpoint_parses_and_carries_run_labels() -> None:
         resp = request(server, "/metrics")
         assert resp.status == 200
         assert resp.headers["content-type"].startswith("text/plain; version=")
-        parsed = samples(resp.body.decode())
+        text = resp.body.decode()
+        types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+        assert len(types) == len(set(types))  # the spliced page has each family once
+        parsed = samples(text)
         run = {"mode": "paper", "strategy": "ml_basic", "symbol": "BTCUSDT"}
         assert value(parsed, "atb_run_info", **run) == 1
         assert value(parsed, "atb_loop_iterations_total", **run) == 3
