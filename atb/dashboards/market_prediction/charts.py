@@ -1,0 +1,285 @@
+"""The market_prediction page's Bokeh figures.
+
+Every numeric axis gets an explicit formatter (percent, thousands separators): Bokeh's
+default switches to scientific notation for the small returns a next-bar model predicts.
+Long runs are drawn thinned (every k-th point, the count in the title), never truncated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter
+from bokeh.models.annotations import Label, Slope, Span
+from bokeh.plotting import figure
+
+from atb.dashboards import widgets as w
+from atb.dashboards.backtesting.model import MAX_POINTS, _thin
+from atb.dashboards.market_prediction.stats import coin_flip_band
+
+RETURN = "0.000%"
+RATE = "0%"
+COUNT = "0,0"
+MODEL, NAIVE, BASE, WARN = "#1f77b4", "#888888", "#555555", "#c62828"
+
+
+def _figure(title: str, x_label: str, y_label: str, **kwargs: Any) -> Any:
+    fig = figure(
+        title=title,
+        height=300,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,box_zoom,reset",
+        **kwargs,
+    )
+    fig.xaxis.axis_label, fig.yaxis.axis_label = x_label, y_label
+    fig.toolbar.logo = None
+    return fig
+
+
+def _formats(fig: Any, x: str | None, y: str) -> None:
+    if x is not None:
+        fig.xaxis.formatter = NumeralTickFormatter(format=x)
+    fig.yaxis.formatter = NumeralTickFormatter(format=y)
+
+
+def _shown(total: int, shown: int) -> str:
+    return "" if shown >= total else f" ({shown:,} of {total:,} drawn)"
+
+
+def _diagonal(fig: Any) -> None:
+    fig.add_layout(Slope(gradient=1, y_intercept=0, line_color=BASE, line_dash="dashed"))
+
+
+def return_scatter(scored: pd.DataFrame, calib: pd.DataFrame) -> Any:
+    """Each prediction's return against what the next bar did, the calibration curve
+    (binned means) over it, and the diagonal a perfect forecast would sit on."""
+    known = scored.loc[
+        scored["realised_return"].notna() & scored["predicted_return"].notna(),
+        ["time", "predicted_return", "realised_return", "confidence"],
+    ]
+    points = _thin(known, MAX_POINTS)
+    fig = _figure(
+        "Predicted vs realised next-bar return" + _shown(len(known), len(points)),
+        "predicted return",
+        "realised return",
+        name="return_scatter",
+    )
+    _formats(fig, RETURN, RETURN)
+    dots = fig.scatter(
+        "predicted_return",
+        "realised_return",
+        source=ColumnDataSource(points),
+        size=3,
+        alpha=0.35,
+        color=MODEL,
+        legend_label="prediction",
+    )
+    fig.line(
+        "predicted",
+        "realised",
+        source=ColumnDataSource(calib),
+        color=WARN,
+        line_width=2,
+        legend_label="binned mean (calibration)",
+    )
+    _diagonal(fig)
+    fig.add_tools(
+        HoverTool(
+            renderers=[dots],
+            tooltips=[
+                ("time", "@time{%F %H:%M}"),
+                ("predicted", "@predicted_return{0.000%}"),
+                ("realised", "@realised_return{0.000%}"),
+                ("confidence", "@confidence{0.00}"),
+            ],
+            formatters={"@time": "datetime"},
+        )
+    )
+    fig.legend.location = "top_left"
+    return fig
+
+
+def calibration_chart(calib: pd.DataFrame) -> Any:
+    """Mean realised return per predicted-return bin with its 95 % interval; bins holding
+    too few outcomes to read are drawn hollow."""
+    n = int(calib["n"].sum()) if len(calib) else 0
+    fig = _figure(
+        f"Calibration: realised vs predicted return, {len(calib)} equal-count bins "
+        f"(n={n:,}, 95 % intervals)",
+        "mean predicted return",
+        "mean realised return",
+        name="calibration",
+    )
+    _formats(fig, RETURN, RETURN)
+    src = ColumnDataSource(
+        calib.assign(fill=["#d62728" if e else "white" for e in calib["enough"]])
+        if len(calib)
+        else {c: [] for c in ("predicted", "realised", "lo", "hi", "n", "hit_rate", "fill")}
+    )
+    fig.segment("predicted", "lo", "predicted", "hi", source=src, color=WARN, alpha=0.6)
+    fig.line("predicted", "realised", source=src, color=WARN, line_width=2)
+    pts = fig.scatter(
+        "predicted",
+        "realised",
+        source=src,
+        size=9,
+        color=WARN,
+        fill_color="fill",
+        legend_label="bin mean (hollow: n < 30)",
+    )
+    _diagonal(fig)
+    fig.add_layout(Span(location=0, dimension="width", line_color=NAIVE, line_width=1))
+    fig.add_tools(
+        HoverTool(
+            renderers=[pts],
+            tooltips=[
+                ("predicted", "@predicted{0.000%}"),
+                ("realised", "@realised{0.000%} (@lo{0.000%} to @hi{0.000%})"),
+                ("direction hit rate", "@hit_rate{0.0%}"),
+                ("predictions", "@n{0,0}"),
+            ],
+        )
+    )
+    fig.legend.location = "top_left"
+    return fig
+
+
+def _time_series(scored: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, str]:
+    drawn = scored.loc[scored[columns[0]].notna(), ["time", *columns]]
+    thinned = _thin(drawn, MAX_POINTS)
+    return thinned, _shown(len(drawn), len(thinned))
+
+
+def rolling_accuracy_chart(scored: pd.DataFrame, window: int) -> Any:
+    """Directional hit rate over the last `window` predictions against the coin flip's
+    50 % and its 95 % noise band: a line inside the band shows no edge."""
+    drawn, shown = _time_series(scored, ["rolling_accuracy"])
+    src = ColumnDataSource(drawn)
+    band = coin_flip_band(window)
+    fig = w.time_figure(
+        f"Directional accuracy, rolling {window:,} predictions{shown}",
+        height=260,
+        y_label="hit rate",
+        name="rolling_accuracy",
+    )
+    _formats(fig, None, RATE)
+    base = ColumnDataSource(
+        pd.DataFrame({"time": drawn["time"], "lo": 0.5 - band, "hi": 0.5 + band, "mid": 0.5})
+    )
+    fig.varea(
+        "time",
+        "lo",
+        "hi",
+        source=base,
+        color=NAIVE,
+        alpha=0.15,
+        legend_label=f"coin flip 95 % range (±{band * 100:.1f} pp)",
+    )
+    fig.line(
+        "time", "mid", source=base, color=BASE, line_dash="dashed", legend_label="coin flip 50 %"
+    )
+    acc = fig.line(
+        "time", "rolling_accuracy", source=src, color=MODEL, line_width=2, legend_label="model"
+    )
+    w.add_hover(
+        fig,
+        [("time", "@time{%F %H:%M}"), ("hit rate", "@rolling_accuracy{0.0%}")],
+        renderers=[acc],
+        datetime_field="time",
+    )
+    fig.legend.location = "top_left"
+    return fig
+
+
+def rolling_error_chart(scored: pd.DataFrame, window: int, x_range: Any) -> Any:
+    """The model's mean absolute error of the next close against the "no change"
+    forecast's (the size of the move itself): below the grey line is skill."""
+    drawn, shown = _time_series(scored, ["rolling_abs_error", "rolling_no_change_error"])
+    src = ColumnDataSource(drawn)
+    fig = w.time_figure(
+        f"Mean abs error of the next close, rolling {window:,} predictions{shown}",
+        height=240,
+        y_label="error, % of price",
+        x_range=x_range,
+        name="rolling_error",
+    )
+    _formats(fig, None, RETURN)
+    fig.line(
+        "time",
+        "rolling_no_change_error",
+        source=src,
+        color=NAIVE,
+        line_width=2,
+        legend_label="no change forecast",
+    )
+    model = fig.line(
+        "time", "rolling_abs_error", source=src, color=MODEL, line_width=2, legend_label="model"
+    )
+    w.add_hover(
+        fig,
+        [
+            ("time", "@time{%F %H:%M}"),
+            ("model", "@rolling_abs_error{0.000%}"),
+            ("no change", "@rolling_no_change_error{0.000%}"),
+        ],
+        renderers=[model],
+        datetime_field="time",
+    )
+    fig.legend.location = "top_left"
+    return fig
+
+
+def confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
+    """Predictions per confidence bin, with the run's min_confidence: ml_basic opens no
+    position for a prediction left of the line."""
+    fig = _figure(
+        f"Confidence distribution (n={int(hist['count'].sum()):,})",
+        "confidence",
+        "predictions",
+        name="confidence",
+    )
+    _formats(fig, "0.00", COUNT)
+    bars = fig.quad(
+        top="count",
+        bottom=0,
+        left="left",
+        right="right",
+        source=ColumnDataSource(hist),
+        fill_color="#6baed6",
+        line_color="white",
+    )
+    fig.add_tools(
+        HoverTool(
+            renderers=[bars],
+            tooltips=[
+                ("confidence", "@left{0.00}–@right{0.00}"),
+                ("predictions", "@count{0,0}"),
+                ("direction hit rate", "@hit_rate{0.0%}"),
+            ],
+        )
+    )
+    if min_confidence is not None:
+        fig.add_layout(
+            Span(
+                location=min_confidence,
+                dimension="height",
+                line_color=WARN,
+                line_width=2,
+                line_dash="dashed",
+                name="min_confidence",
+            )
+        )
+        fig.add_layout(
+            Label(
+                x=min_confidence,
+                y=0,
+                y_units="screen",
+                x_offset=4,
+                y_offset=4,
+                text=f"min_confidence {min_confidence:g}: no position to the left",
+                text_color=WARN,
+                text_font_size="11px",
+            )
+        )
+    return fig

@@ -1,0 +1,85 @@
+"""What the market_prediction charts plot, from scored predictions (plain pandas).
+
+Every figure here carries the number of outcomes it rests on, so the page can say when
+one is too thin to read: a calibration bin of 5 or a hit rate of 3 is noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from atb.dashboards.market_prediction.model import MIN_SAMPLES
+
+MIN_BIN = 30
+"""Outcomes per calibration bin below which its mean is drawn hollow (not meaningful)."""
+Z95 = 1.96
+
+
+def sample_note(n: int, minimum: int = MIN_SAMPLES) -> str:
+    """'' when `n` outcomes are enough to read a figure, else why it should not be read."""
+    return "" if n >= minimum else f"n={n:,}, not meaningful"
+
+
+def coin_flip_band(n: int) -> float:
+    """Half-width of the 95 % range of a coin flip's hit rate over `n` outcomes: a
+    rolling accuracy inside 50 % ± this is indistinguishable from guessing."""
+    return Z95 * 0.5 / np.sqrt(n) if n > 0 else float("nan")
+
+
+def calibration(scored: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Predicted return in equal-count bins against the mean realised return of each.
+
+    A calibrated model's points sit on the diagonal; a model with a directional edge but
+    the wrong scale sits on a line through the origin with another slope; one without an
+    edge on the horizontal axis. Bins shrink in number (not below 1) until each holds
+    `MIN_BIN` outcomes, and each row says how many it holds and its 95 % interval.
+    """
+    cols = ["predicted", "realised", "lo", "hi", "n", "hit_rate", "enough"]
+    known = scored[["predicted_return", "realised_return", "hit"]].apply(
+        pd.to_numeric, errors="coerce"
+    )
+    known = known[np.isfinite(known["predicted_return"]) & np.isfinite(known["realised_return"])]
+    if not len(known):
+        return pd.DataFrame(columns=cols)
+    k = max(1, min(bins, len(known) // MIN_BIN))
+    rank = known["predicted_return"].rank(method="first")
+    group = pd.qcut(rank, k, labels=False) if k > 1 else pd.Series(0, index=known.index)
+    g = known.groupby(group)
+    out = pd.DataFrame(
+        {
+            "predicted": g["predicted_return"].mean(),
+            "realised": g["realised_return"].mean(),
+            "n": g.size(),
+            "hit_rate": g["hit"].mean(),
+        }
+    )
+    se = g["realised_return"].std(ddof=1).fillna(0.0) / np.sqrt(out["n"])
+    out["lo"] = out["realised"] - Z95 * se
+    out["hi"] = out["realised"] + Z95 * se
+    out["enough"] = out["n"] >= MIN_BIN
+    return out.reset_index(drop=True)[cols]
+
+
+def confidence_histogram(scored: pd.DataFrame, bins: int = 20) -> pd.DataFrame:
+    """Predictions per confidence bin on [0, 1], and each bin's directional hit rate."""
+    frame = pd.DataFrame(
+        {
+            "confidence": pd.to_numeric(
+                scored.get("confidence", pd.Series(dtype=float)), errors="coerce"
+            ),
+            "hit": pd.to_numeric(scored.get("hit", pd.Series(dtype=float)), errors="coerce"),
+        }
+    ).dropna(subset=["confidence"])
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts, _ = np.histogram(frame["confidence"], bins=edges)
+    which = np.clip(np.digitize(frame["confidence"], edges[1:-1]), 0, bins - 1)
+    hit_rate = frame["hit"].groupby(which).mean().reindex(range(bins))
+    return pd.DataFrame(
+        {
+            "left": edges[:-1],
+            "right": edges[1:],
+            "count": counts,
+            "hit_rate": hit_rate.to_numpy(dtype=float),
+        }
+    )
