@@ -35,6 +35,7 @@ from atb.db.series import PREDICTIONS, write_series
 LONG = "backtest-ml-long-0001"
 TINY = "paper-ml-tiny-0001"
 LONG_BARS = 100_000
+SHIPPED = str((mp.find_metadata(None) or {}).get("model_id"))
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
@@ -76,7 +77,7 @@ def _long_run(conn: Any, now: datetime) -> None:
             "r": r,
             "confidence": conf,
             "direction": np.sign(r),
-            "model_id": ["long-model"] * n,
+            "model_id": [SHIPPED] * n,
         },
     )
 
@@ -239,6 +240,8 @@ def test_holdout_next_to_baselines_without_exponents(db_url: str) -> None:
     )
     assert "Naive baseline" in baseline_table(baseline, meta)
     assert "no holdout scores" in baseline_table([], {})
+    assert "No metadata JSON" in baseline_table([], None)
+    assert mp.find_metadata("some-other-model") is None  # never another model's scores
     assert [dg.fmt_plain(v) for v in (2.3e-05, 40123.456, -0.5, float("nan"))] == [
         "0.000023",
         "40,123.46",

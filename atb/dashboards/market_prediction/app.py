@@ -82,7 +82,12 @@ def summary_kpis(
             f"{w.fmt_pct(total, True)} / {w.fmt_pct(bh, True)}",
             vs_tone,
         ),
-        ("drift", "Drifting features", str(s.drifting), "bad" if s.drifting else "good"),
+        (
+            "drift",
+            "Drifting features",
+            f"{s.drifting} of {s.features_checked}" if s.features_checked else "–",
+            ("bad" if s.drifting else "good") if s.features_checked else "",
+        ),
         ("model", "Model", s.model_id or "–", ""),
     ]
 
@@ -118,7 +123,7 @@ def sample_warnings(s: m.Summary, window: int, calib: pd.DataFrame) -> list[str]
             out.append(f"{label} {value} — {note} (needs ≥ {m.MIN_SAMPLES} outcomes).")
     if s.hits_n < window:
         out.append(
-            f"Rolling accuracy and error need {window:,} scored predictions; "
+            f"Rolling accuracy and error skill need {window:,} scored predictions; "
             f"this run has {s.hits_n:,}, so they are not drawn."
         )
     thin = int((~calib["enough"].astype(bool)).sum()) if len(calib) else 0
@@ -241,7 +246,7 @@ class PredictionApp:
     def _render(self) -> None:
         scored, calib = self.scored, self.calib
         accuracy = charts.rolling_accuracy_chart(scored, self.window)
-        error = charts.rolling_error_chart(scored, self.window, accuracy.x_range)
+        skill = charts.rolling_skill_chart(scored, self.window, accuracy.x_range)
         confidence = charts.confidence_chart(st.confidence_histogram(scored), self.min_confidence)
         self.body.objects = [
             w.section("Model vs naive baselines"),
@@ -257,7 +262,7 @@ class PredictionApp:
                 sizing_mode="stretch_width",
             ),
             pn.pane.Bokeh(accuracy, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(error, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(skill, sizing_mode="stretch_width"),
             pn.pane.Bokeh(confidence, sizing_mode="stretch_width"),
             w.html_pane(self._confidence_note()),
             w.section("Feature diagnostics: recent inputs vs the training period"),
@@ -304,8 +309,9 @@ class PredictionApp:
         )
         period = (self.meta or {}).get("training_period") or {}
         note = w.html_pane(
-            f"<small>Training period {period.get('start', '?')} → "
-            f"{period.get('end_exclusive', '?')}; recent = the last 500 bars. A feature "
+            f"<small>Training period {str(period.get('start', '?'))[:10]} → "
+            f"{str(period.get('end_exclusive', '?'))[:10]} (exclusive); recent = the last "
+            "500 bars. A feature "
             f"drifts when its mean moved more than {m.DRIFT_Z:g} training σ or more than "
             "10 % of recent values fall outside the training 1 %–99 % range.</small>"
         )
@@ -318,13 +324,21 @@ def baseline_table(rows: list[tuple[str, str, str]], meta: dict[str, Any] | None
         f"<td>{escape(c)}</td></tr>"
         for a, b, c in rows
     )
-    note = (
-        "Holdout = bars after the model's training period, scored once and never fitted "
-        "or selected on (model metadata JSON)."
-        if (meta or {}).get("holdout")
-        else "This model's metadata has no holdout scores; retrain to produce them: "
-        "python -m atb mode=train"
-    )
+    if meta is None:
+        note = (
+            "No metadata JSON for this run's model in atb/ml/models/: its holdout scores "
+            "and training statistics are unknown."
+        )
+    elif meta.get("holdout"):
+        note = (
+            "Holdout = bars after the model's training period, scored once and never fitted "
+            "or selected on (model metadata JSON)."
+        )
+    else:
+        note = (
+            "This model's metadata has no holdout scores; retrain to produce them: "
+            "python -m atb mode=train"
+        )
     return (
         "<table class='baselines'><tr><th>Measure</th><th>Model</th><th>Naive baseline</th>"
         f"</tr>{cells}</table><small>{escape(note)}</small>"

@@ -192,38 +192,43 @@ def rolling_accuracy_chart(scored: pd.DataFrame, window: int) -> Any:
     return fig
 
 
-def rolling_error_chart(scored: pd.DataFrame, window: int, x_range: Any) -> Any:
-    """The model's mean absolute error of the next close against the "no change"
-    forecast's (the size of the move itself): below the grey line is skill."""
-    drawn, shown = _time_series(scored, ["rolling_abs_error", "rolling_no_change_error"])
-    src = ColumnDataSource(drawn)
-    fig = w.time_figure(
-        f"Mean abs error of the next close, rolling {window:,} predictions{shown}",
-        height=240,
-        y_label="error, % of price",
-        x_range=x_range,
-        name="rolling_error",
+def rolling_skill_chart(scored: pd.DataFrame, window: int, x_range: Any) -> Any:
+    """The share of the "no change" forecast's error (the size of the move itself) the
+    model removes: above 0 it beats "tomorrow's close = today's", below 0 it is worse.
+    Drawn as a difference because the two errors differ by a fraction of a percent and
+    their lines would lie on top of each other."""
+    drawn, shown = _time_series(
+        scored, ["rolling_skill", "rolling_abs_error", "rolling_no_change_error"]
     )
-    _formats(fig, None, RETURN)
+    fig = w.time_figure(
+        f"Error skill vs the no-change forecast, rolling {window:,} predictions{shown}",
+        height=240,
+        y_label="1 − model error ÷ no-change error",
+        x_range=x_range,
+        name="rolling_skill",
+    )
+    _formats(fig, None, "0.0%")
+    src = ColumnDataSource(drawn.assign(zero=0.0))
     fig.line(
         "time",
-        "rolling_no_change_error",
+        "zero",
         source=src,
-        color=NAIVE,
-        line_width=2,
-        legend_label="no change forecast",
+        color=BASE,
+        line_dash="dashed",
+        legend_label="no change forecast (0 %)",
     )
-    model = fig.line(
-        "time", "rolling_abs_error", source=src, color=MODEL, line_width=2, legend_label="model"
+    skill = fig.line(
+        "time", "rolling_skill", source=src, color=MODEL, line_width=2, legend_label="model"
     )
     w.add_hover(
         fig,
         [
             ("time", "@time{%F %H:%M}"),
-            ("model", "@rolling_abs_error{0.000%}"),
-            ("no change", "@rolling_no_change_error{0.000%}"),
+            ("skill", "@rolling_skill{+0.00%}"),
+            ("model abs error", "@rolling_abs_error{0.000%}"),
+            ("no-change abs error", "@rolling_no_change_error{0.000%}"),
         ],
-        renderers=[model],
+        renderers=[skill],
         datetime_field="time",
     )
     fig.legend.location = "top_left"
