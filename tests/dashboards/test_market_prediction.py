@@ -21,6 +21,8 @@ from atb_testkit import sample
 from sqlalchemy import create_engine, insert
 
 from atb.dashboards import tables as t
+from atb.dashboards.browser import chromium, chromium_path, new_page
+from atb.dashboards.discovery import app_factory, find
 from atb.dashboards.market_prediction import diagnostics as dg
 from atb.dashboards.market_prediction import model as mp
 from atb.dashboards.market_prediction import stats as st
@@ -30,6 +32,8 @@ from atb.dashboards.market_prediction.app import (
     summary_kpis,
 )
 from atb.dashboards.readonly import dispose_all, readonly_engine
+from atb.dashboards.server import DashboardServer
+from atb.dashboards.settings import DashboardSettings
 from atb.db.series import PREDICTIONS, write_series
 
 LONG = "backtest-ml-long-0001"
@@ -139,10 +143,15 @@ def test_every_thin_figure_says_so(db_url: str) -> None:
     kpis = {k: (label, value, tone) for k, label, value, tone in summary_kpis(summary)}
     assert kpis["accuracy"][1].endswith(f"— n={summary.hits_n}, not meaningful")
     assert kpis["accuracy"][2] == "warn" and kpis["predictions"][2] == "warn"
+    meta = mp.find_metadata(summary.model_id)
+    drift = dg.feature_drift(meta, dg.recent_features(scored, None))
+    summary = mp.summarise(scored, drift, recorded=3)
+    assert summary.features_n == 2  # 3 closes, 2 log returns
     warnings = sample_warnings(summary, window, st.calibration(scored))
     assert any(line.startswith("Directional accuracy") for line in warnings)
     assert any("not drawn" in line for line in warnings)
-    assert any("calibration bin" in line for line in warnings)
+    assert any(line.startswith("Calibration needs") for line in warnings)
+    assert any(line.startswith("Feature drift compares only") for line in warnings)
     rows = {r[0]: r[1] for r in dg.baseline_rows(None, {}, summary, scored)}
     assert "not meaningful" in rows["This run: direction hit rate"]
     # The long run: counts in the labels, no warnings.
@@ -164,13 +173,12 @@ def test_calibration_bins_predicted_against_realised_returns(db_url: str) -> Non
     )
     calib = st.calibration(scored)
     assert len(calib) == 10 and int(calib["n"].sum()) == len(known)
-    assert calib["enough"].all() and (calib["lo"] <= calib["realised"]).all()
+    assert (calib["n"] >= st.MIN_BIN).all() and (calib["lo"] <= calib["realised"]).all()
     # Predicted returns ascend by bin; a model with an edge moves the realised mean with
     # them (same sign at the ends), at ~10x the predicted scale here.
     assert calib["predicted"].is_monotonic_increasing
     assert calib["realised"].iloc[0] < 0 < calib["realised"].iloc[-1]
-    tiny = st.calibration(_scored(db_url, TINY)[0])
-    assert len(tiny) == 1 and not tiny["enough"].iloc[0]
+    assert st.calibration(_scored(db_url, TINY)[0]).empty  # 2 outcomes: no bins at all
     assert st.calibration(scored.iloc[:0]).empty
 
 
@@ -248,3 +256,122 @@ def test_holdout_next_to_baselines_without_exponents(db_url: str) -> None:
         "-0.5",
         "–",
     ]
+
+
+# --- in Chromium -------------------------------------------------------------------------
+
+needs_chromium = pytest.mark.skipif(chromium_path() is None, reason="chromium not installed")
+# Chart text is drawn on canvas, so the page is read through BokehJS's own views: each
+# axis's tick labels as its formatter renders them, each annotation and figure by name.
+VIEWS_JS = """
+() => {
+  const all = [];
+  const walk = (v) => { all.push(v); for (const c of [...(v.children_views?.() ?? [])]) walk(c); };
+  [...Bokeh.index].forEach(walk);
+  const figures = all.filter(v => v.model.type === "Figure");
+  const owner = (axis) => figures.find(f =>
+    [...f.model.left, ...f.model.below, ...f.model.right, ...f.model.above].includes(axis));
+  const axes = all.filter(v => v.model.type.endsWith("Axis")).map(v => ({
+    figure: owner(v.model)?.model.name ?? null,
+    labels: v.compute_labels(v.tick_coords.major[v.dimension]).items.map(t => t.text),
+  }));
+  const spans = all.filter(v => v.model.type === "Span" && v.model.name)
+    .map(v => ({name: v.model.name, location: v.model.location}));
+  const done = Object.fromEntries(figures.map(f => [f.model.name, f.has_finished()]));
+  const calib = figures.find(f => f.model.name === "calibration");
+  const points = calib ? calib.model.renderers
+    .filter(r => r.glyph.type === "Scatter").map(r => r.data_source.get_length()) : [];
+  return {axes, spans, done, calibration_points: points};
+}
+"""
+FIGURES = {"return_scatter", "calibration", "rolling_accuracy", "rolling_skill", "confidence"}
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str) -> Iterator[DashboardServer]:
+    settings = DashboardSettings(db_url=db_url)
+    factory = app_factory(find("market_prediction"))
+    srv = DashboardServer({"market_prediction": lambda: factory(settings)}, port=0)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+def _charts(page: Any, figures: set[str] = FIGURES) -> dict[str, Any]:
+    """The page's Bokeh views once every one of `figures` has rendered."""
+    page.wait_for_function(
+        f"() => {sorted(figures)!r}.every(n => ({VIEWS_JS})().done[n] === true)",
+        timeout=60_000,
+    )
+    views: dict[str, Any] = page.evaluate(VIEWS_JS)
+    return views
+
+
+def _no_exponents(views: dict[str, Any], axes: int = 10) -> None:
+    labels = [label for axis in views["axes"] for label in axis["labels"]]
+    assert len(views["axes"]) >= axes and labels
+    assert [x for x in labels if "e+" in x or "e-" in x] == []
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-full.png"), full_page=True)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_page_opens_on_the_long_run_readable(server: DashboardServer, browser: Any) -> None:
+    page, log = new_page(browser, width=1440, height=900)
+    page.goto(server.app_url("market_prediction"))
+    page.wait_for_selector("text=Feature diagnostics", timeout=60_000)
+    views = _charts(page)
+    # The long run, not the newest 3-prediction session; and the rule is on the page.
+    assert page.locator("#kpi-predictions .value").inner_text().startswith("100,000")
+    assert "at least 100 predictions" in page.locator("#run-rule").inner_text()
+    assert page.locator("#sample-warnings").count() == 0
+    _no_exponents(views)
+    by_figure = {a["figure"]: a["labels"] for a in views["axes"]}
+    assert all(x.endswith("%") for x in by_figure["calibration"])  # returns in percent
+    assert any("," in x for x in by_figure["confidence"])  # counts with separators
+    assert {"name": "min_confidence", "location": 0.3} in views["spans"]
+    assert views["calibration_points"] == [10]
+    _shot(page, "market_prediction")
+    assert log.errors() == [], log.console
+    assert log.foreign_hosts({"127.0.0.1"}) == []
+    page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_three_predictions_say_not_meaningful(server: DashboardServer, browser: Any) -> None:
+    page, log = new_page(browser, width=1440, height=900)
+    page.goto(server.app_url("market_prediction"))
+    page.wait_for_selector("text=Feature diagnostics", timeout=60_000)
+    select = page.locator("select").first
+    tiny = next(o for o in select.locator("option").all_inner_texts() if "· 3 predictions" in o)
+    select.select_option(label=tiny)
+    page.wait_for_selector("#sample-warnings", timeout=30_000)
+    warning = page.locator("#sample-warnings").inner_text()
+    assert "Directional accuracy" in warning and "not meaningful" in warning
+    accuracy = page.locator("#kpi-accuracy")
+    assert "not meaningful" in accuracy.inner_text()
+    assert "warn" in (accuracy.get_attribute("class") or "")
+    page.wait_for_function(
+        f"() => ({VIEWS_JS})().spans.some(s => s.location === 0.45)", timeout=30_000
+    )
+    views = _charts(page, {"return_scatter", "confidence"})
+    _no_exponents(views, 4)
+    # Too few outcomes for a calibration or a rolling window: a line says so instead.
+    assert "calibration" not in views["done"] and "rolling_accuracy" not in views["done"]
+    page.get_by_text("Calibration: not drawn").wait_for(timeout=10_000)
+    page.get_by_text("Rolling directional accuracy and error skill: not drawn").wait_for()
+    _shot(page, "market_prediction-3-predictions")
+    assert log.errors() == [], log.console
+    page.close()

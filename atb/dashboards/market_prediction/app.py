@@ -82,10 +82,11 @@ def summary_kpis(
             f"{w.fmt_pct(total, True)} / {w.fmt_pct(bh, True)}",
             vs_tone,
         ),
-        (
+        _sampled(
             "drift",
             "Drifting features",
             f"{s.drifting} of {s.features_checked}" if s.features_checked else "–",
+            s.features_n,
             ("bad" if s.drifting else "good") if s.features_checked else "",
         ),
         ("model", "Model", s.model_id or "–", ""),
@@ -126,11 +127,15 @@ def sample_warnings(s: m.Summary, window: int, calib: pd.DataFrame) -> list[str]
             f"Rolling accuracy and error skill need {window:,} scored predictions; "
             f"this run has {s.hits_n:,}, so they are not drawn."
         )
-    thin = int((~calib["enough"].astype(bool)).sum()) if len(calib) else 0
-    if thin:
+    if len(calib) == 0 and s.hits_n:
         out.append(
-            f"{thin} calibration bin(s) hold fewer than {st.MIN_BIN} outcomes (hollow points): "
-            "not meaningful."
+            f"Calibration needs ≥ {st.MIN_BIN} scored predictions; this run has "
+            f"{s.hits_n:,}, so it is not drawn."
+        )
+    if s.features_checked and st.sample_note(s.features_n):
+        out.append(
+            f"Feature drift compares only {s.features_n:,} recent bars with the training "
+            "period: not meaningful."
         )
     return out
 
@@ -244,9 +249,7 @@ class PredictionApp:
             self._render()
 
     def _render(self) -> None:
-        scored, calib = self.scored, self.calib
-        accuracy = charts.rolling_accuracy_chart(scored, self.window)
-        skill = charts.rolling_skill_chart(scored, self.window, accuracy.x_range)
+        scored, calib, n = self.scored, self.calib, self.summary.hits_n
         confidence = charts.confidence_chart(st.confidence_histogram(scored), self.min_confidence)
         self.body.objects = [
             w.section("Model vs naive baselines"),
@@ -258,15 +261,36 @@ class PredictionApp:
             w.section("Forecast vs outcome"),
             pn.Row(
                 pn.pane.Bokeh(charts.return_scatter(scored, calib), sizing_mode="stretch_width"),
-                pn.pane.Bokeh(charts.calibration_chart(calib), sizing_mode="stretch_width"),
+                _chart_or_note(
+                    charts.calibration_chart(calib) if len(calib) else None,
+                    "Calibration",
+                    f"needs at least {st.MIN_BIN} scored predictions; this run has {n:,}.",
+                ),
                 sizing_mode="stretch_width",
             ),
-            pn.pane.Bokeh(accuracy, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(skill, sizing_mode="stretch_width"),
+            *self._rolling_part(),
             pn.pane.Bokeh(confidence, sizing_mode="stretch_width"),
             w.html_pane(self._confidence_note()),
             w.section("Feature diagnostics: recent inputs vs the training period"),
             *self._drift_part(),
+        ]
+
+    def _rolling_part(self) -> list[Any]:
+        scored = self.scored
+        if not (len(scored) and scored["rolling_accuracy"].notna().any()):
+            return [
+                _chart_or_note(
+                    None,
+                    "Rolling directional accuracy and error skill",
+                    f"need {self.window:,} scored predictions (one full window); this run "
+                    f"has {self.summary.hits_n:,}.",
+                )
+            ]
+        accuracy = charts.rolling_accuracy_chart(scored, self.window)
+        skill = charts.rolling_skill_chart(scored, self.window, accuracy.x_range)
+        return [
+            pn.pane.Bokeh(accuracy, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(skill, sizing_mode="stretch_width"),
         ]
 
     def _confidence_note(self) -> str:
@@ -316,6 +340,13 @@ class PredictionApp:
             "10 % of recent values fall outside the training 1 %–99 % range.</small>"
         )
         return [table, note]
+
+
+def _chart_or_note(fig: Any, what: str, why: str) -> pn.viewable.Viewable:
+    """The figure, or one line saying why there is none (never an empty, axis-less box)."""
+    if fig is not None:
+        return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
+    return w.html_pane(w.empty_state(f"{what}: not drawn", f"{what} {why}"))
 
 
 def baseline_table(rows: list[tuple[str, str, str]], meta: dict[str, Any] | None) -> str:

@@ -16,7 +16,7 @@ from bokeh.plotting import figure
 
 from atb.dashboards import widgets as w
 from atb.dashboards.backtesting.model import MAX_POINTS, _thin
-from atb.dashboards.market_prediction.stats import coin_flip_band
+from atb.dashboards.market_prediction.stats import MIN_BIN, coin_flip_band
 
 RETURN = "0.000%"
 RATE = "0%"
@@ -75,14 +75,15 @@ def return_scatter(scored: pd.DataFrame, calib: pd.DataFrame) -> Any:
         color=MODEL,
         legend_label="prediction",
     )
-    fig.line(
-        "predicted",
-        "realised",
-        source=ColumnDataSource(calib),
-        color=WARN,
-        line_width=2,
-        legend_label="binned mean (calibration)",
-    )
+    if len(calib):
+        fig.line(
+            "predicted",
+            "realised",
+            source=ColumnDataSource(calib),
+            color=WARN,
+            line_width=2,
+            legend_label="binned mean (calibration)",
+        )
     _diagonal(fig)
     fig.add_tools(
         HoverTool(
@@ -101,8 +102,7 @@ def return_scatter(scored: pd.DataFrame, calib: pd.DataFrame) -> Any:
 
 
 def calibration_chart(calib: pd.DataFrame) -> Any:
-    """Mean realised return per predicted-return bin with its 95 % interval; bins holding
-    too few outcomes to read are drawn hollow."""
+    """Mean realised return per predicted-return bin with its 95 % interval."""
     n = int(calib["n"].sum()) if len(calib) else 0
     fig = _figure(
         f"Calibration: realised vs predicted return, {len(calib)} equal-count bins "
@@ -112,11 +112,7 @@ def calibration_chart(calib: pd.DataFrame) -> Any:
         name="calibration",
     )
     _formats(fig, RETURN, RETURN)
-    src = ColumnDataSource(
-        calib.assign(fill=["#d62728" if e else "white" for e in calib["enough"]])
-        if len(calib)
-        else {c: [] for c in ("predicted", "realised", "lo", "hi", "n", "hit_rate", "fill")}
-    )
+    src = ColumnDataSource(calib)
     fig.segment("predicted", "lo", "predicted", "hi", source=src, color=WARN, alpha=0.6)
     fig.line("predicted", "realised", source=src, color=WARN, line_width=2)
     pts = fig.scatter(
@@ -125,8 +121,7 @@ def calibration_chart(calib: pd.DataFrame) -> Any:
         source=src,
         size=9,
         color=WARN,
-        fill_color="fill",
-        legend_label="bin mean (hollow: n < 30)",
+        legend_label=f"bin mean (≥ {MIN_BIN} each)",
     )
     _diagonal(fig)
     fig.add_layout(Span(location=0, dimension="width", line_color=NAIVE, line_width=1))
@@ -245,6 +240,7 @@ def confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
         name="confidence",
     )
     _formats(fig, "0.00", COUNT)
+    fig.yaxis.ticker.min_interval = 1  # counts: no 0.2-prediction ticks on a small run
     bars = fig.quad(
         top="count",
         bottom=0,
@@ -278,13 +274,14 @@ def confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
         fig.add_layout(
             Label(
                 x=min_confidence,
-                y=0,
-                y_units="screen",
-                x_offset=4,
-                y_offset=4,
+                y=float(hist["count"].max()) if len(hist) else 0.0,
+                x_offset=6,
+                text_baseline="top",
                 text=f"min_confidence {min_confidence:g}: no position to the left",
                 text_color=WARN,
-                text_font_size="11px",
+                text_font_size="12px",
+                background_fill_color="white",
+                background_fill_alpha=0.85,
             )
         )
     return fig

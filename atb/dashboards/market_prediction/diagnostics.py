@@ -54,6 +54,7 @@ def feature_drift(meta: dict[str, Any] | None, recent: dict[str, np.ndarray]) ->
         "z",
         "outside_share",
         "drift",
+        "n",
     ]
     stats = (meta or {}).get("feature_stats") or {}
     train: dict[str, dict[str, float]] = dict(stats.get("raw") or {})
@@ -87,6 +88,7 @@ def feature_drift(meta: dict[str, Any] | None, recent: dict[str, np.ndarray]) ->
                 "z": z,
                 "outside_share": outside,
                 "drift": bool(abs(z) > DRIFT_Z or (np.isfinite(outside) and outside > 0.10)),
+                "n": len(values),
             }
         )
     return pd.DataFrame(rows, columns=cols)

@@ -220,6 +220,8 @@ class Summary:
     drifting: int = 0
     features_checked: int = 0
     """Features compared with the training period (0: the model's statistics are unknown)."""
+    features_n: int = 0
+    """Recent values each feature comparison rests on (the fewest of any feature)."""
     recorded: int = 0
     """Predictions the run recorded (more than were loaded when it is very long)."""
 
@@ -247,6 +249,7 @@ def summarise(
         model_id=str(ids.iloc[-1]) if len(ids) else None,
         drifting=int(drift["drift"].sum()) if drift is not None and len(drift) else 0,
         features_checked=len(drift) if drift is not None else 0,
+        features_n=int(drift["n"].min()) if drift is not None and len(drift) else 0,
         recorded=max(made, recorded or 0),
     )
 

@@ -12,7 +12,7 @@ import pandas as pd
 from atb.dashboards.market_prediction.model import MIN_SAMPLES
 
 MIN_BIN = 30
-"""Outcomes per calibration bin below which its mean is drawn hollow (not meaningful)."""
+"""Fewest outcomes per calibration bin: below it a bin's mean is noise, not a calibration."""
 Z95 = 1.96
 
 
@@ -32,17 +32,18 @@ def calibration(scored: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
 
     A calibrated model's points sit on the diagonal; a model with a directional edge but
     the wrong scale sits on a line through the origin with another slope; one without an
-    edge on the horizontal axis. Bins shrink in number (not below 1) until each holds
-    `MIN_BIN` outcomes, and each row says how many it holds and its 95 % interval.
+    edge on the horizontal axis. Bins shrink in number until each holds `MIN_BIN`
+    outcomes (fewer outcomes than that: no bins); each row says how many it holds and the
+    95 % interval of its mean.
     """
-    cols = ["predicted", "realised", "lo", "hi", "n", "hit_rate", "enough"]
+    cols = ["predicted", "realised", "lo", "hi", "n", "hit_rate"]
     known = scored[["predicted_return", "realised_return", "hit"]].apply(
         pd.to_numeric, errors="coerce"
     )
     known = known[np.isfinite(known["predicted_return"]) & np.isfinite(known["realised_return"])]
-    if not len(known):
+    if len(known) < MIN_BIN:
         return pd.DataFrame(columns=cols)
-    k = max(1, min(bins, len(known) // MIN_BIN))
+    k = min(bins, len(known) // MIN_BIN)
     rank = known["predicted_return"].rank(method="first")
     group = pd.qcut(rank, k, labels=False) if k > 1 else pd.Series(0, index=known.index)
     g = known.groupby(group)
@@ -57,7 +58,6 @@ def calibration(scored: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     se = g["realised_return"].std(ddof=1).fillna(0.0) / np.sqrt(out["n"])
     out["lo"] = out["realised"] - Z95 * se
     out["hi"] = out["realised"] + Z95 * se
-    out["enough"] = out["n"] >= MIN_BIN
     return out.reset_index(drop=True)[cols]
 
 
