@@ -9,6 +9,7 @@ prices) with a calibration curve; draw min_confidence; and show no scientific no
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,6 +174,17 @@ def test_calibration_bins_predicted_against_realised_returns(db_url: str) -> Non
     )
     calib = st.calibration(scored)
     assert len(calib) == 10 and int(calib["n"].sum()) == len(known)
+    # The same bins computed the plain way: sort by predicted return, cut into 10 runs.
+    ordered = known.sort_values("predicted_return", kind="stable")
+    cuts = np.arange(11) * len(ordered) // 10
+    chunks = [ordered.iloc[a:b] for a, b in itertools.pairwise(cuts)]
+    for row, chunk in zip(calib.itertuples(), chunks, strict=True):
+        assert row.n == len(chunk)
+        assert row.predicted == pytest.approx(chunk["predicted_return"].mean())
+        assert row.realised == pytest.approx(chunk["realised_return"].mean())
+        half = 1.96 * chunk["realised_return"].std() / np.sqrt(len(chunk))
+        assert row.hi - row.realised == pytest.approx(half, rel=1e-6)
+        assert row.hit_rate == pytest.approx(chunk["hit"].mean())
     assert (calib["n"] >= st.MIN_BIN).all() and (calib["lo"] <= calib["realised"]).all()
     # Predicted returns ascend by bin; a model with an edge moves the realised mean with
     # them (same sign at the ends), at ~10x the predicted scale here.
@@ -288,19 +300,17 @@ FIGURES = {"return_scatter", "calibration", "rolling_accuracy", "rolling_skill",
 
 
 @pytest.fixture(scope="module")
-def server(db_url: str) -> Iterator[DashboardServer]:
+def served(db_url: str) -> Iterator[tuple[DashboardServer, Any]]:
+    """The page served over the several-run database, and a Chromium to read it with."""
     settings = DashboardSettings(db_url=db_url)
     factory = app_factory(find("market_prediction"))
     srv = DashboardServer({"market_prediction": lambda: factory(settings)}, port=0)
     srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
+    try:
+        with chromium() as browser:
+            yield srv, browser
+    finally:
+        srv.stop()
 
 
 def _charts(page: Any, figures: set[str] = FIGURES) -> dict[str, Any]:
@@ -311,6 +321,15 @@ def _charts(page: Any, figures: set[str] = FIGURES) -> dict[str, Any]:
     )
     views: dict[str, Any] = page.evaluate(VIEWS_JS)
     return views
+
+
+def _open(served: tuple[DashboardServer, Any]) -> tuple[Any, Any]:
+    """The page at 1440×900 (a laptop screen), once its body is built."""
+    server, browser = served
+    page, log = new_page(browser, width=1440, height=900)
+    page.goto(server.app_url("market_prediction"))
+    page.wait_for_selector("text=Feature diagnostics", timeout=60_000)
+    return page, log
 
 
 def _no_exponents(views: dict[str, Any], axes: int = 10) -> None:
@@ -327,10 +346,8 @@ def _shot(page: Any, name: str) -> None:
 
 @pytest.mark.browser
 @needs_chromium
-def test_page_opens_on_the_long_run_readable(server: DashboardServer, browser: Any) -> None:
-    page, log = new_page(browser, width=1440, height=900)
-    page.goto(server.app_url("market_prediction"))
-    page.wait_for_selector("text=Feature diagnostics", timeout=60_000)
+def test_page_opens_on_the_long_run_readable(served: tuple[DashboardServer, Any]) -> None:
+    page, log = _open(served)
     views = _charts(page)
     # The long run, not the newest 3-prediction session; and the rule is on the page.
     assert page.locator("#kpi-predictions .value").inner_text().startswith("100,000")
@@ -350,10 +367,8 @@ def test_page_opens_on_the_long_run_readable(server: DashboardServer, browser: A
 
 @pytest.mark.browser
 @needs_chromium
-def test_three_predictions_say_not_meaningful(server: DashboardServer, browser: Any) -> None:
-    page, log = new_page(browser, width=1440, height=900)
-    page.goto(server.app_url("market_prediction"))
-    page.wait_for_selector("text=Feature diagnostics", timeout=60_000)
+def test_three_predictions_say_not_meaningful(served: tuple[DashboardServer, Any]) -> None:
+    page, log = _open(served)
     select = page.locator("select").first
     tiny = next(o for o in select.locator("option").all_inner_texts() if "· 3 predictions" in o)
     select.select_option(label=tiny)

@@ -43,6 +43,18 @@ def _formats(fig: Any, x: str | None, y: str) -> None:
     fig.yaxis.formatter = NumeralTickFormatter(format=y)
 
 
+def _hover(fig: Any, renderer: Any, tooltips: list[tuple[str, str]]) -> None:
+    """Tooltips on one renderer's points (not the vline hover of the time charts)."""
+    dated = any("@time" in spec for _, spec in tooltips)
+    fig.add_tools(
+        HoverTool(
+            renderers=[renderer],
+            tooltips=tooltips,
+            formatters={"@time": "datetime"} if dated else {},
+        )
+    )
+
+
 def _shown(total: int, shown: int) -> str:
     return "" if shown >= total else f" ({shown:,} of {total:,} drawn)"
 
@@ -85,17 +97,15 @@ def return_scatter(scored: pd.DataFrame, calib: pd.DataFrame) -> Any:
             legend_label="binned mean (calibration)",
         )
     _diagonal(fig)
-    fig.add_tools(
-        HoverTool(
-            renderers=[dots],
-            tooltips=[
-                ("time", "@time{%F %H:%M}"),
-                ("predicted", "@predicted_return{0.000%}"),
-                ("realised", "@realised_return{0.000%}"),
-                ("confidence", "@confidence{0.00}"),
-            ],
-            formatters={"@time": "datetime"},
-        )
+    _hover(
+        fig,
+        dots,
+        [
+            ("time", "@time{%F %H:%M}"),
+            ("predicted", "@predicted_return{0.000%}"),
+            ("realised", "@realised_return{0.000%}"),
+            ("confidence", "@confidence{0.00}"),
+        ],
     )
     fig.legend.location = "top_left"
     return fig
@@ -125,16 +135,15 @@ def calibration_chart(calib: pd.DataFrame) -> Any:
     )
     _diagonal(fig)
     fig.add_layout(Span(location=0, dimension="width", line_color=NAIVE, line_width=1))
-    fig.add_tools(
-        HoverTool(
-            renderers=[pts],
-            tooltips=[
-                ("predicted", "@predicted{0.000%}"),
-                ("realised", "@realised{0.000%} (@lo{0.000%} to @hi{0.000%})"),
-                ("direction hit rate", "@hit_rate{0.0%}"),
-                ("predictions", "@n{0,0}"),
-            ],
-        )
+    _hover(
+        fig,
+        pts,
+        [
+            ("predicted", "@predicted{0.000%}"),
+            ("realised", "@realised{0.000%} (@lo{0.000%} to @hi{0.000%})"),
+            ("direction hit rate", "@hit_rate{0.0%}"),
+            ("predictions", "@n{0,0}"),
+        ],
     )
     fig.legend.location = "top_left"
     return fig
@@ -250,15 +259,14 @@ def confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
         fill_color="#6baed6",
         line_color="white",
     )
-    fig.add_tools(
-        HoverTool(
-            renderers=[bars],
-            tooltips=[
-                ("confidence", "@left{0.00}–@right{0.00}"),
-                ("predictions", "@count{0,0}"),
-                ("direction hit rate", "@hit_rate{0.0%}"),
-            ],
-        )
+    _hover(
+        fig,
+        bars,
+        [
+            ("confidence", "@left{0.00}–@right{0.00}"),
+            ("predictions", "@count{0,0}"),
+            ("direction hit rate", "@hit_rate{0.0%}"),
+        ],
     )
     if min_confidence is not None:
         fig.add_layout(

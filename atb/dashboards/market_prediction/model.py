@@ -168,9 +168,10 @@ def default_run(found: list[dict[str, Any]], minimum: int = MIN_SAMPLES) -> str 
 
 
 def rolling_window(n: int) -> int:
-    """Bars per rolling mean: 50 on short runs, n / 100 (≤ 1,000) on long ones, so a
-    100k-bar run's accuracy line is not drawn from 50-bar coin-flip noise."""
-    return int(min(1000, max(ROLLING, n // 100)))
+    """Predictions per rolling mean: a round number near n / 50 (50 at least, 1,000 at
+    most), so a 100k-bar run's accuracy line is not drawn from 50-bar coin-flip noise
+    and a 300-bar run still has a line."""
+    return max(w for w in (ROLLING, 100, 200, 500, 1000) if w <= max(ROLLING, n // 50))
 
 
 def score(df: pd.DataFrame, window: int = ROLLING) -> pd.DataFrame:

@@ -37,28 +37,35 @@ def calibration(scored: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     95 % interval of its mean.
     """
     cols = ["predicted", "realised", "lo", "hi", "n", "hit_rate"]
-    known = scored[["predicted_return", "realised_return", "hit"]].apply(
-        pd.to_numeric, errors="coerce"
-    )
-    known = known[np.isfinite(known["predicted_return"]) & np.isfinite(known["realised_return"])]
-    if len(known) < MIN_BIN:
+    pred = pd.to_numeric(scored["predicted_return"], errors="coerce").to_numpy(dtype=float)
+    real = pd.to_numeric(scored["realised_return"], errors="coerce").to_numpy(dtype=float)
+    hit = pd.to_numeric(scored["hit"], errors="coerce").to_numpy(dtype=float)
+    known = np.isfinite(pred) & np.isfinite(real)
+    if known.sum() < MIN_BIN:
         return pd.DataFrame(columns=cols)
-    k = min(bins, len(known) // MIN_BIN)
-    rank = known["predicted_return"].rank(method="first")
-    group = pd.qcut(rank, k, labels=False) if k > 1 else pd.Series(0, index=known.index)
-    g = known.groupby(group)
-    out = pd.DataFrame(
+    # Sorted once and cut into equal runs: a qcut + groupby costs 6x this at 200k rows.
+    order = np.argsort(pred[known], kind="stable")
+    pred, real, hit = pred[known][order], real[known][order], hit[known][order]
+    k = min(bins, len(pred) // MIN_BIN)
+    starts = np.arange(k) * len(pred) // k
+    n = np.diff(np.r_[starts, len(pred)])
+    mean = np.add.reduceat(real, starts) / n
+    var = (np.add.reduceat(real**2, starts) - n * mean**2) / np.maximum(n - 1, 1)
+    half = Z95 * np.sqrt(np.maximum(var, 0.0) / n)
+    hits = np.where(np.isfinite(hit), hit, 0.0)
+    scored_n = np.add.reduceat(np.isfinite(hit).astype(float), starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hit_rate = np.add.reduceat(hits, starts) / scored_n
+    return pd.DataFrame(
         {
-            "predicted": g["predicted_return"].mean(),
-            "realised": g["realised_return"].mean(),
-            "n": g.size(),
-            "hit_rate": g["hit"].mean(),
+            "predicted": np.add.reduceat(pred, starts) / n,
+            "realised": mean,
+            "lo": mean - half,
+            "hi": mean + half,
+            "n": n,
+            "hit_rate": hit_rate,
         }
-    )
-    se = g["realised_return"].std(ddof=1).fillna(0.0) / np.sqrt(out["n"])
-    out["lo"] = out["realised"] - Z95 * se
-    out["hi"] = out["realised"] + Z95 * se
-    return out.reset_index(drop=True)[cols]
+    )[cols]
 
 
 def confidence_histogram(scored: pd.DataFrame, bins: int = 20) -> pd.DataFrame:
