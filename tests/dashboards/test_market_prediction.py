@@ -201,6 +201,11 @@ def test_rolling_lines_need_a_full_window(db_url: str) -> None:
     assert first is not None and scored["hit"].iloc[: first + 1].notna().sum() == window
     hist = st.confidence_histogram(scored)
     assert hist["count"].sum() == 300 and hist["hit_rate"].dropna().between(0, 1).all()
+    assert hist["scored"].sum() == scored["hit"].notna().sum()
+    hit = scored["hit"].to_numpy()
+    bin_of = np.minimum((scored["confidence"].to_numpy() * 20).astype(int), 19)
+    top = hist.iloc[19]
+    assert top["hit_rate"] == pytest.approx(np.nanmean(hit[bin_of == 19]))
     assert st.coin_flip_band(100) == pytest.approx(0.098)
 
 
@@ -296,7 +301,14 @@ VIEWS_JS = """
   return {axes, spans, done, calibration_points: points};
 }
 """
-FIGURES = {"return_scatter", "calibration", "rolling_accuracy", "rolling_skill", "confidence"}
+FIGURES = {
+    "return_scatter",
+    "calibration",
+    "rolling_accuracy",
+    "rolling_skill",
+    "confidence",
+    "hit_rate_by_confidence",
+}
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +369,8 @@ def test_page_opens_on_the_long_run_readable(served: tuple[DashboardServer, Any]
     by_figure = {a["figure"]: a["labels"] for a in views["axes"]}
     assert all(x.endswith("%") for x in by_figure["calibration"])  # returns in percent
     assert any("," in x for x in by_figure["confidence"])  # counts with separators
-    assert {"name": "min_confidence", "location": 0.3} in views["spans"]
+    # On the histogram and on the hit rate by confidence.
+    assert views["spans"].count({"name": "min_confidence", "location": 0.3}) == 2
     assert views["calibration_points"] == [10]
     _shot(page, "market_prediction")
     assert log.errors() == [], log.console
@@ -387,6 +400,7 @@ def test_three_predictions_say_not_meaningful(served: tuple[DashboardServer, Any
     assert "calibration" not in views["done"] and "rolling_accuracy" not in views["done"]
     page.get_by_text("Calibration: not drawn").wait_for(timeout=10_000)
     page.get_by_text("Rolling directional accuracy and error skill: not drawn").wait_for()
+    page.get_by_text("Hit rate by confidence: not drawn").wait_for()
     _shot(page, "market_prediction-3-predictions")
     assert log.errors() == [], log.console
     page.close()

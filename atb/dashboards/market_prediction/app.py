@@ -250,7 +250,7 @@ class PredictionApp:
 
     def _render(self) -> None:
         scored, calib, n = self.scored, self.calib, self.summary.hits_n
-        confidence = charts.confidence_chart(st.confidence_histogram(scored), self.min_confidence)
+        hist = st.confidence_histogram(scored)
         self.body.objects = [
             w.section("Model vs naive baselines"),
             w.html_pane(
@@ -269,7 +269,19 @@ class PredictionApp:
                 sizing_mode="stretch_width",
             ),
             *self._rolling_part(),
-            pn.pane.Bokeh(confidence, sizing_mode="stretch_width"),
+            pn.Row(
+                pn.pane.Bokeh(
+                    charts.confidence_chart(hist, self.min_confidence), sizing_mode="stretch_width"
+                ),
+                _chart_or_note(
+                    charts.hit_rate_by_confidence_chart(hist, self.min_confidence)
+                    if (hist["scored"] >= st.MIN_BIN).any()
+                    else None,
+                    "Hit rate by confidence",
+                    f"needs a confidence bin with at least {st.MIN_BIN} scored predictions.",
+                ),
+                sizing_mode="stretch_width",
+            ),
             w.html_pane(self._confidence_note()),
             w.section("Feature diagnostics: recent inputs vs the training period"),
             *self._drift_part(),

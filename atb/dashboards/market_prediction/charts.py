@@ -239,6 +239,65 @@ def rolling_skill_chart(scored: pd.DataFrame, window: int, x_range: Any) -> Any:
     return fig
 
 
+def _min_confidence_line(fig: Any, min_confidence: float | None, label_y: float) -> None:
+    if min_confidence is None:
+        return
+    fig.add_layout(
+        Span(
+            location=min_confidence,
+            dimension="height",
+            line_color=WARN,
+            line_width=2,
+            line_dash="dashed",
+            name="min_confidence",
+        )
+    )
+    fig.add_layout(
+        Label(
+            x=min_confidence,
+            y=label_y,
+            x_offset=6,
+            text_baseline="top",
+            text=f"min_confidence {min_confidence:g}: no position to the left",
+            text_color=WARN,
+            text_font_size="12px",
+            background_fill_color="white",
+            background_fill_alpha=0.85,
+        )
+    )
+
+
+def hit_rate_by_confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
+    """Directional hit rate per confidence bin (bins with ≥ MIN_BIN outcomes) against
+    the coin flip: what min_confidence filters out, and whether it should."""
+    shown = hist[hist["scored"] >= MIN_BIN]
+    fig = _figure(
+        f"Direction hit rate by confidence (bins with ≥ {MIN_BIN} outcomes, 95 % intervals)",
+        "confidence",
+        "hit rate",
+        name="hit_rate_by_confidence",
+        x_range=(0, 1),
+    )
+    _formats(fig, "0.00", "0.0%")
+    src = ColumnDataSource(shown)
+    fig.segment("mid", "lo", "mid", "hi", source=src, color=MODEL, alpha=0.6)
+    pts = fig.scatter("mid", "hit_rate", source=src, size=8, color=MODEL, legend_label="model")
+    fig.add_layout(Span(location=0.5, dimension="width", line_color=BASE, line_dash="dashed"))
+    _hover(
+        fig,
+        pts,
+        [
+            ("confidence", "@left{0.00}–@right{0.00}"),
+            ("hit rate", "@hit_rate{0.0%} (@lo{0.0%} to @hi{0.0%})"),
+            ("outcomes", "@scored{0,0}"),
+        ],
+    )
+    top = float(shown["hi"].max()) if len(shown) else 0.5
+    _min_confidence_line(fig, min_confidence, max(top, 0.5))
+    fig.legend.location = "bottom_right"
+    return fig
+
+
 def confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
     """Predictions per confidence bin, with the run's min_confidence: ml_basic opens no
     position for a prediction left of the line."""
@@ -268,28 +327,5 @@ def confidence_chart(hist: pd.DataFrame, min_confidence: float | None) -> Any:
             ("direction hit rate", "@hit_rate{0.0%}"),
         ],
     )
-    if min_confidence is not None:
-        fig.add_layout(
-            Span(
-                location=min_confidence,
-                dimension="height",
-                line_color=WARN,
-                line_width=2,
-                line_dash="dashed",
-                name="min_confidence",
-            )
-        )
-        fig.add_layout(
-            Label(
-                x=min_confidence,
-                y=float(hist["count"].max()) if len(hist) else 0.0,
-                x_offset=6,
-                text_baseline="top",
-                text=f"min_confidence {min_confidence:g}: no position to the left",
-                text_color=WARN,
-                text_font_size="12px",
-                background_fill_color="white",
-                background_fill_alpha=0.85,
-            )
-        )
+    _min_confidence_line(fig, min_confidence, float(hist["count"].max()) if len(hist) else 0.0)
     return fig

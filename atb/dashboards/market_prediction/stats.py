@@ -69,24 +69,30 @@ def calibration(scored: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
 
 
 def confidence_histogram(scored: pd.DataFrame, bins: int = 20) -> pd.DataFrame:
-    """Predictions per confidence bin on [0, 1], and each bin's directional hit rate."""
-    frame = pd.DataFrame(
-        {
-            "confidence": pd.to_numeric(
-                scored.get("confidence", pd.Series(dtype=float)), errors="coerce"
-            ),
-            "hit": pd.to_numeric(scored.get("hit", pd.Series(dtype=float)), errors="coerce"),
-        }
-    ).dropna(subset=["confidence"])
+    """Predictions per confidence bin on [0, 1], and each bin's directional hit rate with
+    its 95 % interval over the `scored` predictions whose outcome is known. If confidence
+    means anything, the hit rate rises from left to right."""
+    empty = pd.Series(dtype=float)
+    conf = pd.to_numeric(scored.get("confidence", empty), errors="coerce").to_numpy(dtype=float)
+    hit = pd.to_numeric(scored.get("hit", empty), errors="coerce").to_numpy(dtype=float)
+    known = np.isfinite(conf)
+    conf, hit = conf[known], hit[known]
     edges = np.linspace(0.0, 1.0, bins + 1)
-    counts, _ = np.histogram(frame["confidence"], bins=edges)
-    which = np.clip(np.digitize(frame["confidence"], edges[1:-1]), 0, bins - 1)
-    hit_rate = frame["hit"].groupby(which).mean().reindex(range(bins))
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    outcome = np.isfinite(hit)
+    n = np.bincount(which[outcome], minlength=bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.bincount(which[outcome], weights=hit[outcome], minlength=bins) / n
+        half = Z95 * np.sqrt(rate * (1 - rate) / n)
     return pd.DataFrame(
         {
             "left": edges[:-1],
             "right": edges[1:],
-            "count": counts,
-            "hit_rate": hit_rate.to_numpy(dtype=float),
+            "mid": (edges[:-1] + edges[1:]) / 2,
+            "count": np.bincount(which, minlength=bins),
+            "scored": n.astype(int),
+            "hit_rate": rate,
+            "lo": rate - half,
+            "hi": rate + half,
         }
     )
