@@ -148,7 +148,7 @@ def test_every_thin_figure_says_so(db_url: str) -> None:
     drift = dg.feature_drift(meta, dg.recent_features(scored, None))
     summary = mp.summarise(scored, drift, recorded=3)
     assert summary.features_n == 2  # 3 closes, 2 log returns
-    warnings = sample_warnings(summary, window, st.calibration(scored))
+    warnings = sample_warnings(summary, window)
     assert any(line.startswith("Directional accuracy") for line in warnings)
     assert any("not drawn" in line for line in warnings)
     assert any(line.startswith("Calibration needs") for line in warnings)
@@ -162,7 +162,7 @@ def test_every_thin_figure_says_so(db_url: str) -> None:
     kpis = {k: (label, value, tone) for k, label, value, tone in summary_kpis(summary)}
     assert kpis["accuracy"][0] == f"Directional accuracy · n={summary.hits_n:,}"
     assert 0.52 < (summary.accuracy or 0) < 0.54 and kpis["accuracy"][2] == "good"
-    assert sample_warnings(summary, window, st.calibration(scored)) == []
+    assert sample_warnings(summary, window) == []
 
 
 def test_calibration_bins_predicted_against_realised_returns(db_url: str) -> None:

@@ -111,7 +111,7 @@ def _edge_tone(rate: float | None, n: int) -> str:
     return "good" if rate > 0.5 else "bad"
 
 
-def sample_warnings(s: m.Summary, window: int, calib: pd.DataFrame) -> list[str]:
+def sample_warnings(s: m.Summary, window: int) -> list[str]:
     """One line per figure on the page that rests on too few outcomes."""
     out = []
     for label, value, n in (
@@ -127,10 +127,10 @@ def sample_warnings(s: m.Summary, window: int, calib: pd.DataFrame) -> list[str]
             f"Rolling accuracy and error skill need {window:,} scored predictions; "
             f"this run has {s.hits_n:,}, so they are not drawn."
         )
-    if len(calib) == 0 and s.hits_n:
+    if 0 < s.errors_n < st.MIN_BIN:
         out.append(
             f"Calibration needs ≥ {st.MIN_BIN} scored predictions; this run has "
-            f"{s.hits_n:,}, so it is not drawn."
+            f"{s.errors_n:,}, so it is not drawn."
         )
     if s.features_checked and st.sample_note(s.features_n):
         out.append(
@@ -164,7 +164,6 @@ class PredictionApp:
         self.ready = False
         self.scored = pd.DataFrame()
         self.drift = pd.DataFrame()
-        self.calib = pd.DataFrame()
         self.meta: dict[str, Any] | None = None
         self.metrics: dict[str, Any] = {}
         self.min_confidence: float | None = None
@@ -238,18 +237,19 @@ class PredictionApp:
         self.meta = m.find_metadata(str(ids.iloc[-1]) if len(ids) else None)
         self.drift = dg.feature_drift(self.meta, dg.recent_features(self.scored, candles))
         self.summary = m.summarise(self.scored, self.drift, self.counts.get(run_id))
-        self.calib = st.calibration(self.scored)
         self.kpis.object = w.kpi_html(
             summary_kpis(
                 self.summary, self.meta, self.metrics, m.buy_and_hold(self.metrics, self.scored)
             )
         )
-        self.warnings.object = warnings_html(sample_warnings(self.summary, self.window, self.calib))
+        self.warnings.object = warnings_html(sample_warnings(self.summary, self.window))
         if self.ready:
             self._render()
 
     def _render(self) -> None:
-        scored, calib, n = self.scored, self.calib, self.summary.hits_n
+        # Binned after first paint: at 200k predictions it is a sort the KPIs need not wait on.
+        scored, n = self.scored, self.summary.errors_n
+        calib = st.calibration(scored)
         hist = st.confidence_histogram(scored)
         self.body.objects = [
             w.section("Model vs naive baselines"),
