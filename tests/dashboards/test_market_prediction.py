@@ -207,6 +207,11 @@ def test_rolling_lines_need_a_full_window(db_url: str) -> None:
     top = hist.iloc[19]
     assert top["hit_rate"] == pytest.approx(np.nanmean(hit[bin_of == 19]))
     assert st.coin_flip_band(100) == pytest.approx(0.098)
+    # Long runs are drawn as a uniform sample that keeps both ends.
+    frame = pd.DataFrame({"x": np.arange(LONG_BARS)})
+    drawn = st.uniform_sample(frame)["x"]
+    assert len(drawn) <= st.MAX_POINTS + 1 and drawn.iloc[0] == 0
+    assert drawn.iloc[-1] == LONG_BARS - 1 and set(np.diff(drawn.iloc[:-1])) == {20}
 
 
 def test_scoring_and_drift(db_url: str) -> None:

@@ -15,8 +15,7 @@ from bokeh.models.annotations import Label, Slope, Span
 from bokeh.plotting import figure
 
 from atb.dashboards import widgets as w
-from atb.dashboards.backtesting.model import MAX_POINTS, _thin
-from atb.dashboards.market_prediction.stats import MIN_BIN, coin_flip_band
+from atb.dashboards.market_prediction.stats import MIN_BIN, coin_flip_band, uniform_sample
 
 RETURN = "0.000%"
 RATE = "0%"
@@ -70,7 +69,7 @@ def return_scatter(scored: pd.DataFrame, calib: pd.DataFrame) -> Any:
         scored["realised_return"].notna() & scored["predicted_return"].notna(),
         ["time", "predicted_return", "realised_return", "confidence"],
     ]
-    points = _thin(known, MAX_POINTS)
+    points = uniform_sample(known)
     fig = _figure(
         "Predicted vs realised next-bar return" + _shown(len(known), len(points)),
         "predicted return",
@@ -151,7 +150,7 @@ def calibration_chart(calib: pd.DataFrame) -> Any:
 
 def _time_series(scored: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, str]:
     drawn = scored.loc[scored[columns[0]].notna(), ["time", *columns]]
-    thinned = _thin(drawn, MAX_POINTS)
+    thinned = uniform_sample(drawn)
     return thinned, _shown(len(drawn), len(thinned))
 
 

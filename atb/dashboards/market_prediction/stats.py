@@ -11,6 +11,8 @@ import pandas as pd
 
 from atb.dashboards.market_prediction.model import MIN_SAMPLES
 
+MAX_POINTS = 5000
+"""Points per chart: more than a 1440 px wide chart can show apart."""
 MIN_BIN = 30
 """Fewest outcomes per calibration bin: below it a bin's mean is noise, not a calibration."""
 Z95 = 1.96
@@ -96,3 +98,13 @@ def confidence_histogram(scored: pd.DataFrame, bins: int = 20) -> pd.DataFrame:
             "hi": rate + half,
         }
     )
+
+
+def uniform_sample(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
+    """Every k-th row (and the last), at most ~`limit`. Uniform on purpose: a scatter's
+    density is what it shows, and min/max buckets would draw only its outliers."""
+    n = len(df)
+    if n <= limit:
+        return df
+    keep = np.unique(np.r_[np.arange(0, n, int(np.ceil(n / limit))), n - 1])
+    return df.iloc[keep]
