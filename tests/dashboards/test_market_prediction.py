@@ -87,17 +87,22 @@ def _long_run(conn: Any, now: datetime) -> None:
     )
 
 
-def _tiny_run(conn: Any, now: datetime) -> None:
+def _tiny_run(conn: Any, now: datetime, run_id: str = TINY, n: int = 3) -> None:
     """A paper session that started a minute ago: 3 predictions, min_confidence only in
     its config (as a run records it before the strategy reports parameters)."""
     config = {"mode": "paper", "strategy": {"name": "ml_basic", "min_confidence": 0.45}}
     conn.execute(
         insert(t.runs),
-        [{**sample._run(TINY, "paper", status="running", config=config), "started_at": now}],
+        [{**sample._run(run_id, "paper", status="running", config=config), "started_at": now}],
     )
-    rows = sample.prediction_rows(TINY, "paper", 3, np.random.default_rng(3))
+    _predict(conn, run_id, now, n)
+
+
+def _predict(conn: Any, run_id: str, now: datetime, n: int) -> None:
+    """`n` more predictions of a paper session, the last a second ago (what its loop does)."""
+    rows = sample.prediction_rows(run_id, "paper", n, np.random.default_rng(n))
     for i, row in enumerate(rows):
-        row["time"] = now - timedelta(minutes=3 - i)
+        row["time"] = now - timedelta(seconds=n - i)
     conn.execute(insert(t.predictions), rows)
 
 
@@ -319,7 +324,7 @@ FIGURES = {
 @pytest.fixture(scope="module")
 def served(db_url: str) -> Iterator[tuple[DashboardServer, Any]]:
     """The page served over the several-run database, and a Chromium to read it with."""
-    settings = DashboardSettings(db_url=db_url)
+    settings = DashboardSettings(db_url=db_url, update_interval=0.5)
     factory = app_factory(find("market_prediction"))
     srv = DashboardServer({"market_prediction": lambda: factory(settings)}, port=0)
     srv.start()
@@ -407,5 +412,30 @@ def test_three_predictions_say_not_meaningful(served: tuple[DashboardServer, Any
     page.get_by_text("Rolling directional accuracy and error skill: not drawn").wait_for()
     page.get_by_text("Hit rate by confidence: not drawn").wait_for()
     _shot(page, "market_prediction-3-predictions")
+    assert log.errors() == [], log.console
+    page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_paper_session_updates_without_reload(
+    served: tuple[DashboardServer, Any], db_url: str
+) -> None:
+    """Left open on a running session: its new predictions are scored and a new session
+    joins the run list, without a reload."""
+    page, log = _open(served)
+    select = page.locator("select").first
+    tiny = next(o for o in select.locator("option").all_inner_texts() if TINY[:8] in o)
+    select.select_option(label=tiny)
+    page.locator("#kpi-predictions .value:text-is('3')").wait_for(timeout=30_000)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        _predict(conn, TINY, datetime.now(UTC), 2)
+        _tiny_run(conn, datetime.now(UTC), "paper-ml-new-0001", 2)
+    engine.dispose()
+    page.locator("#kpi-predictions .value:text-is('5')").wait_for(timeout=30_000)
+    # Panel renders the select in a shadow root: a locator (not querySelector) reaches it.
+    select.locator("option", has_text="· 2 predictions").wait_for(state="attached")
+    assert select.input_value().endswith("· 5 predictions")  # still the watched session
     assert log.errors() == [], log.console
     page.close()

@@ -20,7 +20,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 
 from atb.dashboards import widgets as w
-from atb.dashboards.guard import in_document
+from atb.dashboards.guard import in_document, log_failure
 from atb.dashboards.market_prediction import charts
 from atb.dashboards.market_prediction import diagnostics as dg
 from atb.dashboards.market_prediction import model as m
@@ -42,6 +42,8 @@ DRIFT_COLS: list[w.Column] = [
     ("outside_share", "Outside p01–p99", "pct"),
     ("drift_text", "Drift", "text"),
 ]
+RELIST_POLLS = 12
+RESHOW_POLLS = 6
 RULE = (
     f"Opens on the newest run with at least {m.MIN_SAMPLES} predictions (fewer score "
     "nothing meaningful); when none has that many, on the one with the most."
@@ -170,6 +172,9 @@ class PredictionApp:
         self.window = m.ROLLING
         self.summary = m.Summary()
         self.counts: dict[str, int] = {}
+        self.runs_seen = 0
+        self.polls = 0
+        self.shown_poll = -RESHOW_POLLS
 
     def view(self) -> pn.viewable.Viewable:
         header = w.header("atb · market prediction", describe(self.settings.db_url))
@@ -188,6 +193,7 @@ class PredictionApp:
             )
         with self.engine.connect() as conn:
             found = m.runs_with_predictions(conn)
+            self.runs_seen = m.runs_total(conn)
         if not found:
             return w.empty_page(
                 header,
@@ -195,10 +201,7 @@ class PredictionApp:
                 "Run the ml strategy (backtest or paper):",
                 RUN_CMD,
             )
-        self.counts = {r["id"]: r["predictions"] for r in found}
-        self.run.options = {
-            f"{run_label(r)} · {r['predictions']:,} predictions": r["id"] for r in found
-        }
+        self._list_runs(found)
         self.run.value = m.default_run(found)
         skipped = next(i for i, r in enumerate(found) if r["id"] == self.run.value)
         self.rule.object = f"<small id='run-rule'>{escape(RULE)}" + (
@@ -209,6 +212,10 @@ class PredictionApp:
         self.run.param.watch(in_document(self.show, self.notice, "showing the run"), "value")
         self.show()
         w.after_first_paint(self._build)
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            period = max(500, int(self.settings.update_interval * 1000))
+            pn.state.add_periodic_callback(self.refresh, period=period)
         return pn.Column(
             header,
             self.notice,
@@ -220,12 +227,42 @@ class PredictionApp:
             sizing_mode="stretch_width",
         )
 
+    def _list_runs(self, found: list[dict[str, Any]]) -> None:
+        self.counts = {r["id"]: r["predictions"] for r in found}
+        self.run.options = {
+            f"{run_label(r)} · {r['predictions']:,} predictions": r["id"] for r in found
+        }
+
+    def refresh(self) -> None:
+        """Periodic: new runs join the list (at once when a run is added, else within 12
+        polls: a paper session records its first prediction after it starts), and the
+        open run is re-read when it has recorded more predictions, at most every 6 polls
+        so a 1-minute session does not reset the charts' zoom every minute."""
+        run_id = self.run.value
+        self.polls += 1
+        try:
+            with self.engine.connect() as conn:
+                now = m.prediction_counts(conn, [run_id]).get(run_id, 0)
+                total = m.runs_total(conn)
+                relist = total != self.runs_seen or self.polls % RELIST_POLLS == 0
+                found = m.runs_with_predictions(conn) if relist else None
+        except Exception as exc:  # a DB hiccup must not kill the session's callback
+            log_failure("market_prediction refresh", exc)
+            return
+        self.runs_seen = total
+        if found:
+            self._list_runs(found)
+        if now != self.summary.recorded and self.polls - self.shown_poll >= RESHOW_POLLS:
+            self.counts[run_id] = now
+            self.show()
+
     def _build(self) -> None:
         self.ready = True
         self._render()
 
     def show(self) -> None:
         run_id = self.run.value
+        self.shown_poll = self.polls
         with self.engine.connect() as conn:
             preds = m.load_predictions(conn, run_id, limit=m.PAGE_LIMIT)
             candles = m.run_candles(conn, run_id)

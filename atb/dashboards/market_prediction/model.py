@@ -132,6 +132,11 @@ def runs_with_predictions(conn: Connection, limit: int = 200) -> list[dict[str, 
     return [{**r, "predictions": counts.get(r["id"], 0)} for r in found]
 
 
+def runs_total(conn: Connection) -> int:
+    """All recorded runs: a change means the run list is re-read."""
+    return int(conn.execute(select(func.count()).select_from(runs)).scalar() or 0)
+
+
 def prediction_counts(conn: Connection, run_ids: list[str]) -> dict[str, int]:
     """Recorded predictions per run: the compact series' length (backtests), else the
     row count (paper/live). Both are index lookups, so 200 runs cost one page load."""
