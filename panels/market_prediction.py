@@ -10,7 +10,7 @@ from atb.dashboards.settings import settings_from_env
 DASHBOARD = {
     "name": "market_prediction",
     "description": "ML prediction confidence, accuracy and feature diagnostics",
-    "options": ["db_url"],
+    "options": ["db_url", "update_interval"],
 }
 
 __all__ = ["DASHBOARD", "create_app"]

@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from atb.dashboards.backtesting import model as bt
-from atb.dashboards.market_prediction import model as mp
 from atb.dashboards.monitoring.model import MonitoringModel, default_session, sessions, sharpe
 from atb.dashboards.readonly import DatabaseMissing, readonly_engine, readonly_url
 
@@ -136,69 +135,3 @@ def test_csv_exports(logs_dir: Path) -> None:
     with pytest.raises(ValueError, match="not a trade export"):
         bt.read_trade_csv(bad)
     assert bt.list_csv_exports(None) == []
-
-
-def test_prediction_scoring_and_drift(seeded: tuple[str, sample.Expected]) -> None:
-    url, _ = seeded
-    with readonly_engine(url).connect() as conn:
-        assert [r["id"] for r in mp.runs_with_predictions(conn)] == [sample.BACKTEST_A]
-        preds = mp.load_predictions(conn, sample.BACKTEST_A)
-    scored = mp.score(preds)
-    # The implied close reproduces the seed's price path: predicted = close * (1 + r).
-    assert (scored["close"] * (1 + scored["r"])).to_numpy() == pytest.approx(
-        scored["predicted_price"].to_numpy()
-    )
-    summary = mp.summarise(scored)
-    assert summary.predictions == 300
-    assert 0.5 < (summary.accuracy or 0) < 0.8  # the seed's model is right ~60 % of the time
-    meta = mp.find_metadata(summary.model_id)
-    assert meta is not None and meta["model_id"] == summary.model_id
-    drift = mp.feature_drift(meta, mp.recent_features(scored, None))
-    assert set(drift["feature"]) == {"close", "close_log_return"}
-    shifted = mp.feature_drift(meta, {"close": scored["close"].to_numpy() * 10})
-    assert bool(shifted["drift"].iloc[0])
-    hist = mp.confidence_histogram(scored)
-    assert hist["count"].sum() == 300
-    assert mp.score(preds.iloc[:0]).empty
-
-
-def test_prediction_page_shows_holdout_next_to_baselines(
-    seeded: tuple[str, sample.Expected],
-) -> None:
-    """The model's holdout scores (from its metadata) beside coin flip, "no change",
-    "always up" and buy & hold, as the market_prediction page shows them."""
-    from atb.dashboards.market_prediction.app import baseline_table, summary_kpis
-
-    url, _ = seeded
-    with readonly_engine(url).connect() as conn:
-        preds = mp.load_predictions(conn, sample.BACKTEST_A)
-        metrics = mp.run_metrics(conn, sample.BACKTEST_A)
-    scored = mp.score(preds)
-    summary = mp.summarise(scored)
-    meta = mp.find_metadata(summary.model_id)
-    assert meta is not None and meta["holdout"]["start"].startswith("2024-01-01")
-    hold = meta["holdout"]
-    rows = {r[0].split(" (")[0]: r[1:] for r in mp.baseline_rows(meta, metrics, summary, scored)}
-    assert rows["Holdout direction hit rate"] == (
-        f"{hold['directional_accuracy'] * 100:.2f} %",
-        f"coin flip 50.00 %, always up {hold['always_up_accuracy'] * 100:.2f} %",
-    )
-    assert rows["Holdout MSE of the next-bar return"][1].startswith(
-        f"no change {hold['mse_no_change']:.3e}"
-    )
-    assert rows["This run: strategy return"][0] == f"{metrics['total_return'] * 100:+.2f} %"
-    close = scored["close"].to_numpy()
-    assert (
-        rows["This run: strategy return"][1]
-        == f"buy & hold {(close[-1] / close[0] - 1) * 100:+.2f} %"
-    )
-    bh = mp.buy_and_hold(metrics, scored)
-    kpis = {k[0]: k[2] for k in summary_kpis(summary, meta, metrics, bh)}
-    assert kpis["holdout"] == f"{hold['directional_accuracy'] * 100:.2f}%"
-    assert kpis["vs_buy_hold"] == (
-        f"{metrics['total_return'] * 100:+.2f}% / {(close[-1] / close[0] - 1) * 100:+.2f}%"
-    )
-    assert "Naive baseline" in baseline_table(
-        mp.baseline_rows(meta, metrics, summary, scored), meta
-    )
-    assert "no holdout scores" in baseline_table([], {})
