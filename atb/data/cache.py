@@ -97,11 +97,15 @@ def _read(entry: Path) -> tuple[Bars, str] | None:
         meta = json.loads(meta_path.read_text())
         n = int(meta["rows"])
         stamps = np.load(entry / "time.npy", mmap_mode="r")
-        columns = {c: np.load(entry / f"{c}.npy", mmap_mode="r") for c in COLUMNS}
+        # "c": a private mapping, so a run that writes to its bars changes its own pages
+        # and never the cached file, while unchanged pages stay shared between processes.
+        columns = {c: np.load(entry / f"{c}.npy", mmap_mode="c") for c in COLUMNS}
         if len(stamps) != n or any(len(v) != n for v in columns.values()):
             return None
         index = pd.DatetimeIndex(np.asarray(stamps).view("M8[ns]"), name="time").tz_localize("UTC")
-        return pd.DataFrame(columns, index=index), str(meta["fingerprint"])
+        # copy=False keeps one block per mapped column: no 40 MB copy per 1M-bar job, and
+        # the pages stay shared between sweep workers.
+        return pd.DataFrame(columns, index=index, copy=False), str(meta["fingerprint"])
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
 

@@ -6,7 +6,10 @@ with a message that says what to do instead of a stack trace.
 
 Alembic is imported only when it is needed (a migration, a revision that is not the head,
 an inconclusive check): a database already at `HEAD_REVISION` is recognised with one plain
-query, which keeps the default run's start-up free of Alembic, Mako and Pygments.
+query, and a brand-new SQLite file gets the models' schema stamped at the head
+(`create_fresh_sqlite`), which keeps the default run's start-up free of Alembic, Mako and
+Pygments (~0.4 s of a first run). tests/db/test_fresh_sqlite.py checks that schema equals
+the migrated one.
 """
 
 from __future__ import annotations
@@ -119,9 +122,41 @@ def is_current(engine: Engine) -> bool:
     return len(rows) == 1 and rows[0][0] == HEAD_REVISION
 
 
+def create_fresh_sqlite(engine: Engine) -> bool:
+    """Create the head schema in a SQLite file that has no tables at all, without Alembic.
+
+    One write transaction (BEGIN IMMEDIATE, so parallel sweep jobs queue on the lock): the
+    models' tables, then `alembic_version` at HEAD_REVISION, as `upgrade` leaves them.
+    False when the file is not empty once the lock is held (another job got there first);
+    the caller then checks it the usual way.
+    """
+    from atb.db.models import Base
+
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if inspect(conn).get_table_names():
+                conn.rollback()
+                return False
+            Base.metadata.create_all(conn)
+            conn.exec_driver_sql(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD_REVISION,)
+            )
+            conn.commit()
+    except DBAPIError:
+        return False  # nothing committed: the usual path says what is wrong
+    return True
+
+
 def check_schema(engine: Engine, auto_migrate: bool) -> SchemaState:
     """Migrate a fresh database or raise SchemaMismatch; returns the final state."""
     if is_current(engine):
+        return SchemaState(current=HEAD_REVISION, head=HEAD_REVISION, has_tables=True)
+    if auto_migrate and engine.dialect.name == "sqlite" and create_fresh_sqlite(engine):
         return SchemaState(current=HEAD_REVISION, head=HEAD_REVISION, has_tables=True)
     state = schema_state(engine)
     where = redact_url(engine.url)

@@ -12,6 +12,12 @@
    signals over all of it. Targets: peak RSS of the whole process <= 1 GB, wall <= 10 s.
    Named baseline: a process that only reads the same file (the I/O and parsing every
    run pays), reported as a ratio.
+3. The whole `python -m atb strategy=ml_basic strategy.min_confidence=0` backtest on the
+   same million bars (import, load, signals, the trading loop, metrics, recording into
+   SQLite, summary), first run (parses the file into the bars cache) and second run
+   (maps the cache): targets wall <= 10 s and peak RSS <= 1 GB for the second; same
+   baseline. min_confidence=0 makes ~85 % of bars a BUY/SELL signal, the decision path's
+   worst case (every one is a recorded decision).
 Run: `nox -s bench` or `pytest tests/benchmarks/bench_ml.py -s -o python_files=bench_*.py`.
 Timings are load-sensitive: note the machine's load average printed with them.
 """
@@ -234,3 +240,33 @@ def test_ml_basic_on_a_million_1m_bars_bounded_memory() -> None:
     )
     assert full["peak_rss_mb"] <= RSS_TARGET_MB
     assert full["wall"] <= WALL_TARGET_S
+
+
+def test_ml_basic_backtest_on_a_million_1m_bars_whole_process(tmp_path: Path) -> None:
+    from atb_testkit.bigdata import big_csv
+    from bench_scale import DATA, atb_backtest, load
+
+    path = big_csv(MILLION, DATA)
+    read_only = run_child(path, "read")
+    strategy = ["strategy=ml_basic", "strategy.min_confidence=0"]
+    cache = tmp_path / "cache"
+    cold, cold_end, growth = atb_backtest(path, tmp_path, strategy, "ml-cold", cache=cache)
+    warm, end, _ = atb_backtest(path, tmp_path, strategy, "ml-warm", cache=cache)
+    rest = warm.wall_s - end["elapsed_s"] - end["record_s"]
+    print(
+        f"\nml_basic backtest over {MILLION:,} one-minute bars, whole process ({load()}):"
+        f"\n  first run (parse + cache)  wall {cold.wall_s:6.2f} s, peak RSS {cold.rss_mb:5.0f} MB,"
+        f" backtest {cold_end['elapsed_s']:.2f} s, record {cold_end['record_s']:.2f} s,"
+        f" {cold_end['trades']} trades, db +{growth / 1e6:.1f} MB"
+        f"\n  second run (mapped cache)  wall {warm.wall_s:6.2f} s"
+        f" (target <= {WALL_TARGET_S:.0f} s),"
+        f" peak RSS {warm.rss_mb:5.0f} MB (target <= {RSS_TARGET_MB} MB)"
+        f"\n    backtest (signals + loop + metrics) {end['elapsed_s']:.2f} s, record"
+        f" {end['record_s']:.2f} s, everything else (imports, config, db, load, summary)"
+        f" {rest:.2f} s"
+        f"\n  baseline 'read the file only': wall {read_only['wall']:.2f} s -> ratio"
+        f" {warm.wall_s / read_only['wall']:.2f} (second run),"
+        f" {cold.wall_s / read_only['wall']:.2f} (first run)"
+    )
+    assert warm.rss_mb <= RSS_TARGET_MB
+    assert warm.wall_s <= WALL_TARGET_S

@@ -114,3 +114,19 @@ def _load_in_worker(path: Path, cache_dir: Path) -> tuple[bool, str]:
     bars_cache.load_bars = counting  # type: ignore[assignment]
     _bars, digest = bars_cache.load_cached(path, "1m", cache_dir)
     return bool(parsed), digest
+
+
+def test_a_cached_read_maps_the_columns_without_copying(csv_file: Path, tmp_path: Path) -> None:
+    """Sweep jobs share the mapped pages; a job that changes its bars gets its own copy."""
+    _node(csv_file, tmp_path / "cache").load()
+    node = _node(csv_file, tmp_path / "cache")
+    bars = node.load()
+    close = bars["close"].to_numpy()
+    base = close
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    assert isinstance(base, np.memmap), "the column is a copy, not the mapped file"
+    before = float(close[0])
+    bars.loc[bars.index[0], "close"] = -1.0  # a private mapping: the cached file is untouched
+    again = _node(csv_file, tmp_path / "cache").load()
+    assert float(again["close"].iloc[0]) == before
