@@ -285,6 +285,34 @@ def test_holdout_next_to_baselines_without_exponents(db_url: str) -> None:
     ]
 
 
+@pytest.mark.postgres
+def test_same_reading_on_postgresql(pg_url: str) -> None:
+    """Counts, the opening run, min_confidence from JSON columns and the scores are the
+    same on PostgreSQL (compact series as bytea, config/parameters as JSON)."""
+    sample.seed(pg_url)
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        _long_run(conn, datetime.now(UTC))
+        _tiny_run(conn, datetime.now(UTC))
+    engine.dispose()
+    try:
+        with readonly_engine(pg_url).connect() as conn:
+            found = mp.runs_with_predictions(conn)
+            assert {r["id"]: r["predictions"] for r in found} == {
+                TINY: 3,
+                LONG: LONG_BARS,
+                sample.BACKTEST_A: 300,
+            }
+            assert mp.default_run(found) == LONG
+            assert (mp.min_confidence(conn, LONG), mp.min_confidence(conn, TINY)) == (0.3, 0.45)
+            assert mp.runs_total(conn) == 6
+        scored, window = _scored(pg_url, LONG)
+        summary = mp.summarise(scored, recorded=LONG_BARS)
+        assert window == 1000 and summary.hits_n > 99_000 and sample_warnings(summary, window) == []
+    finally:
+        dispose_all()
+
+
 # --- in Chromium -------------------------------------------------------------------------
 
 needs_chromium = pytest.mark.skipif(chromium_path() is None, reason="chromium not installed")

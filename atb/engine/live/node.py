@@ -18,7 +18,6 @@ from atb.config.base import NodeConfig
 from atb.engine.decision import DecisionPath
 from atb.engine.execution import Execution
 from atb.engine.heartbeat_store import HeartbeatWriter
-from atb.engine.live import resume
 from atb.engine.live.account import PreviousSession, SessionAccount
 from atb.engine.live.config import LiveEngineConfig
 from atb.engine.live.exchange_execution import ExchangeExecution, ExchangeTimer, TimedExecutor
@@ -26,6 +25,14 @@ from atb.engine.live.freshness import Freshness
 from atb.engine.live.loop import SessionLoop
 from atb.engine.live.recorder import LiveRecorder
 from atb.engine.live.recording import SessionRecording
+from atb.engine.live.resume import (
+    compare_parameters,
+    find_orphans,
+    record_error,
+    record_log_dir,
+    restore,
+    settle_orphans,
+)
 from atb.engine.live.simulated import PaperExecution
 from atb.engine.record_log import replay_orphans
 from atb.engine.risk_limits import RiskLimits
@@ -143,13 +150,13 @@ class LiveEngine(Node[LiveEngineConfig]):
         recorder = self.recorder
         runs: list[tuple[str, str, Any]] = []
         if recorder is not None:
-            log_dir = resume.record_log_dir(cfg.record_log_dir, self.db, ctx)
+            log_dir = record_log_dir(cfg.record_log_dir, self.db, ctx)
             replay_orphans(self.db.engine, log_dir)  # a dead session's records first
             runs = recorder.session_runs(self.strategy.name, cfg.session)
             if cfg.resume:
                 self.previous = recorder.find_previous(self.strategy.name, cfg.session)
         if self.previous is not None:
-            resume.restore(self.account, self.previous, self.freshness.tf_ms)
+            restore(self.account, self.previous, self.freshness.tf_ms)
             resume_after = getattr(self.feed, "resume_after", None)
             if self.account.last_bar is not None and callable(resume_after):
                 # A replay restarts at its configured start: continue where the session
@@ -167,15 +174,15 @@ class LiveEngine(Node[LiveEngineConfig]):
                 data_end=None,
                 bars=None,
             )
-            recorder.open_log(log_dir, on_error=resume.record_error)
+            recorder.open_log(log_dir, on_error=record_error)
             if self.previous is not None:
                 recorder.retire_previous(self.previous)
             recorder.close_interrupted(
                 [run_id for run_id, status, _ in runs if status == "running"],
                 f"found by run {ctx.run_id}",
             )
-            orphans = resume.find_orphans(recorder, runs, self.previous)
-            resume.settle_orphans(
+            orphans = find_orphans(recorder, runs, self.previous)
+            settle_orphans(
                 recorder,
                 execution,
                 orphans,
@@ -183,7 +190,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                 run_id=ctx.run_id,
             )
             if self.previous is not None:
-                resume.compare_parameters(recorder, self.previous, self.strategy.parameters())
+                compare_parameters(recorder, self.previous, self.strategy.parameters())
         execution.check_holdings()
         recording.persist_state()
         self._register_probes()
