@@ -274,11 +274,8 @@ def run_test(
 def _configure_redaction(config: Any) -> None:
     """The webhook URL and header values are secrets for every line this command logs."""
     from atb.config.validate import collect_secrets
+    from atb.logging.redaction import get_redactor
 
-    try:
-        from atb.logging.redaction import get_redactor
-    except ImportError:  # pragma: no cover
-        return
     secrets = collect_secrets([config])
     if secrets:
         get_redactor().add_secrets(secrets)

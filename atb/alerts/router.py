@@ -105,10 +105,9 @@ class AlertRouter(Node[AlertsConfig]):
         # Imported here, not on first use: an import on the evaluator or a delivery thread
         # takes the import lock (hundreds of ms for SQLAlchemy) at the worst moment.
         if self.journal is None:
-            with contextlib.suppress(ImportError):
-                from atb.db.journal import current_journal
+            from atb.db.journal import current_journal
 
-                self._current_journal = current_journal
+            self._current_journal = current_journal
         self._unregister_probe = PROBES.register("alerts", self.state)
         if not self.active:
             logger.debug("alerts: inactive in {} mode (alerts.modes={})", self.ctx.mode,

@@ -401,12 +401,9 @@ class JournalSpillRule(Rule):
         # hold the import lock for a long first tick.
         self._current: Callable[[], Any] | None = None
         if env.journal is None:
-            try:
-                from atb.db.journal import current_journal
-            except ImportError:  # no database support installed: the probe is the only source
-                pass
-            else:
-                self._current = current_journal
+            from atb.db.journal import current_journal
+
+            self._current = current_journal
 
     def state(self) -> dict[str, Any] | None:
         try:

@@ -23,7 +23,7 @@ from atb.data.loader import (
     load_bars,
     select_period,
 )
-from atb.engine.events import log_data_event
+from atb.logging.events import log_data_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 

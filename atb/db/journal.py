@@ -631,13 +631,8 @@ class Journal(Node[JournalConfig]):
         self._inserter.start()
         self._converter.start()
         if self.config.listen:
-            try:
-                from atb.logging.hooks import add_record_listener
-            except ImportError as exc:
-                raise RuntimeError(
-                    f"journal.listen is true but atb.logging.hooks is unavailable ({exc}); "
-                    "set journal.listen=false to journal only emit() calls"
-                ) from exc
+            from atb.logging.hooks import add_record_listener
+
             self._remove_listener = add_record_listener(self.enqueue)
         _CURRENT = self
         from atb.runtime.probes import PROBES

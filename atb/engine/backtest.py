@@ -26,7 +26,6 @@ from pydantic import Field
 from atb.config.base import NodeConfig, StrictModel
 from atb.data.loader import timeframe_delta
 from atb.engine.decision import DecisionPath, DecisionRecord
-from atb.engine.events import log_engine_event
 from atb.engine.fills import FillModel, touched
 from atb.engine.inputs import Bar, SignalRows, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve
@@ -35,6 +34,7 @@ from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.records import RunRecorder, result_hash
 from atb.engine.report import export_trades_csv, summary_table
 from atb.engine.risk import RiskSettings
+from atb.logging.events import log_engine_event
 from atb.logging.setup import report_stream
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from atb.engine.events import log_decision_event, log_order_event, log_risk_event
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.risk import Decision, RiskSettings, decide
+from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 
 
 class DecisionRecord(NamedTuple):

@@ -35,11 +35,6 @@ from pydantic import Field, model_validator
 from atb.config.base import NodeConfig, field_error
 from atb.engine.backtest import RecordSettings
 from atb.engine.decision import DecisionPath, Step
-from atb.engine.events import (
-    log_data_event,
-    log_decision_event,
-    log_engine_event,
-)
 from atb.engine.fills import FillModel
 from atb.engine.heartbeat_store import HeartbeatWriter
 from atb.engine.inputs import Bar, signal_at, utc_datetime
@@ -65,15 +60,16 @@ from atb.exchange.base import (
     OrderExecutor,
     OrderResult,
 )
+from atb.health import metrics as _metrics
+from atb.logging.events import (
+    log_data_event,
+    log_decision_event,
+    log_engine_event,
+)
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
 from atb.strategies.base import SignalFrame, Strategy
-
-try:  # health metrics land separately; trading must not depend on them
-    from atb.health import metrics as _metrics
-except ImportError:  # pragma: no cover
-    _metrics = None  # type: ignore[assignment]
 
 
 class LiveEngineConfig(NodeConfig):
@@ -304,10 +300,9 @@ class LiveEngine(Node[LiveEngineConfig]):
             self._check_holdings()
         self._persist_state()
         self._register_probes()
-        if _metrics is not None:
-            _metrics.set_run_labels(
-                mode=ctx.mode, strategy=self.strategy.name, symbol=ctx.symbol, run_id=ctx.run_id
-            )
+        _metrics.set_run_labels(
+            mode=ctx.mode, strategy=self.strategy.name, symbol=ctx.symbol, run_id=ctx.run_id
+        )
 
     def stop(self) -> None:
         for unregister in self._unregister:
@@ -365,8 +360,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             self.iterations += 1
             elapsed = time.perf_counter() - t0
             self.stats.append((elapsed, self.timer.seconds - net0))
-            if _metrics is not None:
-                _metrics.record_iteration(elapsed)
+            _metrics.record_iteration(elapsed)
             if ok:
                 self.failures = 0
                 wait = cfg.check_interval
@@ -457,8 +451,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         elif self._newest is None or newest != self._newest:
             self._same_polls = 0
         self._newest, self._newest_close_ms = newest, close_ms
-        if _metrics is not None:
-            _metrics.set_candle_age(max(age, 0.0))
+        _metrics.set_candle_age(max(age, 0.0))
         reason = None
         if self.stale_after is not None and age > self.stale_after:
             reason = f"newest candle closed {age:.0f} s ago (max {self.stale_after:g} s)"
@@ -478,8 +471,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                     note="not trading until fresh candles arrive",
                 )
             self.stale, self.stale_reason = True, reason
-            if _metrics is not None:
-                _metrics.set_data_stale(True)
+            _metrics.set_data_stale(True)
             return True
         if self.stale:
             log_data_event(
@@ -489,8 +481,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                 age_s=round(age, 3),
             )
         self.stale, self.stale_reason = False, None
-        if _metrics is not None:
-            _metrics.set_data_stale(False)
+        _metrics.set_data_stale(False)
         return False
 
     def _process(self, frame: pd.DataFrame, now_ms: int) -> None:
@@ -588,21 +579,20 @@ class LiveEngine(Node[LiveEngineConfig]):
                     take_price=p.position.take_price,
                     reason=order.reason,
                 )
-        if _metrics is not None:
-            _metrics.set_account(
-                balance=p.cash,
-                equity=equity,
-                drawdown=drawdown,
-                open_positions=int(p.position is not None),
-            )
-            if not isinstance(self.path, LiveDecisionPath):
-                for order in step.fills:
-                    _metrics.record_order(order.status)
+        _metrics.set_account(
+            balance=p.cash,
+            equity=equity,
+            drawdown=drawdown,
+            open_positions=int(p.position is not None),
+        )
+        if not isinstance(self.path, LiveDecisionPath):
             for order in step.fills:
-                if order.status == "filled":
-                    _metrics.record_fill(order.fee)
-            for trade in step.trades:
-                _metrics.record_realized_pnl(trade.pnl)
+                _metrics.record_order(order.status)
+        for order in step.fills:
+            if order.status == "filled":
+                _metrics.record_fill(order.fee)
+        for trade in step.trades:
+            _metrics.record_realized_pnl(trade.pnl)
         if self.recorder is None:
             return
         rec = self.config.record

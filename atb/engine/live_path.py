@@ -22,18 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from atb.engine.decision import DecisionPath, Step
-from atb.engine.events import log_order_event
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio
 from atb.engine.risk import RiskSettings
 from atb.exchange.base import ExchangeUnavailable, OrderExecutor, OrderRejected, OrderResult
-
-try:  # health metrics land separately; trading must not depend on them
-    from atb.health import metrics as _metrics
-except ImportError:  # pragma: no cover
-    _metrics = None  # type: ignore[assignment]
+from atb.health import metrics as _metrics
+from atb.logging.events import log_order_event
 
 
 def paper_order_id(run_id: str, order_no: int) -> str:
@@ -187,8 +183,7 @@ class LiveDecisionPath(DecisionPath):
                 error_kind=exc.kind,
                 source="exchange",
             )
-            if _metrics is not None:
-                _metrics.record_rejection(exc.kind)
+            _metrics.record_rejection(exc.kind)
             self._settled(order)
             return
         except ExchangeUnavailable as exc:
@@ -279,12 +274,10 @@ class LiveDecisionPath(DecisionPath):
             reason=note,
             source="risk",
         )
-        if _metrics is not None:
-            _metrics.record_rejection("below_minimum")
+        _metrics.record_rejection("below_minimum")
         self._settled(order)
 
     def _settled(self, order: Order) -> None:
-        if _metrics is not None:
-            _metrics.record_order(order.status)
+        _metrics.record_order(order.status)
         if self.on_settle is not None:
             self.on_settle(order)

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from atb.db.models.run_records import OrderRecord
 from atb.db.url import default_spill_path
-from atb.engine.events import log_engine_event, log_order_event
 from atb.engine.live_path import LiveDecisionPath, client_order_id
 from atb.engine.live_records import LiveRecorder, PreviousSession
+from atb.logging.events import log_engine_event, log_order_event
 from atb.runtime.context import RunContext
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from atb.engine.events import log_risk_event
+from atb.logging.events import log_risk_event
 
 
 class RiskLimits:

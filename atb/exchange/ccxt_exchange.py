@@ -33,7 +33,6 @@ import pandas as pd
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from atb.config.base import NodeConfig, StrictModel, field_error
-from atb.engine.events import log_data_event, log_engine_event, log_order_event
 from atb.exchange.base import (
     ExchangeUnavailable,
     MalformedResponse,
@@ -42,15 +41,12 @@ from atb.exchange.base import (
     validate_candles,
 )
 from atb.exchange.urls import fold_binance_spot_errors, rebase_api_urls
+from atb.health import metrics as _metrics
+from atb.logging.events import log_data_event, log_engine_event, log_order_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
 T = TypeVar("T")
-
-try:  # health metrics land separately; the loop must not depend on them
-    from atb.health import metrics as _metrics
-except ImportError:  # pragma: no cover
-    _metrics = None  # type: ignore[assignment]
 
 
 class RetrySettings(StrictModel):
@@ -346,8 +342,7 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
                 delay = min(delay * rs.factor, rs.max)
 
     def _observe(self, endpoint: str, outcome: str, started: float) -> None:
-        if _metrics is not None:
-            _metrics.observe_exchange_request(endpoint, outcome, time.perf_counter() - started)
+        _metrics.observe_exchange_request(endpoint, outcome, time.perf_counter() - started)
 
     def _failed(self, kind: str, exc: BaseException) -> None:
         with self._lock:
@@ -357,8 +352,7 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
                 last_error_at=time.time(),
                 consecutive_failures=self._state["consecutive_failures"] + 1,
             )
-        if _metrics is not None:
-            _metrics.record_exchange_error(kind)
+        _metrics.record_exchange_error(kind)
 
     # -- market data --------------------------------------------------------------------
     def fetch_candles(self, limit: int) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from atb.config.base import NodeConfig, UtcDatetime, field_error
-from atb.engine.events import log_data_event
+from atb.logging.events import log_data_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 

@@ -319,20 +319,8 @@ class ExchangeCheck(Check):
 
 def _rebase(client: Any, base_url: str) -> None:
     """Point every REST family at `base_url`, exactly as the exchange node does."""
-    try:
-        from atb.exchange.urls import rebase_api_urls
-    except ImportError:  # the exchange package is optional for the health server
-        from urllib.parse import urlsplit
+    from atb.exchange.urls import rebase_api_urls
 
-        base = base_url.rstrip("/")
-        api: dict[str, Any] = client.urls["api"]
-        client.urls = {
-            **client.urls,
-            "api": {
-                k: base + urlsplit(v).path if isinstance(v, str) else v for k, v in api.items()
-            },
-        }
-        return
     rebase_api_urls(client, base_url)
 
 

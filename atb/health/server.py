@@ -529,10 +529,8 @@ class HealthServer(Node[HealthServerConfig]):
 
 def _register_secret(value: str) -> None:
     """The token must never be printed, whatever the run's redaction config lists."""
-    try:
-        from atb.logging.redaction import get_redactor
-    except ImportError:
-        return
+    from atb.logging.redaction import get_redactor
+
     get_redactor().add_secrets([value])
 
 
@@ -550,10 +548,8 @@ def _int_or_none(value: Any) -> int | None:
 def redact_payload(payload: dict[str, Any], secrets: frozenset[str]) -> dict[str, Any]:
     """Known secret values and key names, then the logging redactor's rules if installed."""
     out: dict[str, Any] = redact_obj(payload, secrets)
-    try:
-        from atb.logging.redaction import get_redactor
-    except ImportError:
-        return out
+    from atb.logging.redaction import get_redactor
+
     try:
         redacted = get_redactor().redact(out)
     except Exception:  # the basic pass above already ran; never fail a probe on this
