@@ -95,7 +95,7 @@ class Channel(ABC):
         return []
 
     def redact(self, text: str) -> str:
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
 
         text = redact_text(text, [*self.secrets(), *self.ctx.secrets])
         return get_redactor().redact_text(text)

@@ -296,7 +296,7 @@ def _record(cfg: Any, note: Any, results: dict[str, Any]) -> str:
     Goes through the journal's `emit()` contract (not its row format), with a journal
     that does not listen to the log stream: only this row is written.
     """
-    from atb.config.secrets import redact_text
+    from atb.logging.redaction import redact_text
     from atb.runtime.context import RunContext
 
     raw = _section(cfg, "db")

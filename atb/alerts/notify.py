@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loguru import logger
@@ -169,13 +169,10 @@ class _Period:
 
 
 class Notifier(Node[NotifyConfig]):
-    config_model: ClassVar[type[NodeConfig]] = NotifyConfig
-    config: NotifyConfig
-
-    def __init__(self, config: NotifyConfig, ctx: RunContext, alerts: Any = None) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, alerts: Any = None) -> None:
         super().__init__(config, ctx)
         self.router = alerts
-        routes = config.routes
+        routes = self.config.routes
         self.routes: dict[str, RouteConfig] = {
             name: getattr(routes, name)
             for name in RoutesConfig.model_fields

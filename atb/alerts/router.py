@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from loguru import logger
 
@@ -55,19 +55,18 @@ class _Pending:
 
 
 class AlertRouter(Node[AlertsConfig]):
-    config_model: ClassVar[type[NodeConfig]] = AlertsConfig
-    config: AlertsConfig
-
     def __init__(
-        self, config: AlertsConfig, ctx: RunContext, logging: Any = None, journal: Any = None
+        self, config: NodeConfig, ctx: RunContext, logging: Any = None, journal: Any = None
     ) -> None:
         super().__init__(config, ctx)
         self.journal = journal
         self._current_journal: Callable[[], Any] | None = None
-        self.active = ctx.mode in config.modes
+        self.active = ctx.mode in self.config.modes
         env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
-        self.rules: list[Rule] = [_build(entry, env) for entry in config.rules if entry.enabled]
-        channels = build_channels(config.channels, ctx)
+        self.rules: list[Rule] = [
+            _build(entry, env) for entry in self.config.rules if entry.enabled
+        ]
+        channels = build_channels(self.config.channels, ctx)
         if not any(isinstance(c, LogChannel) for c in channels):
             # The log channel is always on: an alert nobody can see anywhere is no alert.
             channels.insert(0, LogChannel(LogChannelConfig(), ctx))

@@ -125,7 +125,7 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
     problems += _check_needs(nodes, disabled, invalid)
     order: list[str] = []
     if not problems:
-        order = topological_order({n: s.needs for n, s in nodes.items()}, disabled)
+        order = topological_order(run_graph(nodes), disabled)
     if problems:
         raise ConfigError(problems)
     return ValidatedConfig(
@@ -186,6 +186,18 @@ def _check_needs(
             if need not in params and not accepts_any:
                 problems.append(f"{name}.needs: {spec.cls.__name__} does not take '{need}'")
     return problems
+
+
+def run_graph(nodes: dict[str, NodeSpec]) -> dict[str, tuple[str, ...]]:
+    """Each node's inputs: its `needs`, plus every infrastructure node (redaction, logging)
+    for the others, so those are built first and stopped last without anyone listing them."""
+    first = tuple(n for n, s in nodes.items() if getattr(s.cls, "infrastructure", False))
+    return {
+        name: spec.needs
+        if name in first
+        else (*spec.needs, *(f for f in first if f not in spec.needs))
+        for name, spec in nodes.items()
+    }
 
 
 def topological_order(

@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 from loguru import logger
@@ -563,18 +563,16 @@ class Journal(Node[JournalConfig]):
       spill files first, inserts batches, spills a batch that fails, owns the backoff.
     """
 
-    config_model: ClassVar[type[NodeConfig]] = JournalConfig
-
     def __init__(
-        self, config: JournalConfig, ctx: RunContext, db: Database, logging: Any = None
+        self, config: NodeConfig, ctx: RunContext, db: Database, logging: Any = None
     ) -> None:
         super().__init__(config, ctx)
         self.db = db
-        self.spill_path = self._default_spill_path(config, ctx, db)
+        self.spill_path = self._default_spill_path(self.config, ctx, db)
         self.rejected_path = self.spill_path.with_name(self.spill_path.name + ".rejected.jsonl")
         self._queue: deque[Mapping[str, Any]] = deque()
-        self._maxsize = config.queue_size
-        self._batch = config.batch_size
+        self._maxsize = self.config.queue_size
+        self._batch = self.config.batch_size
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._converter: threading.Thread | None = None

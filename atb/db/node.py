@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from sqlalchemy import URL, Engine, create_engine, event
@@ -155,11 +155,9 @@ def connect_check(engine: Engine) -> None:
 
 
 class Database(Node[DatabaseConfig]):
-    config_model: ClassVar[type[NodeConfig]] = DatabaseConfig
-
-    def __init__(self, config: DatabaseConfig, ctx: RunContext, **needs: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
-        self.engine: Engine = build_engine(config)
+        self.engine: Engine = build_engine(self.config)
         self.url: URL = self.engine.url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

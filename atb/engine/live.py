@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, model_validator
@@ -167,12 +167,9 @@ class _TimedExecutor:
 class LiveEngine(Node[LiveEngineConfig]):
     """See the module docstring."""
 
-    config_model: ClassVar[type[NodeConfig]] = LiveEngineConfig
-    config: LiveEngineConfig
-
     def __init__(
         self,
-        config: LiveEngineConfig,
+        config: NodeConfig,
         ctx: RunContext,
         exchange: Any,
         strategy: Strategy,
@@ -185,23 +182,25 @@ class LiveEngine(Node[LiveEngineConfig]):
         self.db = db
         self.timer = _Timer()
         self.recorder: LiveRecorder | None = (
-            LiveRecorder(db, ctx) if db is not None and config.record.enabled else None
+            LiveRecorder(db, ctx) if db is not None and self.config.record.enabled else None
         )
-        self.fill_model = FillModel(config.fee, config.slippage)
-        self.risk = RiskSettings(config.allow_shorts, config.max_position, config.position_size)
-        self.portfolio = Portfolio(config.initial_balance)
-        self.limits = RiskLimits(config.max_drawdown, config.max_daily_loss)
+        self.fill_model = FillModel(self.config.fee, self.config.slippage)
+        self.risk = RiskSettings(
+            self.config.allow_shorts, self.config.max_position, self.config.position_size
+        )
+        self.portfolio = Portfolio(self.config.initial_balance)
+        self.limits = RiskLimits(self.config.max_drawdown, self.config.max_daily_loss)
         self.path: DecisionPath = PaperDecisionPath(
             self.portfolio,
             self.fill_model,
             self.risk,
             run_id=ctx.run_id,
-            log_orders=config.log_orders,
+            log_orders=self.config.log_orders,
         )
         self.executor: OrderExecutor | None = None
         self.previous: PreviousSession | None = None
-        self.peak_equity = config.initial_balance
-        self.initial_balance = config.initial_balance
+        self.peak_equity = self.config.initial_balance
+        self.initial_balance = self.config.initial_balance
         self.last_bar: pd.Timestamp | None = None
         self.bar_index = 0
         self.iterations = 0
@@ -219,14 +218,16 @@ class LiveEngine(Node[LiveEngineConfig]):
         self._inflight: dict[int, dict[str, Any]] = {}
         self._unregister: list[Callable[[], None]] = []
         self._heartbeat_writer: HeartbeatWriter | None = None
-        self.last_equity = config.initial_balance
+        self.last_equity = self.config.initial_balance
         self.stats: deque[tuple[float, float]] = deque(maxlen=100_000)
         """(iteration seconds, of which waiting on the exchange) per iteration."""
         from atb.data.loader import timeframe_delta
 
         delta = timeframe_delta(ctx.timeframe)
         self.tf_ms = int(delta.total_seconds() * 1000) if delta is not None else 0
-        self.stale_after = config.stale_after or (2 * self.tf_ms / 1000 if self.tf_ms else None)
+        self.stale_after = self.config.stale_after or (
+            2 * self.tf_ms / 1000 if self.tf_ms else None
+        )
         self._fetch = self.timer.wrap(self.feed.fetch_candles)
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -161,10 +161,7 @@ def _error_code(client: Any, exc: BaseException) -> tuple[str, str | None]:
 class CcxtExchange(Node[CcxtExchangeConfig]):
     """A ccxt client for the run's symbol, with retries; see the module docstring."""
 
-    config_model: ClassVar[type[NodeConfig]] = CcxtExchangeConfig
-    config: CcxtExchangeConfig
-
-    def __init__(self, config: CcxtExchangeConfig, ctx: RunContext, **needs: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
         self.client: Any = None
         self.market: dict[str, Any] = {}

@@ -35,7 +35,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
@@ -44,7 +44,6 @@ from loguru import logger
 from pydantic import Field, ValidationError, field_validator
 
 from atb.config.base import NodeConfig, field_error
-from atb.config.secrets import redact_obj
 from atb.health import metrics
 from atb.health.cache import CheckCache, CheckResult
 from atb.health.checks import (
@@ -57,6 +56,7 @@ from atb.health.checks import (
     worst,
 )
 from atb.health.limits import LimitedHTTPServer
+from atb.logging.redaction import redact_obj
 from atb.runtime import exposure
 from atb.runtime.context import RunContext
 from atb.runtime.liveness import judge_snapshot
@@ -194,14 +194,12 @@ def dumps(obj: Any) -> bytes:
 
 
 class HealthServer(Node[HealthServerConfig]):
-    config_model: ClassVar[type[NodeConfig]] = HealthServerConfig
-
-    def __init__(self, config: HealthServerConfig, ctx: RunContext, **nodes: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **nodes: Any) -> None:
         super().__init__(config, ctx)
         self.nodes = nodes
         self.env = CheckEnv(ctx=ctx, nodes=nodes, probes=PROBES, server_env=server_env())
         self.checks: list[Check] = []
-        for entry in config.checks:
+        for entry in self.config.checks:
             if not entry.enabled:
                 continue
             cls = _import_check(0, entry.target)
@@ -213,7 +211,7 @@ class HealthServer(Node[HealthServerConfig]):
         self.port: int | None = None
         self.port_source = "config:health.port"
         self.host = "127.0.0.1"
-        self.host_source = "config"
+        self.host_source = "self.config"
         self.token: str | None = None
         self.started_wall = time.time()
         self._thread: threading.Thread | None = None

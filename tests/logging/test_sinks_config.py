@@ -21,7 +21,7 @@ from atb.config.logging import LoggingConfig
 from atb.config.redaction import RedactionConfig
 from atb.logging.events import log_order_event
 from atb.logging.node import LoggingNode
-from atb.logging.redaction import RedactionNode
+from atb.logging.redaction_node import RedactionNode
 from atb.logging.setup import (
     configure_logging,
     effective_sinks,
