@@ -150,7 +150,6 @@ def _build_channels(config: Any, ctx: Any) -> list[Any]:
 
 
 def list_rules(cfg: Any) -> int:
-    from atb.alerts.rules import rule_name
 
     config = _alerts_config(cfg, None)
     ctx = _context(cfg)
@@ -168,7 +167,7 @@ def list_rules(cfg: Any) -> int:
         if getattr(entry, "events", None):
             extra = f" events={','.join(entry.events)} threshold={entry.threshold}"
             extra += f" window={entry.window:g}s"
-        print(f"  - {rule_name(entry)} [{entry.severity}] {kind}{extra}{flag}")
+        print(f"  - {entry.display_name()} [{entry.severity}] {kind}{extra}{flag}")
     print("channels:")
     for channel in _build_channels(config, ctx):
         info = channel.describe()

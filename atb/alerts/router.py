@@ -55,9 +55,7 @@ class _Pending:
 
 
 class AlertRouter(Node[AlertsConfig]):
-    def __init__(
-        self, config: NodeConfig, ctx: RunContext, logging: Any = None, journal: Any = None
-    ) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, journal: Any = None) -> None:
         super().__init__(config, ctx)
         self.journal = journal
         self._current_journal: Callable[[], Any] | None = None
@@ -483,7 +481,7 @@ class AlertRouter(Node[AlertsConfig]):
 
 
 def _build(entry: Any, env: RuleEnv) -> Rule:
-    from atb.config.validate import import_target
+    from atb.config.targets import import_target
 
     cls = import_target(entry.target)
     rule: Rule = cls(entry, env)
@@ -492,7 +490,7 @@ def _build(entry: Any, env: RuleEnv) -> Rule:
 
 def build_channels(entries: list[Any], ctx: RunContext) -> list[Channel]:
     """The channels of the enabled entries (an Apprise entry stands for one per URL)."""
-    from atb.config.validate import import_target
+    from atb.config.targets import import_target
 
     channels: list[Channel] = []
     for entry in entries:

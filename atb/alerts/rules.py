@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from atb.alerts.config import EntryConfig
+from atb.alerts.config import RuleConfig
 from atb.alerts.model import LEVEL_NO, Observation, Severity, render
 from atb.config.base import field_error
 from atb.runtime.context import RunContext
@@ -32,28 +32,6 @@ from atb.runtime.probes import PROBES, Probes
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Scalar = str | int | float | bool | None
-
-
-class RuleConfig(EntryConfig):
-    severity: Severity = "warning"
-    dedup_window: float = Field(
-        300.0,
-        ge=0,
-        description="a re-firing of the same rule+key within this many seconds "
-        "of its last notification is a duplicate: suppressed",
-    )
-    renotify_interval: float | None = Field(
-        3600.0, gt=0, description="remind every this many seconds while still firing (null: never)"
-    )
-    clear_after: float = Field(
-        0.0, ge=0, description="the condition must stay false this long before 'resolved'"
-    )
-    summary: str | None = Field(
-        None, description="str.format template over the rule's values (count, symbol, ...)"
-    )
-    check: str | None = Field(
-        None, description="what the operator should look at first (shown in the message)"
-    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +73,7 @@ class Rule:
     def __init__(self, config: RuleConfig, env: RuleEnv) -> None:
         self.config = config
         self.env = env
-        self.name = rule_name(config)
+        self.name = config.display_name()
 
     def interest(self) -> Interest:
         return Interest(frozenset())
@@ -111,19 +89,6 @@ class Rule:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": type(self).__name__, "severity": self.config.severity}
-
-
-def rule_name(config: Any) -> str:
-    if getattr(config, "name", None):
-        return str(config.name)
-    target = str(getattr(config, "target", "rule"))
-    from atb.config.validate import import_target
-
-    try:
-        cls = import_target(target)
-    except ImportError:
-        return target.rpartition(".")[2]
-    return str(getattr(cls, "default_name", target.rpartition(".")[2]))
 
 
 def record_value(record: dict[str, Any], key: str) -> Any:

@@ -8,7 +8,6 @@ and a user's own node brings its own model.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import Field, SecretStr, ValidationError
 
 from atb.config.base import NodeConfig, StrictModel, format_validation_error
+from atb.config.targets import import_target
 from atb.runtime.errors import ConfigError
 
 Mode = Literal["backtest", "paper", "live", "train"]
@@ -75,17 +75,6 @@ def to_container(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"{key}: {msg}") from exc
     assert isinstance(data, dict)
     return {str(k): v for k, v in data.items()}
-
-
-def import_target(path: str) -> Any:
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ImportError(f"'{path}' is not a dotted path")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from exc
 
 
 def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:

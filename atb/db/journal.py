@@ -563,9 +563,7 @@ class Journal(Node[JournalConfig]):
       spill files first, inserts batches, spills a batch that fails, owns the backoff.
     """
 
-    def __init__(
-        self, config: NodeConfig, ctx: RunContext, db: Database, logging: Any = None
-    ) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, db: Database) -> None:
         super().__init__(config, ctx)
         self.db = db
         self.spill_path = self._default_spill_path(self.config, ctx, db)

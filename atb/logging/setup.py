@@ -235,7 +235,7 @@ def configure_logging(
 
 
 def _build_sink(config: SinkConfig, level: str, settings: SinkSettings) -> Sink:
-    from atb.config.validate import import_target
+    from atb.config.targets import import_target
 
     cls = import_target(config.target)
     levelno = LEVEL_NUMBERS[config.level or level]
