@@ -33,7 +33,7 @@ from atb.config.logging import (
 )
 from atb.logging import core, thirdparty
 from atb.logging.redaction import Redactor, get_redactor
-from atb.logging.sinks import Sink, SinkSettings
+from atb.logging.sink import Sink, SinkSettings
 from atb.runtime.errors import ConfigError
 
 ENV_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
