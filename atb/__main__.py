@@ -117,7 +117,7 @@ def _failed_job(cfg: Any, identity: dict[str, Any], error: str, label: str) -> A
     from omegaconf import OmegaConf
 
     from atb.logging.redaction import redact_obj
-    from atb.runtime.sweep import record_failed_job
+    from atb.runtime.sweep_store import record_failed_job
 
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)

@@ -17,14 +17,12 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-from pydantic import ValidationError
 
 from atb.logging.redaction import redact_override
 
@@ -39,71 +37,6 @@ class JobOutcome:
     run_id: str | None
     status: str
     error: str | None = None
-
-
-def overrides_to_parameters(overrides: list[str]) -> dict[str, Any]:
-    """`["strategy.fast=5", "strategy=sma_crossover"]` -> `{"strategy.fast": 5, ...}`."""
-    params: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            continue
-        key = key.lstrip("+~")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
-        # YAML reads `2024-06-01` as a date; parameters go into JSON columns and files, so
-        # anything but plain JSON scalars keeps the text the user typed.
-        params[key] = parsed if isinstance(parsed, _JSON_SCALARS) else value
-    return params
-
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def record_failed_job(
-    raw: dict[str, Any] | None, ctx_fields: dict[str, Any], error: str
-) -> str | None:
-    """Write a `runs` row with status failed for a job that never got to build its nodes."""
-    section = (raw or {}).get("db") or {}
-    if not isinstance(section, dict) or not section.get("url") or not section.get("enabled", True):
-        return None
-    from atb.db.models.run_records import Run
-    from atb.runtime.context import RunContext
-    from atb.runtime.sweep_store import _database
-
-    ctx = RunContext(**ctx_fields)
-    try:
-        db = _database(section)
-    except ValidationError:
-        # The job may have failed on its own db section; the URL alone still records it.
-        db = _database(str(section["url"]))
-    try:
-        now = datetime.now(UTC)
-        strategy = (raw or {}).get("strategy") or {}
-        with db.session() as session:
-            session.add(
-                Run(
-                    id=ctx.run_id,
-                    mode=ctx.mode,
-                    strategy=strategy.get("name") if isinstance(strategy, dict) else None,
-                    symbol=ctx.symbol,
-                    timeframe=ctx.timeframe,
-                    status="failed",
-                    error=error,
-                    started_at=now,
-                    finished_at=now,
-                    config=ctx.config,
-                    overrides=ctx.overrides,
-                    parameters=overrides_to_parameters(ctx.overrides),
-                    sweep_id=ctx.sweep_id,
-                    job_num=ctx.job_num,
-                )
-            )
-    finally:
-        db.stop()
-    return ctx.run_id
 
 
 def note_progress(sweep_dir: Path, status: str, job_num: int | None, label: str) -> None:

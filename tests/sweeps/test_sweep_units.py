@@ -26,12 +26,12 @@ from atb.runtime.sweep import (
     count_jobs,
     covering_jobs,
     format_ranking,
-    overrides_to_parameters,
     rank_runs,
     redact_multirun_yaml,
     sweep_overrides,
     tune_local_sweep,
 )
+from atb.runtime.sweep_store import overrides_to_parameters
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
