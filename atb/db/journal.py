@@ -177,30 +177,6 @@ _SQLITE_CHUNKS = tuple(
 _chain = chain.from_iterable
 
 
-def _fast_sqlite_binding() -> None:
-    """Let the sqlite3 module bind None and bool without its adaptation slow path.
-
-    sqlite3 binds int/float/str directly; any other value goes through the adaptation
-    protocol first, and a value with no registered adapter fails two attribute lookups
-    (`PrepareProtocol.__adapt__`, `value.__conform__`), each raising and clearing an
-    AttributeError: ~0.6 us per None, with the GIL held. A journal row has 4-6 of them
-    (nullable columns, alert_sent), which made binding most of the inserter's GIL time.
-    These adapters return what sqlite3 would bind anyway (None -> NULL, bool -> its int),
-    so the stored values are unchanged for every sqlite3 user in the process; an adapter
-    someone else registered for these types is left alone.
-    """
-    registered = getattr(sqlite3, "adapters", {})
-    protocol = sqlite3.PrepareProtocol
-    if (type(None), protocol) not in registered:
-        nothing: dict[None, None] = {}
-        sqlite3.register_adapter(type(None), nothing.get)  # a C callable returning None
-    if (bool, protocol) not in registered:
-        sqlite3.register_adapter(bool, int)
-
-
-_fast_sqlite_binding()
-
-
 def _insert_sqlite(conn: Connection, rows: list[Row]) -> None:
     """The batch as multi-row INSERTs on the raw sqlite3 cursor.
 

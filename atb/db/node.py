@@ -24,6 +24,7 @@ from atb.db.redacting import json_dumps
 from atb.db.startup import check_not_foreign, check_sqlite_file
 from atb.db.url import DEFAULT_URL, parse_url, redact_url, sqlite_path
 from atb.logging.redaction import redact_text
+from atb.runtime import tuning
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -179,6 +180,8 @@ class Database(Node[DatabaseConfig]):
         connect_check(self.engine)
         check_not_foreign(self.engine, adopt=self.config.adopt)
         check_schema(self.engine, auto_migrate=self.config.auto_migrate)
+        if self.engine.dialect.name == "sqlite":
+            tuning.fast_sqlite_binding()  # the journal's and the recorder's bulk inserts
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -29,9 +29,9 @@ import hmac
 import json
 import os
 import socket
-import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +57,7 @@ from atb.health.checks import (
 )
 from atb.health.limits import LimitedHTTPServer
 from atb.logging.redaction import redact_obj
-from atb.runtime import exposure
+from atb.runtime import exposure, tuning
 from atb.runtime.context import RunContext
 from atb.runtime.liveness import judge_snapshot
 from atb.runtime.node import Node
@@ -186,7 +186,7 @@ class HealthServer(Node[HealthServerConfig]):
         self._aux_executor: ThreadPoolExecutor | None = None
         self.cache: CheckCache | None = None
         self._error: BaseException | None = None
-        self._saved_switch_interval: float | None = None
+        self._restore_switch_interval: Callable[[], None] = lambda: None
         self.http: LimitedHTTPServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -236,14 +236,10 @@ class HealthServer(Node[HealthServerConfig]):
             run_id=self.ctx.run_id,
         )
         self.started_wall = time.time()
-        wanted = self.config.gil_switch_interval
-        if wanted is not None and wanted < sys.getswitchinterval():
-            # A CPU-bound engine thread holds the GIL; after every socket call the server
-            # thread waits up to the switch interval to get it back (5 ms by default, several
-            # times per request). A shorter interval only costs anything while threads
-            # contend, and bounds the probe latency the engine can impose.
-            self._saved_switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(wanted)
+        # the probe latency a CPU-bound engine thread can impose (atb.runtime.tuning)
+        self._restore_switch_interval = tuning.shorter_switch_interval(
+            self.config.gil_switch_interval
+        )
         # One worker per check: single flight means no more can ever be busy at once.
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, len(self.checks)), thread_name_prefix="atb-health-check"
@@ -339,9 +335,8 @@ class HealthServer(Node[HealthServerConfig]):
                 executor.shutdown(wait=False, cancel_futures=True)
         if self.cache is not None:
             self.cache.close()
-        if self._saved_switch_interval is not None:
-            sys.setswitchinterval(self._saved_switch_interval)
-            self._saved_switch_interval = None
+        self._restore_switch_interval()
+        self._restore_switch_interval = lambda: None
 
     # -- evaluation (IOLoop thread) ---------------------------------------------------------
 

@@ -15,16 +15,16 @@ import math
 import os
 import sys
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from atb.logging.redaction import redact_override
+from atb.runtime import tuning
 
 PROGRESS = ".atb-progress"
 TOTAL = ".atb-total"
@@ -330,103 +330,19 @@ def _db_section(config: DictConfig) -> dict[str, Any] | None:
     return {str(k): v for k, v in section.items()}
 
 
-# -- throughput of local sweeps --------------------------------------------------------------
-# A backtest job is ~0.2 s of work, so fixed costs decide whether 2 workers are ~2x or barely
-# faster than 1. Two of them belong to Hydra plugins that cannot be swapped for atb classes
-# (Hydra only instantiates launchers/sweepers from the `hydra_plugins` package), so the
-# callback adjusts them in the launching process before the sweep starts:
-# - hydra-joblib-launcher hard-codes joblib's loky backend: fresh interpreters that each
-#   spend seconds importing pandas, SQLAlchemy, the engine, ... before their first job. On
-#   Linux atb asks joblib for its multiprocessing backend instead: workers are forked from
-#   the launching process, already warmed by `warm_imports`, and start in milliseconds.
-#   `hydra.launcher.backend=loky` (any explicit backend) keeps the plugin's behaviour.
-# - the basic sweeper composes every job's config in the launching process before launching
-#   any, to fail early on a typo: serial work the size of the grid. `covering_jobs` keeps the
-#   check (every override value is composed once, so an unknown key or group option still
-#   fails before any job runs) in max(axis length) compositions.
-
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
-def _fork_available() -> bool:
-    # fork is safe and the multiprocessing default on Linux only; macOS/Windows spawn.
-    import multiprocessing
-
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-
-
 def tune_local_sweep(config: DictConfig) -> None:
-    """Apply the two adjustments above for this process (idempotent)."""
-    _validate_covering_jobs_only()
+    """Speed up a local sweep in this, the launching, process (idempotent).
+
+    The patches and what each buys are in `atb.runtime.tuning`. Forked workers only with
+    the joblib launcher and no explicit `hydra.launcher.backend` (then the plugin's own
+    behaviour is kept), on a platform that forks.
+    """
+    tuning.cover_sweep_validation()
     target = OmegaConf.select(config, "hydra.launcher._target_")
     explicit = OmegaConf.select(config, "hydra.launcher.backend")
-    if target == JOBLIB_LAUNCHER and not explicit and _fork_available():
-        _fork_joblib_workers()
+    if target == JOBLIB_LAUNCHER and not explicit and tuning.fork_available():
+        tuning.fork_joblib_workers()
         warm_imports(config)
-
-
-def _fork_joblib_workers() -> None:
-    from hydra_plugins.hydra_joblib_launcher import _core
-
-    if getattr(_core.Parallel, "atb_fork", False):
-        return
-    loky_parallel = _core.Parallel
-
-    class ForkParallel(loky_parallel):  # type: ignore[misc, valid-type]
-        atb_fork = True
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if kwargs.get("backend") == "loky":
-                kwargs["backend"] = "multiprocessing"
-            super().__init__(*args, **kwargs)
-
-        def __call__(self, iterable: Any) -> Any:
-            # multiprocessing pickles tasks with the stdlib pickle, which cannot carry
-            # Hydra's state (OmegaConf resolvers are closures); cloudpickle, as loky uses, can.
-            cloudpickle = _cloudpickle()
-            calls: Any = (
-                (_call_pickled, (cloudpickle.dumps((func, args, kwargs)),), {})
-                for func, args, kwargs in iterable
-            )
-            return [cloudpickle.loads(r) for r in super().__call__(calls)]
-
-    _core.Parallel = ForkParallel
-
-
-def _cloudpickle() -> Any:
-    try:
-        import cloudpickle
-    except ImportError:  # joblib < 1.6 vendors it
-        from joblib.externals import cloudpickle
-    return cloudpickle
-
-
-def _call_pickled(payload: bytes) -> bytes:
-    cloudpickle = _cloudpickle()
-    func, args, kwargs = cloudpickle.loads(payload)
-    return cast(bytes, cloudpickle.dumps(func(*args, **kwargs)))
-
-
-def _validate_covering_jobs_only() -> None:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    if getattr(BasicSweeper.validate_batch_is_legal, "atb_covering", False):
-        return
-    validate_all = BasicSweeper.validate_batch_is_legal
-
-    def validate(self: Any, batch: Sequence[Sequence[str]]) -> None:
-        validate_all(self, covering_jobs(batch))
-
-    validate.atb_covering = True  # type: ignore[attr-defined]
-    BasicSweeper.validate_batch_is_legal = validate  # type: ignore[method-assign]
-
-
-def covering_jobs(batch: Sequence[Sequence[str]]) -> list[Sequence[str]]:
-    """Greedily, the job adding the most unseen overrides, until every one has been seen."""
-    unseen = {item for job in batch for item in job}
-    chosen: list[Sequence[str]] = []
-    while unseen:
-        job = max(batch, key=lambda j: len(unseen.intersection(j)))
-        chosen.append(job)
-        unseen.difference_update(job)
-    return chosen

@@ -24,7 +24,6 @@ from atb.runtime.sweep import (
     TOTAL,
     SweepCallback,
     count_jobs,
-    covering_jobs,
     format_ranking,
     rank_runs,
     redact_multirun_yaml,
@@ -32,6 +31,7 @@ from atb.runtime.sweep import (
     tune_local_sweep,
 )
 from atb.runtime.sweep_store import overrides_to_parameters
+from atb.runtime.tuning import covering_jobs
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
