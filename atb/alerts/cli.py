@@ -179,8 +179,8 @@ def list_rules(cfg: Any) -> int:
 def _list_notifications(cfg: Any) -> None:
     from pydantic import ValidationError
 
-    from atb.alerts.notify import NotifyConfig
     from atb.config.base import format_validation_error
+    from atb.notify.config import NotifyConfig
 
     raw = _section(cfg, "notify")
     if not raw:

@@ -1,171 +1,26 @@
-"""The `notify` node: trade, rejection, session and daily-summary notifications.
-
-Follow the `notify` config key (conf/notify/default.yaml). Notifications are the second
-kind of route next to alerts: every matching event is one message, with no incident
-behind it and no de-duplication (two distinct trades are two messages), only a rate
-limit per route so a storm (a rejection loop) cannot flood a phone. What the limit holds
-back is counted and reported in one "N more ... held back" message once the window
-frees up.
-
-It listens to the same event stream as the alert router (`atb.logging.hooks`) and
-delivers through the router's channels (`alerts.channels`: the same workers, total
-deadline, retries, circuit breaker and /status entries); the trading loop pays one
-name check and a deque append per event. Off in backtests (`notify.modes`).
-
-Routes and the events they listen to:
-
-* trade_opened  ← open_position   (side, size, price, stop/take, reason)
-* trade_closed  ← close_position  (side, size, exit price, PnL and %, reason)
-* order_rejected ← order_rejected (side, size, kind, reason, exchange code)
-* session_started ← engine_start, session_stopped ← engine_stop
-* daily_summary: at `daily_summary.at` (PnL, trades, win rate, realized drawdown, open
-  positions, balance) for the period since the previous summary or the session start.
-"""
+"""The `notify` node (see the package docstring): listens, rate-limits, formats, delivers."""
 
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from loguru import logger
-from pydantic import Field, field_validator
 
-from atb.alerts.config import RunMode
-from atb.alerts.model import Notification, Severity
-from atb.config.base import NodeConfig, StrictModel
+from atb.alerts.model import Notification
+from atb.config.base import NodeConfig
+from atb.notify.config import NotifyConfig, RouteConfig, RoutesConfig
+from atb.notify.limits import Period, RouteLimiter
+from atb.notify.messages import FORMATTERS, money, num
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import PROBES
-
-
-class RouteConfig(StrictModel):
-    enabled: bool = True
-    events: list[str] = Field(min_length=1, description="event names this route notifies on")
-    rate_limit: int = Field(
-        20, ge=0, description="at most this many notifications per `per` seconds (0: no limit)"
-    )
-    per: float = Field(60.0, gt=0, description="the rate limit's window (s)")
-    severity: Severity = "info"
-
-
-def _route(events: list[str], rate_limit: int, per: float, severity: str = "info") -> Any:
-    return lambda: RouteConfig.model_validate(
-        {"events": events, "rate_limit": rate_limit, "per": per, "severity": severity}
-    )
-
-
-class RoutesConfig(StrictModel):
-    trade_opened: RouteConfig = Field(default_factory=_route(["open_position"], 20, 60))
-    trade_closed: RouteConfig = Field(default_factory=_route(["close_position"], 20, 60))
-    order_rejected: RouteConfig = Field(
-        default_factory=_route(["order_rejected"], 3, 300, "warning")
-    )
-    session_started: RouteConfig = Field(default_factory=_route(["engine_start"], 5, 3600))
-    session_stopped: RouteConfig = Field(default_factory=_route(["engine_stop"], 5, 3600))
-
-
-class DailySummaryConfig(StrictModel):
-    enabled: bool = True
-    at: str = Field("00:00", description="time of day, HH:MM or HH:MM:SS")
-    timezone: str = Field("UTC", description="IANA zone `at` is in, e.g. Europe/Berlin")
-
-    @field_validator("at")
-    @classmethod
-    def _at(cls, value: str) -> str:
-        if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?", value.strip()):
-            raise ValueError("must be a time of day, HH:MM or HH:MM:SS (e.g. 20:00)")
-        return value.strip()
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone '{value}' (e.g. UTC, Europe/Berlin)") from None
-        return value
-
-
-def _notify_modes() -> list[RunMode]:
-    return ["paper", "live"]
-
-
-class NotifyConfig(NodeConfig):
-    modes: list[RunMode] = Field(
-        default_factory=_notify_modes, description="run modes that notify (never backtests)"
-    )
-    channels: list[str] | None = Field(
-        None,
-        description="alert channels to notify through, by name ('apprise' means every "
-        "apprise.* URL); null: every external channel",
-    )
-    queue_size: int = Field(10_000, ge=1, description="events held for the notifier")
-    stop_timeout: float = Field(2.0, ge=0, description="seconds stop() drains the queue")
-    routes: RoutesConfig = Field(default_factory=RoutesConfig)
-    daily_summary: DailySummaryConfig = Field(default_factory=DailySummaryConfig)
-
-    @field_validator("modes")
-    @classmethod
-    def _no_backtest(cls, value: list[str]) -> list[str]:
-        if "backtest" in value:
-            raise ValueError("backtests never notify (a simulated trade pages nobody)")
-        return value
-
-
-@dataclass
-class _Limiter:
-    """At most `limit` sends per `per` seconds; the rest are counted, not sent."""
-
-    limit: int
-    per: float
-    sent: deque[float] = field(default_factory=deque)
-    held: int = 0
-    held_total: int = 0
-    held_since: float | None = None
-
-    def allow(self, now: float) -> bool:
-        while self.sent and now - self.sent[0] >= self.per:
-            self.sent.popleft()
-        if self.limit and len(self.sent) >= self.limit:
-            self.held += 1
-            self.held_total += 1
-            if self.held_since is None:
-                self.held_since = now
-            return False
-        self.sent.append(now)
-        return True
-
-    def release_held(self, now: float, force: bool = False) -> int:
-        """The count to report once the window has room again (0: nothing to report);
-        `force`: now, whatever the window (the session is ending)."""
-        if not self.held:
-            return 0
-        while self.sent and now - self.sent[0] >= self.per:
-            self.sent.popleft()
-        if self.limit and len(self.sent) >= self.limit and not force:
-            return 0
-        self.sent.append(now)
-        held, self.held, self.held_since = self.held, 0, None
-        return held
-
-
-@dataclass
-class _Period:
-    """What the daily summary reports: the trades closed since the last one."""
-
-    started: float
-    trades: int = 0
-    wins: int = 0
-    pnl: float = 0.0
-    max_drawdown: float = 0.0
 
 
 class Notifier(Node[NotifyConfig]):
@@ -182,7 +37,7 @@ class Notifier(Node[NotifyConfig]):
         for name, route in self.routes.items():
             for event in route.events:
                 self._by_event.setdefault(event, name)
-        self._limiters = {n: _Limiter(r.rate_limit, r.per) for n, r in self.routes.items()}
+        self._limiters = {n: RouteLimiter(r.rate_limit, r.per) for n, r in self.routes.items()}
         self.active = False
         self.reason = ""
         self.channels: list[str] = []
@@ -206,7 +61,7 @@ class Notifier(Node[NotifyConfig]):
         self._balance: float | None = None
         self._equity: float | None = None
         self._peak: float | None = None
-        self._period = _Period(started=time.time())
+        self._period = Period(started=time.time())
         self._next_summary: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -329,7 +184,7 @@ class Notifier(Node[NotifyConfig]):
                 cfg = self.routes[route]
                 self._send(
                     route,
-                    self._note(
+                    self.note(
                         route,
                         f"⏸ {held} more {route.replace('_', ' ')} notification"
                         f"{'s' if held != 1 else ''} held back",
@@ -344,7 +199,7 @@ class Notifier(Node[NotifyConfig]):
 
     def _track(self, name: str, fields: dict[str, Any]) -> None:
         if name == "engine_start":
-            self._balance = _num(fields.get("balance"))
+            self._balance = num(fields.get("balance"))
             self._equity = self._peak = self._balance
         elif name == "open_position":
             self._open[fields.get("position_no")] = fields
@@ -352,7 +207,7 @@ class Notifier(Node[NotifyConfig]):
             entry = self._open.pop(fields.get("position_no"), None)
             if entry is not None:
                 fields["_entry_price"] = entry.get("entry_price")
-            pnl = _num(fields.get("pnl")) or 0.0
+            pnl = num(fields.get("pnl")) or 0.0
             period = self._period
             period.trades += 1
             period.wins += pnl > 0
@@ -364,7 +219,7 @@ class Notifier(Node[NotifyConfig]):
                     dd = 1.0 - self._equity / self._peak
                     period.max_drawdown = max(period.max_drawdown, dd)
         elif name == "engine_stop":
-            self._balance = _num(fields.get("balance"))
+            self._balance = num(fields.get("balance"))
 
     def _next_summary_at(self, now: float) -> float:
         cfg = self.config.daily_summary
@@ -379,25 +234,25 @@ class Notifier(Node[NotifyConfig]):
     def send_summary(self) -> None:
         """The daily summary for the period since the last one (or the session start)."""
         period, now = self._period, time.time()
-        self._period = _Period(started=now, max_drawdown=0.0)
+        self._period = Period(started=now, max_drawdown=0.0)
         win_rate = f"{period.wins / period.trades:.0%}" if period.trades else "n/a"
         since = datetime.fromtimestamp(period.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
         details = {
-            "pnl": _money(period.pnl),
+            "pnl": money(period.pnl),
             "trades": period.trades,
             "win_rate": win_rate,
             "max_drawdown": f"{period.max_drawdown:.2%} (realized)",
             "open_positions": len(self._open),
-            "equity": _money(self._equity) if self._equity is not None else None,
+            "equity": money(self._equity) if self._equity is not None else None,
             "since": since,
         }
         sign = "📈" if period.pnl > 0 else "📉" if period.pnl < 0 else "📊"
         summary = (
-            f"PnL {_money(period.pnl)}, {period.trades} trade"
+            f"PnL {money(period.pnl)}, {period.trades} trade"
             f"{'s' if period.trades != 1 else ''}, win rate {win_rate}, "
             f"{len(self._open)} open"
         )
-        note = self._note(
+        note = self.note(
             "daily_summary", f"{sign} Daily summary {self.ctx.symbol}", summary, details
         )
         self.counts["notified"] += 1
@@ -406,7 +261,7 @@ class Notifier(Node[NotifyConfig]):
 
     # -- messages -------------------------------------------------------------------------
 
-    def _note(
+    def note(
         self,
         route: str,
         title: str,
@@ -456,145 +311,3 @@ class Notifier(Node[NotifyConfig]):
             "queue_depth": len(self._inbox),
             "last_error": self.last_error,
         }
-
-
-# -- formatters: one per route ----------------------------------------------------------
-
-
-def _num(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _price(value: Any) -> str:
-    v = _num(value)
-    return "?" if v is None else f"{v:,.8g}" if abs(v) < 1 else f"{v:,.2f}"
-
-
-def _qty(value: Any) -> str:
-    v = _num(value)
-    return "?" if v is None else f"{v:.8g}"
-
-
-def _money(value: Any) -> str:
-    v = _num(value)
-    return "?" if v is None else f"{v:+,.2f}"
-
-
-def _symbol(n: Notifier, context: dict[str, Any], fields: dict[str, Any]) -> str:
-    return str(fields.get("symbol") or context.get("symbol") or n.ctx.symbol)
-
-
-def _fill_summary(f: dict[str, Any], price: str, reason: Any) -> str:
-    """A fill's one-line summary, `<qty> @ <price> (<reason>)`: opens and closes read alike."""
-    summary = f"{_qty(f.get('qty'))} @ {price}"
-    if reason:
-        summary += f" ({reason})"
-    return summary
-
-
-def _trade_opened(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
-    side, symbol = str(f.get("side", "?")), _symbol(n, c, f)
-    summary = _fill_summary(f, _price(f.get("entry_price")), f.get("reason"))
-    details = {
-        "side": side,
-        "size": _qty(f.get("qty")),
-        "price": _price(f.get("entry_price")),
-        "stop": _price(f["stop_price"]) if f.get("stop_price") else None,
-        "take_profit": _price(f["take_price"]) if f.get("take_price") else None,
-        "reason": f.get("reason"),
-        "position": f.get("position_no"),
-    }
-    return n._note("trade_opened", f"🟢 Opened {side} {symbol}", summary, details, symbol=symbol)
-
-
-def _trade_closed(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
-    side, symbol = str(f.get("side", "?")), _symbol(n, c, f)
-    pnl = _num(f.get("pnl")) or 0.0
-    entry, exit_ = _num(f.get("_entry_price")), _num(f.get("exit_price"))
-    pct = None
-    if entry and exit_:
-        pct = (exit_ / entry - 1.0) * (1 if side == "long" else -1)
-    icon = "💰" if pnl > 0 else "🔻" if pnl < 0 else "⚪"
-    result = f"{_money(pnl)}" + (f" ({pct:+.2%})" if pct is not None else "")
-    summary = _fill_summary(f, _price(exit_), f.get("exit_reason"))
-    details = {
-        "side": side,
-        "size": _qty(f.get("qty")),
-        "entry_price": _price(entry) if entry else None,
-        "exit_price": _price(exit_),
-        "pnl": result,
-        "reason": f.get("exit_reason"),
-        "position": f.get("position_no"),
-    }
-    title = f"{icon} Closed {side} {symbol}: {result}"
-    return n._note("trade_closed", title, summary, details, symbol=symbol)
-
-
-def _order_rejected(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
-    symbol = _symbol(n, c, f)
-    # Live rejections carry the exchange's reason; paper ones put it in `note` (their
-    # `reason` is why the order was placed).
-    reason = (f.get("note") if f.get("source") is None else None) or f.get("reason")
-    reason = reason or "no reason given"
-    summary = f"{f.get('side', '?')} {_qty(f.get('qty'))} ({f.get('kind', 'order')}): {reason}"
-    details = {
-        "side": f.get("side"),
-        "size": _qty(f.get("qty")),
-        "kind": f.get("kind"),
-        "reason": reason,
-        "code": f.get("code"),
-        "source": f.get("source"),
-        "check": "balance, minimum order size and the API key's trading permission",
-    }
-    return n._note("order_rejected", f"⚠️ Order rejected {symbol}", summary, details, symbol=symbol)
-
-
-def _session_started(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
-    mode = f.get("mode") or n.ctx.mode
-    what = " ".join(str(p) for p in (f.get("strategy"), f.get("symbol"), f.get("timeframe")) if p)
-    summary = f"{what} on {f.get('exchange') or 'exchange'}, balance {_price(f.get('balance'))}"
-    details = {
-        "trading": f.get("trading"),
-        "sandbox": f.get("sandbox"),
-        "resumed_from": f.get("resumed_from"),
-        "open_position": f.get("open_position"),
-    }
-    return n._note("session_started", f"▶️ Session started ({mode})", summary, details)
-
-
-def _session_stopped(n: Notifier, f: dict[str, Any], c: dict[str, Any]) -> Notification:
-    status = str(f.get("status") or "stopped")
-    failed = status == "failed"
-    trades = f.get("trades", 0)
-    summary = (
-        f"{status}: {trades} trade{'' if trades == 1 else 's'}, "
-        f"balance {_price(f.get('balance'))}, "
-        f"equity {_price(f.get('equity'))}"
-    )
-    details = {
-        "iterations": f.get("iterations"),
-        "open_position": f.get("open_position"),
-        "error": f.get("error"),
-        "check": "the logs around the error; /status" if failed else None,
-    }
-    icon = "🛑" if failed else "⏹"
-    return n._note(
-        "session_stopped",
-        f"{icon} Session {status}",
-        summary,
-        details,
-        severity="error" if failed else None,
-    )
-
-
-Formatter = Callable[[Notifier, dict[str, Any], dict[str, Any]], Notification | None]
-FORMATTERS: dict[str, Formatter] = {
-    "trade_opened": _trade_opened,
-    "trade_closed": _trade_closed,
-    "order_rejected": _order_rejected,
-    "session_started": _session_started,
-    "session_stopped": _session_stopped,
-}
