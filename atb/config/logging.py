@@ -143,6 +143,11 @@ class LoggingConfig(NodeConfig):
     target: str = Field("atb.logging.node.LoggingNode", alias="_target_", min_length=1)
     needs: list[str] = Field(default_factory=lambda: ["redaction"])
     level: Level = Field("INFO", description="level of every sink without its own (LOG_LEVEL)")
+    json_output: bool | None = Field(
+        None,
+        description="true: console sinks write JSON to stdout; false: JSON stream sinks write "
+        "text; null: JSON when ENV=production or a RAILWAY_* variable is set (LOG_JSON)",
+    )
     sinks: TargetList[SinkConfig] = Field(default_factory=lambda: _default_sinks())
     library_levels: dict[str, Level] = Field(
         default_factory=lambda: dict(DEFAULT_LIBRARY_LEVELS),  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ and a user's own node brings its own model.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -116,7 +117,7 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
     if not problems:
         order = topological_order(run_graph(nodes), disabled)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(name_env_sources(problems, cfg))
     return ValidatedConfig(
         settings=settings,
         nodes=nodes,
@@ -125,6 +126,41 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
         raw=raw,
         secrets=frozenset(collect_secrets(s.config for s in nodes.values())),
     )
+
+
+ENV_SOURCE = re.compile(r"^\$\{oc\.(?:decode:\$\{oc\.)?env:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def env_sources(cfg: DictConfig | dict[str, Any]) -> dict[str, str]:
+    """Dotted key -> the environment variable its value comes from (`${oc.env:VAR,...}`)."""
+    if not isinstance(cfg, DictConfig):
+        return {}
+    found: dict[str, str] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{key}.{i}")
+        elif isinstance(value, str) and (match := ENV_SOURCE.match(value)):
+            found[key] = match.group(1)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return found
+
+
+def name_env_sources(problems: list[str], cfg: DictConfig | dict[str, Any]) -> list[str]:
+    """A bad value that came from the environment says which variable to fix."""
+    sources = env_sources(cfg)
+    if not sources:
+        return problems
+    named = []
+    for line in problems:
+        var = sources.get(line.partition(": ")[0])
+        named.append(f"{line} (from the environment variable {var})" if var else line)
+    return named
 
 
 def _validate_node(name: str, value: dict[str, Any], problems: list[str]) -> NodeSpec | None:

@@ -31,6 +31,7 @@ class LoggingNode(Node[LoggingConfig]):
         )
         self.state = configure_logging(
             config=self.config,
+            env_overrides=False,  # LOG_* are in the config already (conf/logging/_base.yaml)
             redactor=redaction.redactor if redaction is not None else None,
             run_id=ctx.run_id,
             mode=ctx.mode,

@@ -28,7 +28,8 @@ Examples:
 def group_options(conf_dir: Path) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for group in sorted(p for p in conf_dir.iterdir() if p.is_dir()):
-        options = sorted(f.stem for f in group.glob("*.yaml"))
+        # `_base.yaml` and the like are what options inherit (`defaults: [_base]`), not options
+        options = sorted(f.stem for f in group.glob("*.yaml") if not f.stem.startswith("_"))
         if options:
             groups[group.name] = options
     return groups
