@@ -38,7 +38,6 @@ from atb.config.base import NodeConfig
 from atb.logging.events import log_alert_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
 
 
 class _Pending:
@@ -60,7 +59,7 @@ class AlertRouter(Node[AlertsConfig]):
         self.journal = journal
         self._current_journal: Callable[[], Any] | None = None
         self.active = ctx.mode in self.config.modes
-        env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
+        env = RuleEnv(ctx=ctx, journal=journal)
         self.rules: list[Rule] = [
             _build(entry, env) for entry in self.config.rules if entry.enabled
         ]
@@ -105,7 +104,7 @@ class AlertRouter(Node[AlertsConfig]):
             from atb.db.journal import current_journal
 
             self._current_journal = current_journal
-        self._unregister_probe = PROBES.register("alerts", self.state)
+        self._unregister_probe = self.ctx.probes.register("alerts", self.state)
         if not self.active:
             logger.debug("alerts: inactive in {} mode (alerts.modes={})", self.ctx.mode,
                          self.config.modes)  # fmt: skip

@@ -28,7 +28,7 @@ from atb.alerts.config import RuleConfig
 from atb.alerts.model import LEVEL_NO, Observation, Severity, render
 from atb.config.base import field_error
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES, Probes
+from atb.runtime.probes import Probes
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Scalar = str | int | float | bool | None
@@ -53,8 +53,11 @@ class RuleEnv:
     """What a rule may read: the run, the probes, the journal node (if the run has one)."""
 
     ctx: RunContext
-    probes: Probes = PROBES
     journal: Any = None
+
+    @property
+    def probes(self) -> Probes:
+        return self.ctx.probes
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,7 @@ class HeartbeatSilenceRuleConfig(RuleConfig):
 
 
 class HeartbeatSilenceRule(Rule):
-    """The trading loop stalled: `PROBES.heartbeat` has not beaten for `silence` seconds.
+    """The trading loop stalled: the run's heartbeat (`ctx.probes`) is silent for `silence` s.
 
     Silent while no loop runs (backtests, before the engine starts) and while the run is
     stopping: a loop that finished is not a loop that stalled.
@@ -341,7 +344,7 @@ class HeartbeatSilenceRule(Rule):
 class JournalSpillRuleConfig(RuleConfig):
     target: str = Field("atb.alerts.rules.JournalSpillRule", alias="_target_", min_length=1)
     severity: Severity = "error"
-    probe: str = Field("journal", description="PROBES provider publishing the journal state")
+    probe: str = Field("journal", description="probe provider publishing the journal state")
     min_pending: int = Field(
         1, ge=1, description="spilled events awaiting replay that count as spilling"
     )
@@ -350,7 +353,7 @@ class JournalSpillRuleConfig(RuleConfig):
 class JournalSpillRule(Rule):
     """The database is unreachable and the journal is spilling events to disk.
 
-    Reads the journal's published state (`PROBES` "journal", else the journal node):
+    Reads the journal's published state (probe "journal", else the journal node):
     fires when `db_available` is false or spilled events await replay; resolves once the
     database is back and the spill file is replayed.
     """

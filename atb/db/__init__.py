@@ -12,7 +12,7 @@ Run-graph nodes (conf/db/sqlite.yaml, conf/db/postgres.yaml; both define `db` an
   alert becomes a `system_events` row without the caller ever waiting on the database;
   spills to a local file while the database is down and replays it exactly once. See
   the module docstring for the hard-kill loss window. `Journal.state()` is published as
-  `PROBES` "journal" for the health server; `current_journal()` returns the running one.
+  `ctx.probes` "journal" for the health server; `current_journal()` returns the running one.
 
 Models: `atb.db.models` (system_events here; run records and sweeps from the engine).
 Migrations: `atb/db/migrations` (Alembic, configured in code by `atb.db.migrate`).

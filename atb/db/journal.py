@@ -79,7 +79,7 @@ _CURRENT: Journal | None = None
 
 
 def current_journal() -> Journal | None:
-    """The running journal, or None. It also publishes `state()` as PROBES "journal"."""
+    """The running journal, or None. It also publishes `state()` as ctx.probes "journal"."""
     return _CURRENT
 
 
@@ -607,9 +607,7 @@ class Journal(Node[JournalConfig]):
 
             self._remove_listener = add_record_listener(self.enqueue)
         _CURRENT = self
-        from atb.runtime.probes import PROBES
-
-        self._unregister_probe = PROBES.register("journal", self.state)
+        self._unregister_probe = self.ctx.probes.register("journal", self.state)
         if self.spill_pending:
             logger.info(
                 "journal: {} spilled events from an earlier run will be replayed from {}",
@@ -688,7 +686,7 @@ class Journal(Node[JournalConfig]):
     # -- health ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Journal health for /status (also published as PROBES "journal").
+        """Journal health for /status (also published as ctx.probes "journal").
 
         queue_depth/queue_size: events in memory; enqueued/written/spilled/replayed/
         rejected/dropped: totals since start (overflowed: spilled by callers because the

@@ -68,7 +68,6 @@ from atb.logging.events import (
 )
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
 from atb.strategies.base import SignalFrame, Strategy
 
 
@@ -320,7 +319,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            PROBES.heartbeat.stop(status)
+            self.ctx.probes.heartbeat.stop(status)
             if self._heartbeat_writer is not None:
                 self._heartbeat_writer.stop()
                 self._heartbeat_writer = None
@@ -329,10 +328,12 @@ class LiveEngine(Node[LiveEngineConfig]):
     # -- the loop -----------------------------------------------------------------------
     def _loop(self) -> str:
         cfg, ctx = self.config, self.ctx
-        PROBES.heartbeat.start(interval=cfg.check_interval)
+        self.ctx.probes.heartbeat.start(interval=cfg.check_interval)
         if self.recorder is not None:
             # Other processes (the monitoring dashboard) see the pulse through the database.
-            self._heartbeat_writer = HeartbeatWriter(self.db.engine, ctx.run_id, PROBES.heartbeat)
+            self._heartbeat_writer = HeartbeatWriter(
+                self.db.engine, ctx.run_id, self.ctx.probes.heartbeat
+            )
             self._heartbeat_writer.start()
         feed = self.feed.describe()
         log_engine_event(
@@ -381,7 +382,7 @@ class LiveEngine(Node[LiveEngineConfig]):
                         f"last error: {self.last_error}"
                     )
                 wait = min(cfg.cooldown * 2 ** (self.failures - 1), cfg.cooldown_max)
-                PROBES.heartbeat.expect(wait)  # a cooldown is not a stall
+                self.ctx.probes.heartbeat.expect(wait)  # a cooldown is not a stall
                 log_engine_event(
                     "cooldown",
                     level="WARNING",
@@ -414,23 +415,23 @@ class LiveEngine(Node[LiveEngineConfig]):
                 error=self.last_error,
                 failures=self.failures + 1,
             )
-            PROBES.heartbeat.fail(self.last_error)
+            self.ctx.probes.heartbeat.fail(self.last_error)
             return False
         except Exception as exc:  # a bug must not kill a live session on the first bar
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log_engine_event("iteration_failed", level="ERROR", error=self.last_error, exc_info=exc)
-            PROBES.heartbeat.fail(self.last_error)
+            self.ctx.probes.heartbeat.fail(self.last_error)
             return False
         if frame.empty:
             self.last_error = "the exchange returned no closed candles"
             log_data_event(
                 "no_data", level="WARNING", symbol=self.ctx.symbol, timeframe=self.ctx.timeframe
             )
-            PROBES.heartbeat.fail(self.last_error)
+            self.ctx.probes.heartbeat.fail(self.last_error)
             return False
         now_ms = self.feed.now_ms()
         newest = frame.index[-1]
-        PROBES.heartbeat.beat(
+        self.ctx.probes.heartbeat.beat(
             iteration=self.iterations + 1, newest_candle=newest.isoformat(), stale=self.stale
         )
         try:
@@ -440,7 +441,7 @@ class LiveEngine(Node[LiveEngineConfig]):
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log_engine_event("iteration_failed", level="ERROR", error=self.last_error, exc_info=exc)
-            PROBES.heartbeat.fail(self.last_error)
+            self.ctx.probes.heartbeat.fail(self.last_error)
             return False
         return True
 
@@ -897,8 +898,8 @@ class LiveEngine(Node[LiveEngineConfig]):
 
     # -- probes -------------------------------------------------------------------------
     def _register_probes(self) -> None:
-        self._unregister.append(PROBES.register("data", self._data_state))
-        self._unregister.append(PROBES.register("exchange", self._exchange_state))
+        self._unregister.append(self.ctx.probes.register("data", self._data_state))
+        self._unregister.append(self.ctx.probes.register("exchange", self._exchange_state))
 
     def _data_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -11,8 +11,8 @@ Where the checks get their inputs (kept to what exists when the health node is b
   check opens its own NullPool engine so a probe never takes a connection from the run's pool.
 - `exchange`: the run's resolved `exchange` config (`id`, `sandbox`, `base_url`) in
   `ctx.config`, used to build a separate, keyless ccxt client; the trading client is never
-  touched. The live loop's own view (`PROBES` "exchange") is shown alongside.
-- `journal`, `data`, `alerts`: the state providers those components register in `PROBES`.
+  touched. The live loop's own view (`ctx.probes` "exchange") is shown alongside.
+- `journal`, `data`, `alerts`: the state providers those components register in `ctx.probes`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pydantic import Field
 
 from atb.config.base import StrictModel
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES, Probes
+from atb.runtime.probes import Probes
 
 Status = Literal["healthy", "degraded", "unhealthy", "skipped"]
 FailureStatus = Literal["degraded", "unhealthy"]
@@ -58,8 +58,11 @@ class CheckEnv:
 
     ctx: RunContext
     nodes: dict[str, Any] = field(default_factory=dict)
-    probes: Probes = PROBES
     server_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def probes(self) -> Probes:
+        return self.ctx.probes
 
 
 class CheckConfig(StrictModel):
@@ -330,7 +333,7 @@ def _rebase(client: Any, base_url: str) -> None:
 
 
 class ProbeCheckConfig(CheckConfig):
-    probe: str | None = Field(None, description="PROBES provider name (default per class)")
+    probe: str | None = Field(None, description="probe provider name (default per class)")
 
 
 NORMAL_STATUS = {
@@ -342,7 +345,7 @@ NORMAL_STATUS = {
 
 
 class ProbeCheck(Check):
-    """A component that publishes its own state through `PROBES.register(name, fn)`.
+    """A component that publishes its own state through `ctx.probes.register(name, fn)`.
 
     A provider may state its `status` (normalised: ok/up → healthy, failing/down → the
     check's failure status, ...) or a `healthy` boolean; otherwise `assess()` judges the
@@ -414,7 +417,7 @@ class DataCheckConfig(ProbeCheckConfig):
 
 
 class DataCheck(ProbeCheck):
-    """Age of the newest candle the loop has (`PROBES` "data")."""
+    """Age of the newest candle the loop has (`ctx.probes` "data")."""
 
     config_model = DataCheckConfig
     default_name = "data"

@@ -1,7 +1,7 @@
 """The `health` node: /health, /status, /livez, /readyz and /metrics over HTTP.
 
 The server runs on its own thread with its own asyncio/tornado IOLoop, so a busy engine or
-a slow check never blocks it: handlers only read lock-free snapshots (`PROBES.heartbeat`),
+a slow check never blocks it: handlers only read lock-free snapshots (`self.ctx.probes.heartbeat`),
 and anything that may block (database, exchange, state providers, metric rendering) runs
 on worker threads with a timeout (see `atb.health.cache`).
 
@@ -16,7 +16,7 @@ route needs `Authorization: Bearer $ATB_API_TOKEN` once the token is set, and a 
 reachable beyond loopback refuses to start without it unless `allow_unauthenticated=true`.
 
 Inputs: the `db` node comes through `needs` (so it is started first); everything else is
-read from the run's config (`ctx.config`) and from `PROBES`, so the health server never
+read from the run's config (`ctx.config`) and from `ctx.probes`, so the health server never
 needs the exchange/journal/alerts nodes and never forces them into the run graph.
 """
 
@@ -61,7 +61,7 @@ from atb.runtime import exposure, tuning
 from atb.runtime.context import RunContext
 from atb.runtime.liveness import judge_snapshot
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES, silence_limit
+from atb.runtime.probes import silence_limit
 
 # Without a configured max_silence and before the loop announces its interval.
 FALLBACK_INTERVAL = 60.0
@@ -162,7 +162,7 @@ class HealthServer(Node[HealthServerConfig]):
     def __init__(self, config: NodeConfig, ctx: RunContext, **nodes: Any) -> None:
         super().__init__(config, ctx)
         self.nodes = nodes
-        self.env = CheckEnv(ctx=ctx, nodes=nodes, probes=PROBES, server_env=server_env())
+        self.env = CheckEnv(ctx=ctx, nodes=nodes, server_env=server_env())
         self.checks: list[Check] = []
         for entry in self.config.checks:
             if not entry.enabled:
@@ -342,7 +342,7 @@ class HealthServer(Node[HealthServerConfig]):
 
     def loop_state(self) -> tuple[bool, dict[str, Any]]:
         """(alive, payload): the trading loop's state from its heartbeat alone."""
-        hb = PROBES.heartbeat
+        hb = self.ctx.probes.heartbeat
         snap = hb.snapshot()
         since = hb.started_at if hb.started_at is not None else self.started_wall
         waited = max(0.0, time.time() - since)
@@ -471,10 +471,10 @@ class HealthServer(Node[HealthServerConfig]):
 
     def refresh_gauges(self) -> None:
         alive, loop = self.loop_state()
-        metrics.set_heartbeat_age(PROBES.heartbeat.age(), loop["max_silence_seconds"])
+        metrics.set_heartbeat_age(self.ctx.probes.heartbeat.age(), loop["max_silence_seconds"])
         metrics.set_loop_state(loop["state"], alive)
         try:
-            state = PROBES.read("journal")
+            state = self.ctx.probes.read("journal")
         except Exception:  # a broken provider must not break the scrape
             state = None
         if isinstance(state, dict):

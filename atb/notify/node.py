@@ -20,7 +20,6 @@ from atb.notify.limits import Period, RouteLimiter
 from atb.notify.messages import FORMATTERS, money, num
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
 
 
 class Notifier(Node[NotifyConfig]):
@@ -67,7 +66,7 @@ class Notifier(Node[NotifyConfig]):
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._unregister_probe = PROBES.register("notify", self.state)
+        self._unregister_probe = self.ctx.probes.register("notify", self.state)
         router = self.router
         if router is not None and hasattr(router, "attached"):
             router.attached["notifications"] = self.state  # /status: under `alerts`

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atb.runtime.probes import Probes
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
@@ -35,6 +37,9 @@ class RunContext:
     job_num: int | None = None
     config_sources: dict[str, list[str]] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    probes: Probes = field(default_factory=Probes)
+    """The run's published state (loop heartbeat, journal, alerts, data, exchange): the
+    components that have it register here, the health server and alert rules read it."""
 
     @property
     def stopping(self) -> bool:

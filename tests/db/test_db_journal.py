@@ -17,7 +17,6 @@ from atb.db.journal import Journal, JournalConfig, current_journal, row_from_jso
 from atb.db.models import SystemEvent
 from atb.db.node import Database
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES
 
 
 def make_journal(db: Database, tmp_path: Path, **settings: Any) -> Journal:
@@ -60,7 +59,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
     journal = make_journal(db, tmp_path)
     journal.start()
     assert current_journal() is journal
-    assert PROBES.read("journal") == journal.state()  # what the health server reads
+    assert journal.ctx.probes.read("journal") == journal.state()  # what the health server reads
     records = [record(i) for i in range(500)]
     for r in records:
         journal.enqueue(r)
@@ -78,7 +77,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
         )
     )
     journal.stop()
-    assert current_journal() is None and PROBES.read("journal") is None
+    assert current_journal() is None and journal.ctx.probes.read("journal") is None
     assert event_counts(db) == (503, 503)
     assert {r["id"] for r in records} <= uuids(db)
     with db.session() as s:

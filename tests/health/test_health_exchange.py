@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 from atb_testkit.fake_binance import FakeBinance
-from health_helpers import make_config, make_ctx, request, running
-
-from atb.runtime.probes import PROBES
+from health_helpers import PROBES, make_config, make_ctx, request, running
 
 BINANCE = {"_target_": "atb.exchange.ccxt_exchange.CcxtExchange", "id": "binance", "sandbox": False}
 

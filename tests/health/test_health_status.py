@@ -8,9 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from health_helpers import CountingCheck, counting, make_config, make_ctx, request, running
-
-from atb.runtime.probes import PROBES
+from health_helpers import PROBES, CountingCheck, counting, make_config, make_ctx, request, running
 
 
 def beat() -> None:
