@@ -27,7 +27,7 @@ def run_job(cfg: Any) -> Any:
 
     from atb.config.validate import validate_config
     from atb.logging.redaction import redact_obj, redact_override, redact_text
-    from atb.runtime.context import RunContext
+    from atb.runtime.context import ExchangeTarget, RunContext
     from atb.runtime.errors import ConfigError, NodeError
     from atb.runtime.outputs import config_sources, write_outputs
     from atb.runtime.runner import Runner
@@ -55,11 +55,13 @@ def run_job(cfg: Any) -> Any:
     install_run_redactor(validated)
     safe_overrides = [redact_override(o, secrets) for o in overrides]
     strategy = validated.nodes["strategy"].config if "strategy" in validated.nodes else None
+    exchange = validated.nodes.get("exchange")
     ctx = RunContext(
         mode=validated.settings.mode,
         symbol=validated.settings.symbol,
         timeframe=validated.settings.timeframe,
         strategy=getattr(strategy, "name", None),
+        exchange=ExchangeTarget.of(exchange.config.model_dump(by_alias=True)) if exchange else None,
         config=redact_obj(validated.raw, secrets),
         secrets=secrets,
         config_sources=config_sources(hc, OmegaConf.to_yaml(cfg, resolve=False), safe_overrides),

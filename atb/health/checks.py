@@ -9,9 +9,9 @@ thread (never on the server's IOLoop), at most once per TTL, with a timeout enfo
 Where the checks get their inputs (kept to what exists when the health node is built):
 - `database`: the `db` node handed to the server through `needs` (its `.engine`/`.url`); the
   check opens its own NullPool engine so a probe never takes a connection from the run's pool.
-- `exchange`: the run's resolved `exchange` config (`id`, `sandbox`, `base_url`) in
-  `ctx.config`, used to build a separate, keyless ccxt client; the trading client is never
-  touched. The live loop's own view (`ctx.probes` "exchange") is shown alongside.
+- `exchange`: the run's exchange as handed in `ctx.exchange` (`id`, `sandbox`, `base_url`),
+  used to build a separate, keyless ccxt client; the trading client is never touched.
+  The live loop's own view (`ctx.probes` "exchange") is shown alongside.
 - `journal`, `data`, `alerts`: the state providers those components register in `ctx.probes`.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from atb.config.base import StrictModel
-from atb.runtime.context import RunContext
+from atb.runtime.context import ExchangeTarget, RunContext
 from atb.runtime.probes import Probes
 
 Status = Literal["healthy", "degraded", "unhealthy", "skipped"]
@@ -241,20 +241,12 @@ class ExchangeCheck(Check):
         super().__init__(config, env)
         self._client: Any = None
 
-    def _exchange_config(self) -> dict[str, Any]:
-        value = self.env.ctx.config.get("exchange")
-        if not isinstance(value, dict) or value.get("enabled", True) is False:
-            return {}
-        return value
-
     def target(self) -> tuple[str | None, str | None, bool]:
-        run_cfg = self._exchange_config()
-        ex_id = self.config.exchange_id or run_cfg.get("id")
-        base_url = self.config.base_url or run_cfg.get("base_url")
-        sandbox = self.config.sandbox
-        if sandbox is None:
-            sandbox = bool(run_cfg.get("sandbox", False))
-        return (str(ex_id) if ex_id else None), (str(base_url) if base_url else None), sandbox
+        run = self.env.ctx.exchange or ExchangeTarget(target="")
+        ex_id = self.config.exchange_id or run.id
+        base_url = self.config.base_url or run.base_url
+        sandbox = run.sandbox if self.config.sandbox is None else self.config.sandbox
+        return ex_id, base_url, sandbox
 
     def _get_client(self, ex_id: str, base_url: str | None, sandbox: bool) -> Any:
         if self._client is not None:
@@ -291,7 +283,7 @@ class ExchangeCheck(Check):
         extra = {"loop_view": loop_view} if loop_view else {}
         if not ex_id:
             detail = "no ccxt exchange in the run graph"
-            target = self._exchange_config().get("_target_")
+            target = self.env.ctx.exchange.target if self.env.ctx.exchange else None
             if target:
                 detail = f"exchange '{target}' is not a ccxt exchange (offline replay)"
             return {"status": "skipped", "detail": detail, **extra}

@@ -16,7 +16,7 @@ route needs `Authorization: Bearer $ATB_API_TOKEN` once the token is set, and a 
 reachable beyond loopback refuses to start without it unless `allow_unauthenticated=true`.
 
 Inputs: the `db` node comes through `needs` (so it is started first); everything else is
-read from the run's config (`ctx.config`) and from `ctx.probes`, so the health server never
+handed in the run context (`ctx.exchange`, `ctx.probes`), so the health server never
 needs the exchange/journal/alerts nodes and never forces them into the run graph.
 """
 

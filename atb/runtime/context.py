@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,28 @@ from atb.runtime.probes import Probes
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class ExchangeTarget:
+    """The run's exchange as other nodes may see it, without keys: what the health server's
+    exchange check probes on a client of its own (the exchange node itself stays private)."""
+
+    target: str
+    id: str | None = None
+    base_url: str | None = None
+    sandbox: bool = False
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> ExchangeTarget:
+        """From the exchange node's validated settings (`_target_`, `id`, `base_url`, ...)."""
+        ex_id, base_url = section.get("id"), section.get("base_url")
+        return cls(
+            target=str(section.get("_target_", "")),
+            id=str(ex_id) if ex_id else None,
+            base_url=str(base_url) if base_url else None,
+            sandbox=bool(section.get("sandbox", False)),
+        )
 
 
 @dataclass
@@ -40,6 +63,8 @@ class RunContext:
     probes: Probes = field(default_factory=Probes)
     """The run's published state (loop heartbeat, journal, alerts, data, exchange): the
     components that have it register here, the health server and alert rules read it."""
+    exchange: ExchangeTarget | None = None
+    """The run graph's exchange node, if any, as `ExchangeTarget`."""
 
     @property
     def stopping(self) -> bool:

@@ -17,7 +17,7 @@ from pydantic import Field
 from atb.config.base import NodeConfig
 from atb.health.checks import Check, CheckConfig
 from atb.health.server import HealthServer, HealthServerConfig
-from atb.runtime.context import RunContext
+from atb.runtime.context import ExchangeTarget, RunContext
 from atb.runtime.node import Node
 from atb.runtime.probes import Probes
 
@@ -41,6 +41,7 @@ def make_ctx(**kw: Any) -> RunContext:
         "mode": "paper",
         "strategy": "ml_basic",
         "config": {"exchange": {"_target_": "atb.exchange.replay.ReplayExchange"}},
+        "exchange": ExchangeTarget(target="atb.exchange.replay.ReplayExchange"),
         "config_sources": {k: list(v) for k, v in SOURCES.items()},
     }
     base.update(kw)
