@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from atb.alerts.model import Notification
+from atb.notify.config import RouteConfig
 from atb.runtime.context import RunContext
 
 
-class Composer(Protocol):
-    """What a formatter needs from the notifier: the run, and how a message is put together."""
+@dataclass(frozen=True)
+class Composer:
+    """Puts a route's message together for the run: severity, symbol, run identity."""
 
     ctx: RunContext
+    routes: Mapping[str, RouteConfig]
 
     def note(
         self,
@@ -22,7 +27,23 @@ class Composer(Protocol):
         details: dict[str, Any],
         severity: str | None = None,
         symbol: str | None = None,
-    ) -> Notification: ...
+    ) -> Notification:
+        cfg = self.routes.get(route)
+        now = time.time()
+        return Notification(
+            rule=route,
+            severity=severity or (cfg.severity if cfg else "info"),
+            status="notify",
+            summary=summary,
+            details={k: v for k, v in details.items() if v is not None},
+            title_text=title,
+            symbol=symbol or self.ctx.symbol,
+            run_id=self.ctx.run_id,
+            mode=self.ctx.mode,
+            strategy=self.ctx.strategy,
+            first_seen=now,
+            last_seen=now,
+        )
 
 
 def num(value: Any) -> float | None:

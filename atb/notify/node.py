@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +12,10 @@ from loguru import logger
 
 from atb.alerts.model import Notification
 from atb.config.base import NodeConfig
+from atb.logging.inbox import EventInbox
 from atb.notify.config import NotifyConfig, RouteConfig, RoutesConfig
 from atb.notify.limits import Period, RouteLimiter
-from atb.notify.messages import FORMATTERS, money, num
+from atb.notify.messages import FORMATTERS, Composer, money, num
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -40,11 +38,8 @@ class Notifier(Node[NotifyConfig]):
         self.active = False
         self.reason = ""
         self.channels: list[str] = []
-        self._inbox: deque[dict[str, Any]] = deque()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._remove_listener: Callable[[], None] | None = None
+        self._inbox = EventInbox(self.config.queue_size, "atb-notify")
+        self.composer = Composer(ctx, self.routes)
         self._unregister_probe: Callable[[], None] | None = None
         self.counts: dict[str, int] = {
             "events_seen": 0,
@@ -89,11 +84,7 @@ class Notifier(Node[NotifyConfig]):
         self.active = True
         if self.config.daily_summary.enabled:
             self._next_summary = self._next_summary_at(time.time())
-        self._thread = threading.Thread(target=self._run, name="atb-notify", daemon=True)
-        self._thread.start()
-        from atb.logging.hooks import add_record_listener
-
-        self._remove_listener = add_record_listener(self._on_record)
+        self._inbox.open(self._run, self._on_record)
         logger.info(
             "notify: {} via {}", ", ".join(self.routes) or "no routes", ", ".join(self.channels)
         )
@@ -106,15 +97,7 @@ class Notifier(Node[NotifyConfig]):
         return [n for n in names if any(n == w or n.startswith(w + ".") for w in wanted)]
 
     def stop(self) -> None:
-        if self._remove_listener is not None:
-            with contextlib.suppress(Exception):
-                self._remove_listener()
-            self._remove_listener = None
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            # The last events (engine_stop, the final close) still go out.
-            self._thread.join(self.config.stop_timeout)
+        self._inbox.close(self.config.stop_timeout)  # engine_stop, the final close still go out
         if self._unregister_probe is not None:
             self._unregister_probe()
             self._unregister_probe = None
@@ -125,22 +108,19 @@ class Notifier(Node[NotifyConfig]):
         """Runs on the trading loop: a name check and an append, nothing else."""
         if record.get("name") not in self._by_event:
             return
-        if len(self._inbox) >= self.config.queue_size:
+        if not self._inbox.offer(record):
             self.counts["events_dropped"] += 1
-            return
-        self._inbox.append(record)
-        self._wake.set()
 
     # -- the notifier thread ----------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(0.5)
-            self._wake.clear()
-            stopping = self._stopping.is_set()
+            self._inbox.wake.wait(0.5)
+            self._inbox.wake.clear()
+            stopping = self._inbox.stopping.is_set()
             try:
-                while self._inbox:
-                    self._handle(self._inbox.popleft())
+                while self._inbox.records:
+                    self._handle(self._inbox.records.popleft())
                 # At the end, what was held back is reported now: there is no later.
                 self._release_held(time.monotonic(), force=stopping)
                 if self._next_summary is not None and time.time() >= self._next_summary:
@@ -167,7 +147,7 @@ class Notifier(Node[NotifyConfig]):
         if not self._limiters[route].allow(time.monotonic()):
             self.counts["held_back"] += 1
             return
-        note = FORMATTERS[route](self, fields, context)
+        note = FORMATTERS[route](self.composer, fields, context)
         if note is not None:
             self._send(route, note)
 
@@ -183,7 +163,7 @@ class Notifier(Node[NotifyConfig]):
                 cfg = self.routes[route]
                 self._send(
                     route,
-                    self.note(
+                    self.composer.note(
                         route,
                         f"⏸ {held} more {route.replace('_', ' ')} notification"
                         f"{'s' if held != 1 else ''} held back",
@@ -251,39 +231,12 @@ class Notifier(Node[NotifyConfig]):
             f"{'s' if period.trades != 1 else ''}, win rate {win_rate}, "
             f"{len(self._open)} open"
         )
-        note = self.note(
+        note = self.composer.note(
             "daily_summary", f"{sign} Daily summary {self.ctx.symbol}", summary, details
         )
         self.counts["notified"] += 1
         self.per_route["daily_summary"] = self.per_route.get("daily_summary", 0) + 1
         self.router.send(note, channels=self.channels, record=False)
-
-    # -- messages -------------------------------------------------------------------------
-
-    def note(
-        self,
-        route: str,
-        title: str,
-        summary: str,
-        details: dict[str, Any],
-        severity: str | None = None,
-        symbol: str | None = None,
-    ) -> Notification:
-        cfg = self.routes.get(route)
-        return Notification(
-            rule=route,
-            severity=severity or (cfg.severity if cfg else "info"),
-            status="notify",
-            summary=summary,
-            details={k: v for k, v in details.items() if v is not None},
-            title_text=title,
-            symbol=symbol or self.ctx.symbol,
-            run_id=self.ctx.run_id,
-            mode=self.ctx.mode,
-            strategy=self.ctx.strategy,
-            first_seen=time.time(),
-            last_seen=time.time(),
-        )
 
     def state(self) -> dict[str, Any]:
         return {
