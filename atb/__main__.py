@@ -27,7 +27,7 @@ def run_job(cfg: Any) -> Any:
 
     from atb.config.validate import validate_config
     from atb.logging.redaction import redact_obj, redact_override, redact_text
-    from atb.runtime.context import RunContext
+    from atb.runtime.context import ExchangeTarget, RunContext
     from atb.runtime.errors import ConfigError, NodeError
     from atb.runtime.outputs import config_sources, write_outputs
     from atb.runtime.runner import Runner
@@ -55,11 +55,13 @@ def run_job(cfg: Any) -> Any:
     install_run_redactor(validated)
     safe_overrides = [redact_override(o, secrets) for o in overrides]
     strategy = validated.nodes["strategy"].config if "strategy" in validated.nodes else None
+    exchange = validated.nodes.get("exchange")
     ctx = RunContext(
         mode=validated.settings.mode,
         symbol=validated.settings.symbol,
         timeframe=validated.settings.timeframe,
         strategy=getattr(strategy, "name", None),
+        exchange=ExchangeTarget.of(exchange.config.model_dump(by_alias=True)) if exchange else None,
         config=redact_obj(validated.raw, secrets),
         secrets=secrets,
         config_sources=config_sources(hc, OmegaConf.to_yaml(cfg, resolve=False), safe_overrides),
@@ -117,7 +119,7 @@ def _failed_job(cfg: Any, identity: dict[str, Any], error: str, label: str) -> A
     from omegaconf import OmegaConf
 
     from atb.logging.redaction import redact_obj
-    from atb.runtime.sweep import record_failed_job
+    from atb.runtime.sweep_store import record_failed_job
 
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
@@ -155,27 +157,6 @@ def report_config_error(exc: Any) -> None:
         print(f"config error: {line}", file=sys.stderr)
 
 
-def _skip_mode_probe(args: list[str]) -> None:
-    """Spare Hydra's second composition of the whole config on every start.
-
-    Hydra 1.3 composes the config once just to read `hydra.mode` (is this a sweep?) and
-    again for the run: ~0.4 s of a 3 s budget. atb's own configs never set hydra.mode, so
-    unless the command line touches it (or adds an experiment, which may), `-m` decides.
-    """
-    from hydra._internal.hydra import Hydra
-
-    if any(a.lstrip("+~").startswith(("hydra.mode", "experiment")) for a in args):
-        return
-    if getattr(Hydra.get_mode, "_atb_fast", False):
-        return
-
-    def get_mode(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:
-        return None
-
-    get_mode._atb_fast = True  # type: ignore[attr-defined]
-    Hydra.get_mode = get_mode  # type: ignore[method-assign]
-
-
 def version_line() -> str:
     """`atb 0.1.0 (Hydra 1.3.2, Python 3.11.2)`: Hydra's own --version names only itself."""
     import platform
@@ -185,30 +166,6 @@ def version_line() -> str:
     from atb import __version__
 
     return f"atb {__version__} (Hydra {hydra_version}, Python {platform.python_version()})"
-
-
-def _redact_printed_config(args: list[str]) -> None:
-    """`--cfg job|hydra|all` (with or without `--resolve`) and `--info` print through the
-    redactor: command-line keys, URL passwords and webhook URLs never reach the terminal."""
-    from hydra._internal.hydra import Hydra
-
-    if getattr(Hydra.show_cfg, "_atb_redacted", False):
-        return
-    from atb.runtime.printed import redacting_stdout
-
-    show_cfg, show_info = Hydra.show_cfg, Hydra.show_info
-
-    def redacted_cfg(self: Hydra, *a: Any, **kw: Any) -> None:
-        with redacting_stdout(args, structured=True):
-            show_cfg(self, *a, **kw)
-
-    def redacted_info(self: Hydra, *a: Any, **kw: Any) -> None:
-        with redacting_stdout(args, structured=False):
-            show_info(self, *a, **kw)
-
-    redacted_cfg._atb_redacted = True  # type: ignore[attr-defined]
-    Hydra.show_cfg = redacted_cfg  # type: ignore[method-assign]
-    Hydra.show_info = redacted_info  # type: ignore[method-assign]
 
 
 def output_error(exc: OSError) -> str:
@@ -245,12 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
+    from atb.runtime import tuning
+    from atb.runtime.printed import redact_printed_config
+
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    _skip_mode_probe(args)
-    _redact_printed_config(args)
+    tuning.skip_hydra_mode_probe(args)
+    redact_printed_config(args)
     entry = hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(run_job)
     try:
         entry()

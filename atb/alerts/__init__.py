@@ -13,7 +13,7 @@ Follow the `alerts` config key (conf/alerts/default.yaml):
 * `atb.alerts.channels`: `LogChannel` (always on) and `WebhookChannel` (JSON POST, total
   deadline per attempt via `atb.alerts.http`); `atb.alerts.apprise_channel.AppriseChannel`:
   Telegram, Discord, Slack, email, … (one channel per Apprise URL, `atb[notify]`).
-* `atb.alerts.notify.Notifier` is the `notify` node (conf/notify/): trade, rejection,
+* `atb.notify.node.Notifier` is the `notify` node (conf/notify/): trade, rejection,
   session and daily-summary notifications through the same channels, rate-limited per
   route, never de-duplicated.
 * `atb.alerts.cli`: `atb alerts test` proves every channel (and every Apprise URL) works

@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from atb.alerts.channels import Channel, ChannelConfig, DeliveryError
+from atb.alerts.channels import Channel, DeliveryError
+from atb.alerts.config import ChannelConfig
 from atb.alerts.model import Notification
 from atb.config.base import field_error
 from atb.logging.redaction import get_redactor

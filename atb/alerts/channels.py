@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from atb.alerts.config import EntryConfig
+from atb.alerts.config import ChannelConfig
 from atb.alerts.http import BoundedRequest, DeadlineExceeded
-from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, Notification, Severity
+from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, Notification
 from atb.config.base import field_error
 from atb.logging import core
 from atb.logging.redaction import get_redactor
@@ -40,23 +40,6 @@ class DeliveryError(Exception):
         self.retryable = retryable
 
 
-class ChannelConfig(EntryConfig):
-    min_severity: Severity = Field("info", description="skip alerts below this severity")
-    timeout: float = Field(
-        5.0, gt=0, description="seconds per delivery attempt, in total (connect + send + read)"
-    )
-    retries: int = Field(3, ge=0, description="extra attempts after a failed one")
-    backoff: float = Field(0.5, ge=0, description="first retry delay (s); doubles per retry")
-    backoff_max: float = Field(30.0, ge=0, description="retry delay cap (s)")
-    breaker_threshold: int = Field(
-        3, ge=1, description="consecutive failed deliveries that open the circuit"
-    )
-    breaker_cooldown: float = Field(
-        60.0, gt=0, description="seconds an open circuit fails fast before one trial delivery"
-    )
-    queue_size: int = Field(1000, ge=1, description="notifications waiting for this channel")
-
-
 class Channel(ABC):
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
     default_name: ClassVar[str] = "channel"
@@ -68,7 +51,7 @@ class Channel(ABC):
     def __init__(self, config: ChannelConfig, ctx: RunContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.name = channel_name(config)
+        self.name = config.display_name()
 
     @property
     def configured(self) -> bool:
@@ -95,23 +78,10 @@ class Channel(ABC):
         return []
 
     def redact(self, text: str) -> str:
-        from atb.config.secrets import redact_text
+        from atb.logging.redaction import redact_text
 
         text = redact_text(text, [*self.secrets(), *self.ctx.secrets])
         return get_redactor().redact_text(text)
-
-
-def channel_name(config: Any) -> str:
-    if getattr(config, "name", None):
-        return str(config.name)
-    target = str(getattr(config, "target", "channel"))
-    from atb.config.validate import import_target
-
-    try:
-        cls = import_target(target)
-    except ImportError:
-        return target.rpartition(".")[2]
-    return str(getattr(cls, "default_name", target.rpartition(".")[2]))
 
 
 # -- log --------------------------------------------------------------------------------

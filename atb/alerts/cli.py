@@ -150,7 +150,6 @@ def _build_channels(config: Any, ctx: Any) -> list[Any]:
 
 
 def list_rules(cfg: Any) -> int:
-    from atb.alerts.rules import rule_name
 
     config = _alerts_config(cfg, None)
     ctx = _context(cfg)
@@ -168,7 +167,7 @@ def list_rules(cfg: Any) -> int:
         if getattr(entry, "events", None):
             extra = f" events={','.join(entry.events)} threshold={entry.threshold}"
             extra += f" window={entry.window:g}s"
-        print(f"  - {rule_name(entry)} [{entry.severity}] {kind}{extra}{flag}")
+        print(f"  - {entry.display_name()} [{entry.severity}] {kind}{extra}{flag}")
     print("channels:")
     for channel in _build_channels(config, ctx):
         info = channel.describe()
@@ -180,8 +179,8 @@ def list_rules(cfg: Any) -> int:
 def _list_notifications(cfg: Any) -> None:
     from pydantic import ValidationError
 
-    from atb.alerts.notify import NotifyConfig
     from atb.config.base import format_validation_error
+    from atb.notify.config import NotifyConfig
 
     raw = _section(cfg, "notify")
     if not raw:
@@ -274,11 +273,8 @@ def run_test(
 def _configure_redaction(config: Any) -> None:
     """The webhook URL and header values are secrets for every line this command logs."""
     from atb.config.validate import collect_secrets
+    from atb.logging.redaction import get_redactor
 
-    try:
-        from atb.logging.redaction import get_redactor
-    except ImportError:  # pragma: no cover
-        return
     secrets = collect_secrets([config])
     if secrets:
         get_redactor().add_secrets(secrets)
@@ -299,7 +295,7 @@ def _record(cfg: Any, note: Any, results: dict[str, Any]) -> str:
     Goes through the journal's `emit()` contract (not its row format), with a journal
     that does not listen to the log stream: only this row is written.
     """
-    from atb.config.secrets import redact_text
+    from atb.logging.redaction import redact_text
     from atb.runtime.context import RunContext
 
     raw = _section(cfg, "db")

@@ -8,12 +8,13 @@ with the dotted key in the message (`alerts.rules.0.threshold: ...`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import Field, model_validator
 
+from atb.alerts.model import Severity
 from atb.config.base import NodeConfig, StrictModel, field_error
+from atb.config.targets import TargetList, import_target
 
 
 class EntryConfig(StrictModel):
@@ -25,64 +26,63 @@ class EntryConfig(StrictModel):
     )
     enabled: bool = Field(True, description="false: keep the entry in YAML but skip it")
 
-
-def _custom(loc: tuple[int | str, ...], message: str, value: Any) -> InitErrorDetails:
-    return {
-        "type": PydanticCustomError("value_error", "Value error, {msg}", {"msg": message}),
-        "loc": loc,
-        "input": value,
-    }
-
-
-def validate_entries(entries: Any, base: type[EntryConfig], what: str) -> list[EntryConfig]:
-    """Validate each entry with its `_target_`'s own model; every problem is reported."""
-    from atb.config.validate import import_target
-
-    if not isinstance(entries, list):
-        raise ValueError(f"must be a list of {what} entries, each with a _target_")
-    problems: list[InitErrorDetails] = []
-    built: list[EntryConfig] = []
-    for i, entry in enumerate(entries):
-        if isinstance(entry, base):
-            built.append(entry)
-            continue
-        if not isinstance(entry, dict) or not entry.get("_target_"):
-            problems.append(_custom((i,), f"a {what} entry needs a _target_", entry))
-            continue
-        target = str(entry["_target_"])
+    def display_name(self) -> str:
+        """`name`, else the `default_name` of the entry's class, else the class name."""
+        if self.name:
+            return self.name
+        fallback = self.target.rpartition(".")[2]
         try:
-            cls = import_target(target)
-        except ImportError as exc:
-            problems.append(_custom((i, "_target_"), f"cannot import '{target}': {exc}", target))
-            continue
-        model = getattr(cls, "config_model", None)
-        if not (isinstance(model, type) and issubclass(model, base)):
-            problems.append(
-                _custom(
-                    (i, "_target_"),
-                    f"'{target}' is not an alert {what} (no {base.__name__} config_model)",
-                    target,
-                )
-            )
-            continue
-        try:
-            built.append(model.model_validate(entry))
-        except ValidationError as exc:
-            problems += [_prefixed(i, err) for err in exc.errors(include_url=False)]
-    if problems:
-        raise ValidationError.from_exception_data(f"alerts {what}s", problems)
-    return built
+            cls = import_target(self.target)
+        except ImportError:
+            return fallback
+        return str(getattr(cls, "default_name", fallback))
 
 
-def _prefixed(index: int, err: Any) -> InitErrorDetails:
-    detail: InitErrorDetails = {
-        "type": err["type"],
-        "loc": (index, *err["loc"]),
-        "input": err.get("input"),
-    }
-    if err.get("ctx"):
-        detail["ctx"] = err["ctx"]
-    return detail
+class RuleConfig(EntryConfig):
+    """Settings every rule has (atb.alerts.rules)."""
+
+    entry_kind: ClassVar[str] = "an alert rule"
+
+    severity: Severity = "warning"
+    dedup_window: float = Field(
+        300.0,
+        ge=0,
+        description="a re-firing of the same rule+key within this many seconds "
+        "of its last notification is a duplicate: suppressed",
+    )
+    renotify_interval: float | None = Field(
+        3600.0, gt=0, description="remind every this many seconds while still firing (null: never)"
+    )
+    clear_after: float = Field(
+        0.0, ge=0, description="the condition must stay false this long before 'resolved'"
+    )
+    summary: str | None = Field(
+        None, description="str.format template over the rule's values (count, symbol, ...)"
+    )
+    check: str | None = Field(
+        None, description="what the operator should look at first (shown in the message)"
+    )
+
+
+class ChannelConfig(EntryConfig):
+    """Settings every channel has (atb.alerts.channels)."""
+
+    entry_kind: ClassVar[str] = "an alert channel"
+
+    min_severity: Severity = Field("info", description="skip alerts below this severity")
+    timeout: float = Field(
+        5.0, gt=0, description="seconds per delivery attempt, in total (connect + send + read)"
+    )
+    retries: int = Field(3, ge=0, description="extra attempts after a failed one")
+    backoff: float = Field(0.5, ge=0, description="first retry delay (s); doubles per retry")
+    backoff_max: float = Field(30.0, ge=0, description="retry delay cap (s)")
+    breaker_threshold: int = Field(
+        3, ge=1, description="consecutive failed deliveries that open the circuit"
+    )
+    breaker_cooldown: float = Field(
+        60.0, gt=0, description="seconds an open circuit fails fast before one trial delivery"
+    )
+    queue_size: int = Field(1000, ge=1, description="notifications waiting for this channel")
 
 
 RunMode = Literal["backtest", "paper", "live", "train"]
@@ -114,35 +114,19 @@ class AlertsConfig(NodeConfig):
     warn_without_channel: bool = Field(
         True, description="warn loudly when a live run has no external channel configured"
     )
-    rules: list[Any] = Field(default_factory=list)
-    channels: list[Any] = Field(default_factory=list)
-
-    @field_validator("rules", mode="before")
-    @classmethod
-    def _rules(cls, value: Any) -> list[EntryConfig]:
-        from atb.alerts.rules import RuleConfig
-
-        return validate_entries(value, RuleConfig, "rule")
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _channels(cls, value: Any) -> list[EntryConfig]:
-        from atb.alerts.channels import ChannelConfig
-
-        return validate_entries(value, ChannelConfig, "channel")
+    rules: TargetList[RuleConfig] = Field(default_factory=list)
+    channels: TargetList[ChannelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AlertsConfig:
-        from atb.alerts.channels import channel_name
-        from atb.alerts.rules import rule_name
-
-        for what, entries, namer in (
-            ("rules", self.rules, rule_name),
-            ("channels", self.channels, channel_name),
-        ):
+        lists: tuple[tuple[str, list[Any]], ...] = (
+            ("rules", self.rules),
+            ("channels", self.channels),
+        )
+        for what, entries in lists:
             seen: dict[str, int] = {}
             for i, entry in enumerate(entries):
-                name = namer(entry)
+                name = entry.display_name()
                 if name in seen:
                     raise field_error(
                         f"{what}.{i}.name",

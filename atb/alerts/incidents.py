@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from atb.alerts.config import RuleConfig
 from atb.alerts.model import Notification, Observation, iso
-from atb.alerts.rules import Rule, RuleConfig
+from atb.alerts.rules import Rule
 
 Action = Literal["notify", "suppressed"]
 

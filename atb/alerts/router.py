@@ -18,13 +18,12 @@ duplicate within the de-duplication window, not sent anywhere).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from loguru import logger
 
@@ -36,9 +35,9 @@ from atb.alerts.model import LEVEL_NO, SEVERITY_LEVEL, SEVERITY_RANK, Notificati
 from atb.alerts.rules import Clear, Rule, RuleEnv, Signal, Trigger
 from atb.config.base import NodeConfig
 from atb.logging.events import log_alert_event
+from atb.logging.inbox import EventInbox
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
 
 
 class _Pending:
@@ -55,18 +54,15 @@ class _Pending:
 
 
 class AlertRouter(Node[AlertsConfig]):
-    config_model: ClassVar[type[NodeConfig]] = AlertsConfig
-    config: AlertsConfig
-
-    def __init__(
-        self, config: AlertsConfig, ctx: RunContext, logging: Any = None, journal: Any = None
-    ) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, journal: Any = None) -> None:
         super().__init__(config, ctx)
         self.journal = journal
-        self.active = ctx.mode in config.modes
-        env = RuleEnv(ctx=ctx, probes=PROBES, journal=journal)
-        self.rules: list[Rule] = [_build(entry, env) for entry in config.rules if entry.enabled]
-        channels = build_channels(config.channels, ctx)
+        self.active = ctx.mode in self.config.modes
+        env = RuleEnv(ctx=ctx, journal=journal)
+        self.rules: list[Rule] = [
+            _build(entry, env) for entry in self.config.rules if entry.enabled
+        ]
+        channels = build_channels(self.config.channels, ctx)
         if not any(isinstance(c, LogChannel) for c in channels):
             # The log channel is always on: an alert nobody can see anywhere is no alert.
             channels.insert(0, LogChannel(LogChannelConfig(), ctx))
@@ -75,11 +71,7 @@ class AlertRouter(Node[AlertsConfig]):
             ChannelWorker(c, on_state_change=self._channel_state) for c in channels if c.configured
         ]
         self.book = IncidentBook(run_id=ctx.run_id, mode=ctx.mode, strategy=ctx.strategy)
-        self._inbox: deque[dict[str, Any]] = deque()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._remove_listener: Callable[[], None] | None = None
+        self._inbox = EventInbox(self.config.queue_size, "atb-alerts")
         self._unregister_probe: Callable[[], None] | None = None
         self._names, self._min_levelno = self._prefilter()
         self._lock = threading.Lock()  # counters and the recent list (several writers)
@@ -101,18 +93,14 @@ class AlertRouter(Node[AlertsConfig]):
         return [w.name for w in self.workers if w.channel.external]
 
     def start(self) -> None:
-        self._unregister_probe = PROBES.register("alerts", self.state)
+        self._unregister_probe = self.ctx.probes.register("alerts", self.state)
         if not self.active:
             logger.debug("alerts: inactive in {} mode (alerts.modes={})", self.ctx.mode,
                          self.config.modes)  # fmt: skip
             return
         for worker in self.workers:
             worker.start()
-        self._thread = threading.Thread(target=self._run, name="atb-alerts", daemon=True)
-        self._thread.start()
-        from atb.logging.hooks import add_record_listener
-
-        self._remove_listener = add_record_listener(self._on_record)
+        self._inbox.open(self._run, self._on_record)
         self._warn_if_unreachable()
 
     def _warn_if_unreachable(self) -> None:
@@ -132,17 +120,10 @@ class AlertRouter(Node[AlertsConfig]):
                         hint)  # fmt: skip
 
     def stop(self) -> None:
-        if self._remove_listener is not None:
-            with contextlib.suppress(Exception):
-                self._remove_listener()
-            self._remove_listener = None
         deadline = time.monotonic() + self.config.stop_timeout
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            # The evaluator drains what the loop emitted last (an engine's dying ERROR
-            # event is exactly what must get out) before it exits.
-            self._thread.join(max(0.1, deadline - time.monotonic()))
+        # The evaluator drains what the loop emitted last (an engine's dying ERROR event is
+        # exactly what must get out) before it exits.
+        self._inbox.close(max(0.1, deadline - time.monotonic()))
         # Alerts still being delivered are on record now, whatever their channels do next.
         self._record_overdue(force=True)
         for worker in self.workers:
@@ -176,12 +157,8 @@ class AlertRouter(Node[AlertsConfig]):
                 return
         if record.get("event_type") == "alert_event":
             return
-        if len(self._inbox) >= self.config.queue_size:
+        if not self._inbox.offer(record):
             self.counts["events_dropped"] += 1
-            return
-        self._inbox.append(record)
-        if not self._wake.is_set():
-            self._wake.set()
 
     # -- the evaluator thread ---------------------------------------------------------------
 
@@ -189,9 +166,9 @@ class AlertRouter(Node[AlertsConfig]):
         next_tick = time.monotonic() + self.config.tick
         while True:
             timeout = max(0.0, next_tick - time.monotonic())
-            self._wake.wait(timeout)
-            self._wake.clear()
-            stopping = self._stopping.is_set()
+            self._inbox.wake.wait(timeout)
+            self._inbox.wake.clear()
+            stopping = self._inbox.stopping.is_set()
             try:
                 self._drain()
                 now = time.monotonic()
@@ -205,7 +182,7 @@ class AlertRouter(Node[AlertsConfig]):
                 return
 
     def _drain(self) -> None:
-        inbox = self._inbox
+        inbox = self._inbox.records
         while inbox:
             record = inbox.popleft()
             self.counts["events_seen"] += 1
@@ -473,7 +450,7 @@ class AlertRouter(Node[AlertsConfig]):
 
 
 def _build(entry: Any, env: RuleEnv) -> Rule:
-    from atb.config.validate import import_target
+    from atb.config.targets import import_target
 
     cls = import_target(entry.target)
     rule: Rule = cls(entry, env)
@@ -482,7 +459,7 @@ def _build(entry: Any, env: RuleEnv) -> Rule:
 
 def build_channels(entries: list[Any], ctx: RunContext) -> list[Channel]:
     """The channels of the enabled entries (an Apprise entry stands for one per URL)."""
-    from atb.config.validate import import_target
+    from atb.config.targets import import_target
 
     channels: list[Channel] = []
     for entry in entries:

@@ -23,36 +23,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from atb.alerts.config import EntryConfig
+from atb.alerts.config import RuleConfig
 from atb.alerts.model import LEVEL_NO, Observation, Severity, render
 from atb.config.base import field_error
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES, Probes
+from atb.runtime.probes import Probes
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Scalar = str | int | float | bool | None
-
-
-class RuleConfig(EntryConfig):
-    severity: Severity = "warning"
-    dedup_window: float = Field(
-        300.0,
-        ge=0,
-        description="a re-firing of the same rule+key within this many seconds "
-        "of its last notification is a duplicate: suppressed",
-    )
-    renotify_interval: float | None = Field(
-        3600.0, gt=0, description="remind every this many seconds while still firing (null: never)"
-    )
-    clear_after: float = Field(
-        0.0, ge=0, description="the condition must stay false this long before 'resolved'"
-    )
-    summary: str | None = Field(
-        None, description="str.format template over the rule's values (count, symbol, ...)"
-    )
-    check: str | None = Field(
-        None, description="what the operator should look at first (shown in the message)"
-    )
 
 
 @dataclass(frozen=True)
@@ -74,8 +52,11 @@ class RuleEnv:
     """What a rule may read: the run, the probes, the journal node (if the run has one)."""
 
     ctx: RunContext
-    probes: Probes = PROBES
     journal: Any = None
+
+    @property
+    def probes(self) -> Probes:
+        return self.ctx.probes
 
 
 @dataclass(frozen=True)
@@ -94,7 +75,7 @@ class Rule:
     def __init__(self, config: RuleConfig, env: RuleEnv) -> None:
         self.config = config
         self.env = env
-        self.name = rule_name(config)
+        self.name = config.display_name()
 
     def interest(self) -> Interest:
         return Interest(frozenset())
@@ -110,19 +91,6 @@ class Rule:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": type(self).__name__, "severity": self.config.severity}
-
-
-def rule_name(config: Any) -> str:
-    if getattr(config, "name", None):
-        return str(config.name)
-    target = str(getattr(config, "target", "rule"))
-    from atb.config.validate import import_target
-
-    try:
-        cls = import_target(target)
-    except ImportError:
-        return target.rpartition(".")[2]
-    return str(getattr(cls, "default_name", target.rpartition(".")[2]))
 
 
 def record_value(record: dict[str, Any], key: str) -> Any:
@@ -321,7 +289,7 @@ class HeartbeatSilenceRuleConfig(RuleConfig):
 
 
 class HeartbeatSilenceRule(Rule):
-    """The trading loop stalled: `PROBES.heartbeat` has not beaten for `silence` seconds.
+    """The trading loop stalled: the run's heartbeat (`ctx.probes`) is silent for `silence` s.
 
     Silent while no loop runs (backtests, before the engine starts) and while the run is
     stopping: a loop that finished is not a loop that stalled.
@@ -375,7 +343,7 @@ class HeartbeatSilenceRule(Rule):
 class JournalSpillRuleConfig(RuleConfig):
     target: str = Field("atb.alerts.rules.JournalSpillRule", alias="_target_", min_length=1)
     severity: Severity = "error"
-    probe: str = Field("journal", description="PROBES provider publishing the journal state")
+    probe: str = Field("journal", description="probe provider publishing the journal state")
     min_pending: int = Field(
         1, ge=1, description="spilled events awaiting replay that count as spilling"
     )
@@ -384,7 +352,7 @@ class JournalSpillRuleConfig(RuleConfig):
 class JournalSpillRule(Rule):
     """The database is unreachable and the journal is spilling events to disk.
 
-    Reads the journal's published state (`PROBES` "journal", else the journal node):
+    Reads the journal's published state (probe "journal", else the journal node):
     fires when `db_available` is false or spilled events await replay; resolves once the
     database is back and the spill file is replayed.
     """

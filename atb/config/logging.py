@@ -8,13 +8,13 @@ built-in targets.
 
 from __future__ import annotations
 
-import importlib
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from atb.config.base import NodeConfig, StrictModel, field_error
+from atb.config.base import NodeConfig, StrictModel
+from atb.config.targets import TargetList
 
 Level = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
@@ -54,6 +54,9 @@ def _upper_level(value: Any) -> Any:
 
 class SinkConfig(StrictModel):
     """Settings every sink has. `level: null` follows `logging.level` (and so LOG_LEVEL)."""
+
+    entry_kind: ClassVar[str] = "a log sink"
+    shorthands: ClassVar[dict[str, str]] = SINK_KINDS
 
     target: str = Field(alias="_target_", min_length=1)
     name: str | None = Field(None, description="label used in failure reports and health")
@@ -140,7 +143,12 @@ class LoggingConfig(NodeConfig):
     target: str = Field("atb.logging.node.LoggingNode", alias="_target_", min_length=1)
     needs: list[str] = Field(default_factory=lambda: ["redaction"])
     level: Level = Field("INFO", description="level of every sink without its own (LOG_LEVEL)")
-    sinks: list[SinkConfig] = Field(default_factory=lambda: _default_sinks())
+    json_output: bool | None = Field(
+        None,
+        description="true: console sinks write JSON to stdout; false: JSON stream sinks write "
+        "text; null: JSON when ENV=production or a RAILWAY_* variable is set (LOG_JSON)",
+    )
+    sinks: TargetList[SinkConfig] = Field(default_factory=lambda: _default_sinks())
     library_levels: dict[str, Level] = Field(
         default_factory=lambda: dict(DEFAULT_LIBRARY_LEVELS),  # type: ignore[arg-type]
         description="stdlib logger levels; LOG_<LIB>_LEVEL overrides the four seed ones",
@@ -165,40 +173,3 @@ class LoggingConfig(NodeConfig):
         if isinstance(value, dict):
             return {k: _upper_level(v) for k, v in value.items()}
         return value
-
-    @field_validator("sinks", mode="before")
-    @classmethod
-    def _sink_models(cls, value: Any) -> Any:
-        """Validate each entry with the model its `_target_` class declares."""
-        if not isinstance(value, list):
-            return value
-        return [_sink_model(i, entry) for i, entry in enumerate(value)]
-
-
-def _sink_model(index: int, entry: Any) -> Any:
-    if isinstance(entry, SinkConfig) or not isinstance(entry, dict):
-        return entry
-    entry = dict(entry)
-    kind = entry.pop("kind", None)
-    if kind is not None:
-        if kind not in SINK_KINDS:
-            raise field_error(f"{index}.kind", f"must be one of {', '.join(SINK_KINDS)}")
-        entry.setdefault("_target_", SINK_KINDS[kind])
-    target = entry.get("_target_")
-    if not isinstance(target, str) or not target:
-        raise field_error(f"{index}._target_", "required (or kind: console|json|file)")
-    module_name, _, attr = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise field_error(f"{index}._target_", f"cannot import '{target}': {exc}") from exc
-    model = getattr(cls, "config_model", None)
-    if not (isinstance(model, type) and issubclass(model, SinkConfig)):
-        raise field_error(f"{index}._target_", f"'{target}' does not declare a SinkConfig")
-    try:
-        return model.model_validate(entry)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise field_error(f"{index}.{loc}" if loc else str(index), msg) from exc

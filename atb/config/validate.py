@@ -8,8 +8,8 @@ and a user's own node brings its own model.
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import Field, SecretStr, ValidationError
 
 from atb.config.base import NodeConfig, StrictModel, format_validation_error
+from atb.config.targets import import_target
 from atb.runtime.errors import ConfigError
 
 Mode = Literal["backtest", "paper", "live", "train"]
@@ -77,17 +78,6 @@ def to_container(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-def import_target(path: str) -> Any:
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ImportError(f"'{path}' is not a dotted path")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from exc
-
-
 def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
     """Return the validated run description or raise ConfigError listing every problem."""
     raw = to_container(cfg)
@@ -125,9 +115,9 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
     problems += _check_needs(nodes, disabled, invalid)
     order: list[str] = []
     if not problems:
-        order = topological_order({n: s.needs for n, s in nodes.items()}, disabled)
+        order = topological_order(run_graph(nodes), disabled)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(name_env_sources(problems, cfg))
     return ValidatedConfig(
         settings=settings,
         nodes=nodes,
@@ -136,6 +126,41 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> ValidatedConfig:
         raw=raw,
         secrets=frozenset(collect_secrets(s.config for s in nodes.values())),
     )
+
+
+ENV_SOURCE = re.compile(r"^\$\{oc\.(?:decode:\$\{oc\.)?env:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def env_sources(cfg: DictConfig | dict[str, Any]) -> dict[str, str]:
+    """Dotted key -> the environment variable its value comes from (`${oc.env:VAR,...}`)."""
+    if not isinstance(cfg, DictConfig):
+        return {}
+    found: dict[str, str] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{key}.{i}")
+        elif isinstance(value, str) and (match := ENV_SOURCE.match(value)):
+            found[key] = match.group(1)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return found
+
+
+def name_env_sources(problems: list[str], cfg: DictConfig | dict[str, Any]) -> list[str]:
+    """A bad value that came from the environment says which variable to fix."""
+    sources = env_sources(cfg)
+    if not sources:
+        return problems
+    named = []
+    for line in problems:
+        var = sources.get(line.partition(": ")[0])
+        named.append(f"{line} (from the environment variable {var})" if var else line)
+    return named
 
 
 def _validate_node(name: str, value: dict[str, Any], problems: list[str]) -> NodeSpec | None:
@@ -186,6 +211,18 @@ def _check_needs(
             if need not in params and not accepts_any:
                 problems.append(f"{name}.needs: {spec.cls.__name__} does not take '{need}'")
     return problems
+
+
+def run_graph(nodes: dict[str, NodeSpec]) -> dict[str, tuple[str, ...]]:
+    """Each node's inputs: its `needs`, plus every infrastructure node (redaction, logging)
+    for the others, so those are built first and stopped last without anyone listing them."""
+    first = tuple(n for n, s in nodes.items() if getattr(s.cls, "infrastructure", False))
+    return {
+        name: spec.needs
+        if name in first
+        else (*spec.needs, *(f for f in first if f not in spec.needs))
+        for name, spec in nodes.items()
+    }
 
 
 def topological_order(

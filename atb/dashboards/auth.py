@@ -45,10 +45,8 @@ def auth_from_env(environ: Mapping[str, str] | None = None) -> DashboardAuth | N
 
 
 def _register_secrets(*values: str) -> None:
-    try:
-        from atb.logging.redaction import get_redactor
-    except ImportError:
-        return
+    from atb.logging.redaction import get_redactor
+
     get_redactor().add_secrets(values)
 
 

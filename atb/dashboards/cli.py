@@ -28,10 +28,8 @@ from atb.runtime.exposure import ExposureError, check_exposure
 
 
 def configure_logging() -> None:
-    try:
-        from atb.logging import configure_logging as configure
-    except ImportError:  # the logging package may not provide it yet
-        return
+    from atb.logging import configure_logging as configure
+
     configure()
 
 

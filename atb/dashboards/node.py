@@ -8,7 +8,7 @@ after `db` (so the schema exists), serves until the run ends and stops before `d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from loguru import logger
 from pydantic import Field, field_validator
@@ -58,11 +58,7 @@ class DashboardConfig(NodeConfig):
 
 
 class DashboardNode(Node[DashboardConfig]):
-    config_model: ClassVar[type[NodeConfig]] = DashboardConfig
-
-    def __init__(
-        self, config: DashboardConfig, ctx: RunContext, db: Any = None, **needs: Any
-    ) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, db: Any = None, **needs: Any) -> None:
         # `db` is only an ordering edge: the dashboards open their own read-only engine.
         super().__init__(config, ctx)
         self.server: Any = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, model_validator
@@ -23,7 +23,7 @@ from atb.data.loader import (
     load_bars,
     select_period,
 )
-from atb.engine.events import log_data_event
+from atb.logging.events import log_data_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -64,13 +64,11 @@ class MarketData(Node[MarketDataConfig]):
     `gaps`, `source` (the file read).
     """
 
-    config_model: ClassVar[type[NodeConfig]] = MarketDataConfig
-
-    def __init__(self, config: MarketDataConfig, ctx: RunContext, **needs: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
-        self.source: Path = config.path or BUNDLED_PATH
-        self.symbol = config.symbol
-        self.timeframe = config.timeframe
+        self.source: Path = self.config.path or BUNDLED_PATH
+        self.symbol = self.config.symbol
+        self.timeframe = self.config.timeframe
         self._bars: Bars | None = None
         self.fingerprint = ""
         self.gaps: list[Gap] = []

@@ -12,7 +12,7 @@ Run-graph nodes (conf/db/sqlite.yaml, conf/db/postgres.yaml; both define `db` an
   alert becomes a `system_events` row without the caller ever waiting on the database;
   spills to a local file while the database is down and replays it exactly once. See
   the package docstring for the hard-kill loss window. While it runs it is the run's
-  `ctx.journal`, and `Journal.state()` is published as `PROBES` "journal" for the health
+  `ctx.journal`, and `Journal.state()` is published as `ctx.probes` "journal" for the health
   server.
 - `atb.db.bulk`: the one fast path for inserting many rows (journal, backtest records,
   test/benchmark sample data) and how each backend wants its values.

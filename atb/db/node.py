@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from sqlalchemy import URL, Engine, create_engine, event
@@ -24,6 +24,7 @@ from atb.db.redacting import json_dumps
 from atb.db.startup import check_not_foreign, check_sqlite_file
 from atb.db.url import DEFAULT_URL, parse_url, redact_url, sqlite_path
 from atb.logging.redaction import redact_text
+from atb.runtime import tuning
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -155,11 +156,9 @@ def connect_check(engine: Engine) -> None:
 
 
 class Database(Node[DatabaseConfig]):
-    config_model: ClassVar[type[NodeConfig]] = DatabaseConfig
-
-    def __init__(self, config: DatabaseConfig, ctx: RunContext, **needs: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
-        self.engine: Engine = build_engine(config)
+        self.engine: Engine = build_engine(self.config)
         self.url: URL = self.engine.url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -181,6 +180,8 @@ class Database(Node[DatabaseConfig]):
         connect_check(self.engine)
         check_not_foreign(self.engine, adopt=self.config.adopt)
         check_schema(self.engine, auto_migrate=self.config.auto_migrate)
+        if self.engine.dialect.name == "sqlite":
+            tuning.fast_sqlite_binding()  # the journal's and the recorder's bulk inserts
 
     @contextmanager
     def session(self) -> Iterator[Session]:

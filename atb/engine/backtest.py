@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -234,11 +234,9 @@ def _progress(total: int) -> Any:
 class Backtest(Node[BacktestConfig]):
     """The `backtest` node (main node of mode=backtest)."""
 
-    config_model: ClassVar[type[NodeConfig]] = BacktestConfig
-
     def __init__(
         self,
-        config: BacktestConfig,
+        config: NodeConfig,
         ctx: RunContext,
         data: MarketData,
         strategy: Strategy,
@@ -248,8 +246,8 @@ class Backtest(Node[BacktestConfig]):
         self.data = data
         self.strategy = strategy
         self.db = db
-        self.settings = BacktestSettings.from_config(config)
-        use_db = config.record.enabled and db is not None
+        self.settings = BacktestSettings.from_config(self.config)
+        use_db = self.config.record.enabled and db is not None
         self.recorder: RunRecorder | None = RunRecorder(db, ctx) if use_db else None
         self.result: BacktestResult | None = None
 

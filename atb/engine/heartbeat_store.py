@@ -1,7 +1,7 @@
 """Copies the loop's heartbeat to the `run_heartbeats` row, from its own thread.
 
 The trading loop never waits on this (DESIGN: the loop never waits on observability): it
-only beats `PROBES.heartbeat` in memory; this thread writes what changed every `period`
+only beats `ctx.probes.heartbeat` in memory; this thread writes what changed every `period`
 seconds. It writes the heartbeat's own times, never "now", so a hung loop's row stops
 advancing even though this thread still runs, and a killed process's row simply ages.
 A database that is down costs one `db_connection_failed` event per outage (the default

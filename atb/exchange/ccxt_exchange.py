@@ -19,20 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
-from importlib.util import find_spec
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr
 
-from atb.config.base import NodeConfig, StrictModel, field_error
+from atb.config.base import NodeConfig
 from atb.exchange.base import (
     ExchangeUnavailable,
     MalformedResponse,
@@ -40,93 +36,14 @@ from atb.exchange.base import (
     OrderResult,
     validate_candles,
 )
+from atb.exchange.ccxt_config import CcxtExchangeConfig
 from atb.exchange.urls import fold_binance_spot_errors, rebase_api_urls
+from atb.health import metrics as _metrics
 from atb.logging.events import log_data_event, log_engine_event, log_order_event
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
 T = TypeVar("T")
-
-try:  # health metrics land separately; the loop must not depend on them
-    from atb.health import metrics as _metrics
-except ImportError:  # pragma: no cover
-    _metrics = None  # type: ignore[assignment]
-
-
-class RetrySettings(StrictModel):
-    attempts: int = Field(4, ge=0, le=100, description="retries after the first try")
-    initial: float = Field(0.5, ge=0, description="seconds before the first retry")
-    max: float = Field(30.0, ge=0, description="cap on one wait, seconds")
-    factor: float = Field(2.0, ge=1, description="backoff multiplier")
-    jitter: float = Field(0.1, ge=0, le=1, description="± fraction of each wait, randomised")
-    max_retry_after: float = Field(120.0, ge=0, description="cap on a server's Retry-After")
-
-
-def env_name(exchange_id: str, what: str) -> str:
-    """`binance`, `api_key` -> `BINANCE_API_KEY` (the exchange's own env var names)."""
-    return re.sub(r"[^A-Z0-9]", "_", exchange_id.upper()) + "_" + what.upper()
-
-
-def _ccxt_has(exchange_id: str) -> bool | None:
-    """Whether ccxt ships this exchange, by file, without importing ccxt (slow)."""
-    spec = find_spec("ccxt")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return any((Path(p) / f"{exchange_id}.py").is_file() for p in spec.submodule_search_locations)
-
-
-class CcxtExchangeConfig(NodeConfig):
-    id: str = Field("binance", pattern=r"^[a-z0-9_]+$", description="ccxt exchange id")
-    api_key: SecretStr | None = Field(None, description="null: env <ID>_API_KEY")
-    api_secret: SecretStr | None = Field(None, description="null: env <ID>_API_SECRET")
-    password: SecretStr | None = Field(
-        None, description="passphrase (okx, kucoin); null: env <ID>_API_PASSWORD"
-    )
-    sandbox: bool = Field(False, description="the exchange's testnet (ccxt set_sandbox_mode)")
-    base_url: str | None = Field(
-        None, description="rebase every REST URL here (a proxy, or the test exchange)"
-    )
-    timeout: float = Field(10.0, gt=0, description="seconds per HTTP request")
-    rate_limit: bool = Field(True, description="ccxt's client-side rate limiter")
-    options: dict[str, Any] = Field(default_factory=dict, description="ccxt `options`")
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-    trading: bool = Field(False, description="places real orders (set by mode=live): keys required")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/]+", value):
-            raise ValueError("must be an http(s):// URL")
-        return value
-
-    @model_validator(mode="after")
-    def _resolve(self) -> CcxtExchangeConfig:
-        if _ccxt_has(self.id) is False:
-            raise field_error("id", f"ccxt has no exchange '{self.id}'")
-        # Keys come from the exchange's own env vars unless given explicitly, so
-        # `exchange.id=kraken` never sends Binance keys to Kraken.
-        for name, var in (
-            ("api_key", "API_KEY"),
-            ("api_secret", "API_SECRET"),
-            ("password", "API_PASSWORD"),
-        ):
-            if getattr(self, name) is None:
-                value = os.environ.get(env_name(self.id, var))
-                if value:
-                    object.__setattr__(self, name, SecretStr(value))
-        if self.trading:
-            missing = [
-                f"{env_name(self.id, var)}"
-                for name, var in (("api_key", "API_KEY"), ("api_secret", "API_SECRET"))
-                if not (getattr(self, name) and getattr(self, name).get_secret_value())
-            ]
-            if missing:
-                raise field_error(
-                    "api_key",
-                    f"live trading needs API keys: set {' and '.join(missing)} "
-                    f"(or exchange.api_key / exchange.api_secret)",
-                )
-        return self
 
 
 def _retry_after(client: Any) -> float | None:
@@ -165,10 +82,7 @@ def _error_code(client: Any, exc: BaseException) -> tuple[str, str | None]:
 class CcxtExchange(Node[CcxtExchangeConfig]):
     """A ccxt client for the run's symbol, with retries; see the module docstring."""
 
-    config_model: ClassVar[type[NodeConfig]] = CcxtExchangeConfig
-    config: CcxtExchangeConfig
-
-    def __init__(self, config: CcxtExchangeConfig, ctx: RunContext, **needs: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
         self.client: Any = None
         self.market: dict[str, Any] = {}
@@ -346,8 +260,7 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
                 delay = min(delay * rs.factor, rs.max)
 
     def _observe(self, endpoint: str, outcome: str, started: float) -> None:
-        if _metrics is not None:
-            _metrics.observe_exchange_request(endpoint, outcome, time.perf_counter() - started)
+        _metrics.observe_exchange_request(endpoint, outcome, time.perf_counter() - started)
 
     def _failed(self, kind: str, exc: BaseException) -> None:
         with self._lock:
@@ -357,8 +270,7 @@ class CcxtExchange(Node[CcxtExchangeConfig]):
                 last_error_at=time.time(),
                 consecutive_failures=self._state["consecutive_failures"] + 1,
             )
-        if _metrics is not None:
-            _metrics.record_exchange_error(kind)
+        _metrics.record_exchange_error(kind)
 
     # -- market data --------------------------------------------------------------------
     def fetch_candles(self, limit: int) -> pd.DataFrame:

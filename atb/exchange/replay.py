@@ -16,7 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 from pydantic import Field, model_validator
@@ -51,10 +51,7 @@ class ReplayExchangeConfig(NodeConfig):
 class ReplayExchange(Node[ReplayExchangeConfig]):
     """A `MarketFeed` over a candle file; see the module docstring."""
 
-    config_model: ClassVar[type[NodeConfig]] = ReplayExchangeConfig
-    config: ReplayExchangeConfig
-
-    def __init__(self, config: ReplayExchangeConfig, ctx: RunContext, **needs: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
         self.symbol = ctx.symbol
         self.timeframe = ctx.timeframe

@@ -20,9 +20,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from atb.config.secrets import redact_obj, redact_text
 from atb.health import metrics
 from atb.health.check_base import Check
+from atb.logging.redaction import redact_obj, redact_text
 
 
 @dataclass

@@ -49,6 +49,8 @@ class CheckEnv:
 class CheckConfig(StrictModel):
     """Settings every check has; `timeout`/`ttl` null follow health.check_timeout/cache_ttl."""
 
+    entry_kind: ClassVar[str] = "a health check"
+
     target: str = Field(alias="_target_", min_length=1)
     name: str | None = Field(None, description="component key in /status (default per class)")
     enabled: bool = True

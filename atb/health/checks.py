@@ -6,8 +6,8 @@ server process:
 - `config`: which configuration providers contributed to the run (names only);
 - `database`: the run's database URL, on the check's own NullPool engine, so a probe never
   takes a connection from the run's pool;
-- `exchange`: the run's resolved `exchange` config (`id`, `sandbox`, `base_url`) in
-  `ctx.config`, on a separate, keyless ccxt client; the trading client is never touched.
+- `exchange`: the run's exchange as handed in `ctx.exchange` (`id`, `sandbox`, `base_url`),
+  on a separate, keyless ccxt client; the trading client is never touched.
   The live loop's own view (provider "exchange") is shown alongside;
 - `journal`, `data`, `alerts`: the state providers those components register.
 """
@@ -41,6 +41,7 @@ from atb.health.probe_checks import (
     candle_age,
     timeframe_seconds,
 )
+from atb.runtime.context import ExchangeTarget
 
 __all__ = [
     "NORMAL_STATUS", "SEVERITY", "AlertsCheck", "Check", "CheckConfig", "CheckEnv",
@@ -170,20 +171,12 @@ class ExchangeCheck(Check):
         super().__init__(config, env)
         self._client: Any = None
 
-    def _exchange_config(self) -> dict[str, Any]:
-        value = self.env.ctx.config.get("exchange")
-        if not isinstance(value, dict) or value.get("enabled", True) is False:
-            return {}
-        return value
-
     def target(self) -> tuple[str | None, str | None, bool]:
-        run_cfg = self._exchange_config()
-        ex_id = self.config.exchange_id or run_cfg.get("id")
-        base_url = self.config.base_url or run_cfg.get("base_url")
-        sandbox = self.config.sandbox
-        if sandbox is None:
-            sandbox = bool(run_cfg.get("sandbox", False))
-        return (str(ex_id) if ex_id else None), (str(base_url) if base_url else None), sandbox
+        run = self.env.ctx.exchange or ExchangeTarget(target="")
+        ex_id = self.config.exchange_id or run.id
+        base_url = self.config.base_url or run.base_url
+        sandbox = run.sandbox if self.config.sandbox is None else self.config.sandbox
+        return ex_id, base_url, sandbox
 
     def _get_client(self, ex_id: str, base_url: str | None, sandbox: bool) -> Any:
         if self._client is not None:
@@ -220,7 +213,7 @@ class ExchangeCheck(Check):
         extra = {"loop_view": loop_view} if loop_view else {}
         if not ex_id:
             detail = "no ccxt exchange in the run graph"
-            target = self._exchange_config().get("_target_")
+            target = self.env.ctx.exchange.target if self.env.ctx.exchange else None
             if target:
                 detail = f"exchange '{target}' is not a ccxt exchange (offline replay)"
             return {"status": "skipped", "detail": detail, **extra}

@@ -6,12 +6,10 @@ in a check's settings names the bad key (`health.checks.1.slow: unknown key`).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pydantic import Field
 
-from pydantic import Field, ValidationError, field_validator
-
-from atb.config.base import NodeConfig, field_error
+from atb.config.base import NodeConfig
+from atb.config.targets import TargetList, import_target, validate_targets
 from atb.health.checks import DEFAULT_CHECKS, Check, CheckConfig, CheckEnv
 from atb.runtime import exposure
 
@@ -86,47 +84,12 @@ class HealthServerConfig(NodeConfig):
         description="seconds between background runs of the checks, so /metrics carries "
         "fresh atb_health_check_status without anyone calling /status (null: off)",
     )
-    checks: list[CheckConfig] = Field(
-        default_factory=lambda: [
-            _check_model(i, {"_target_": t}) for i, t in enumerate(DEFAULT_CHECKS)
-        ],
+    checks: TargetList[CheckConfig] = Field(
+        default_factory=lambda: validate_targets(
+            [{"_target_": t} for t in DEFAULT_CHECKS], CheckConfig
+        ),
         description="the /status components, each a _target_ with its own settings",
     )
-
-    @field_validator("checks", mode="before")
-    @classmethod
-    def _check_models(cls, value: Any) -> Any:
-        """Validate each entry with the model its `_target_` class declares."""
-        if not isinstance(value, list):
-            return value
-        return [_check_model(i, entry) for i, entry in enumerate(value)]
-
-
-def _check_model(index: int, entry: Any) -> Any:
-    if isinstance(entry, CheckConfig) or not isinstance(entry, dict):
-        return entry
-    target = entry.get("_target_")
-    if not isinstance(target, str) or not target:
-        raise field_error(f"{index}._target_", "required")
-    cls = _import_check(index, target)
-    try:
-        return cls.config_model.model_validate(entry)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise field_error(f"{index}.{loc}" if loc else str(index), msg) from exc
-
-
-def _import_check(index: int, target: str) -> type[Check]:
-    module_name, _, attr = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise field_error(f"{index}._target_", f"cannot import '{target}': {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Check)):
-        raise field_error(f"{index}._target_", f"'{target}' is not an atb.health.checks.Check")
-    return cls
 
 
 def resolve_port(config_port: int, environ: dict[str, str] | None = None) -> tuple[int, str]:
@@ -139,7 +102,7 @@ def build_checks(config: HealthServerConfig, env: CheckEnv) -> list[Check]:
     checks: list[Check] = []
     for entry in config.checks:
         if entry.enabled:
-            checks.append(_import_check(0, entry.target)(entry, env))
+            checks.append(import_target(entry.target)(entry, env))
     names = [c.name for c in checks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -1,6 +1,6 @@
 """The `/status` components that judge a state provider's reading (journal, data, alerts).
 
-Each component publishes its own state through `PROBES.register(name, fn)` in the trading
+Each component publishes its own state through `ctx.probes.register(name, fn)` in the trading
 process; the health server process reads it over its channel (`CheckEnv.probes`).
 """
 
@@ -26,7 +26,7 @@ def timeframe_seconds(timeframe: str) -> float | None:
 
 
 class ProbeCheckConfig(CheckConfig):
-    probe: str | None = Field(None, description="PROBES provider name (default per class)")
+    probe: str | None = Field(None, description="probe provider name (default per class)")
 
 
 NORMAL_STATUS = {
@@ -38,7 +38,7 @@ NORMAL_STATUS = {
 
 
 class ProbeCheck(Check):
-    """A component that publishes its own state through `PROBES.register(name, fn)`.
+    """A component that publishes its own state through `ctx.probes.register(name, fn)`.
 
     A provider may state its `status` (normalised: ok/up → healthy, failing/down → the
     check's failure status, ...) or a `healthy` boolean; otherwise `assess()` judges the
@@ -108,7 +108,7 @@ class JournalCheck(ProbeCheck):
 
 
 class DataCheck(ProbeCheck):
-    """Age of the newest candle the loop has (`PROBES` "data")."""
+    """Age of the newest candle the loop has (`ctx.probes` "data")."""
 
     config_model = DataCheckConfig
     default_name = "data"

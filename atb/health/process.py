@@ -39,7 +39,7 @@ from atb.health.limits import LimitedHTTPServer
 from atb.health.link import Link
 from atb.health.service import HealthService
 from atb.logging.redaction import set_redactor
-from atb.runtime.context import RunContext
+from atb.runtime.context import ExchangeTarget, RunContext
 
 
 class RemoteProbes:
@@ -73,7 +73,12 @@ class ServerProcess:
         set_redactor(pickle.loads(base64.b64decode(args["redactor"])))
         config = HealthServerConfig.model_validate(args["config"])
         run = dict(args["ctx"])
-        ctx = RunContext(**{**run, "secrets": frozenset(run.get("secrets") or ())})
+        exchange = run.pop("exchange", None)
+        ctx = RunContext(
+            **run,
+            secrets=frozenset(run.pop("secrets", None) or ()),
+            exchange=None if exchange is None else ExchangeTarget(**exchange),
+        )
         env = CheckEnv(
             ctx=ctx,
             probes=RemoteProbes(self.link, config.check_timeout),

@@ -11,7 +11,7 @@ How state crosses (atb/health/link.py, one socketpair, length-prefixed JSON):
   monotonic stamps, so ages stay exact), whether the run is stopping, and the server
   process's own supervision record: a few hundred bytes, ~20 µs of the trading process;
 - the server process asks for what is expensive or rare only when it needs it: a state
-  provider's reading (`PROBES.read`, at most once per check TTL) and the Prometheus page
+  provider's reading (`ctx.probes.read`, at most once per check TTL) and the Prometheus page
   (rendered here from the run's registry, reused for `metrics_ttl`);
 - the database and exchange checks and the JSON API open their own connections in the
   server process; nothing of them runs here.
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import errno
 import os
 import pickle
@@ -44,7 +45,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import tornado.netutil
 from loguru import logger
@@ -59,7 +60,6 @@ from atb.logging.redaction import get_redactor
 from atb.runtime import exposure
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
 
 __all__ = [
     "HealthPortInUse", "HealthServer", "HealthServerConfig", "redact_payload", "resolve_port",
@@ -69,17 +69,15 @@ _LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 
 class HealthServer(Node[HealthServerConfig]):
-    config_model: ClassVar[type[NodeConfig]] = HealthServerConfig
-
-    def __init__(self, config: HealthServerConfig, ctx: RunContext, **nodes: Any) -> None:
+    def __init__(self, config: NodeConfig, ctx: RunContext, **nodes: Any) -> None:
         super().__init__(config, ctx)
         self.nodes = nodes
         # The one place this node reads the run's probes: the server process sees them only
         # through the channel requests answered below.
-        self.probes = PROBES
+        self.probes = ctx.probes
         env = CheckEnv(ctx=ctx, probes=self.probes, server_env=server_env())
         # Built here too so a bad check list fails the run before any process starts.
-        self.checks: list[Check] = build_checks(config, env)
+        self.checks: list[Check] = build_checks(self.config, env)
         self.port: int | None = None
         self.port_source = "config:health.port"
         self.host = "127.0.0.1"
@@ -217,6 +215,7 @@ class HealthServer(Node[HealthServerConfig]):
                 "timeframe": ctx.timeframe, "strategy": ctx.strategy, "config": ctx.config,
                 "secrets": sorted(ctx.secrets), "config_sources": ctx.config_sources,
                 "sweep_id": ctx.sweep_id, "job_num": ctx.job_num,
+                "exchange": None if ctx.exchange is None else dataclasses.asdict(ctx.exchange),
             },
             "token": self.token,
             "db_url": None if engine is None else engine.url.render_as_string(hide_password=False),

@@ -27,7 +27,7 @@ from atb.logging.ids import event_id
 from atb.logging.redaction import Redactor, get_redactor
 
 if TYPE_CHECKING:
-    from atb.logging.sinks import Sink
+    from atb.logging.sink import Sink
 
 LEVEL_NOS: dict[str, int] = {
     "TRACE": 5,

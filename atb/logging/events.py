@@ -146,15 +146,3 @@ log_alert_event = _emitter(
     "Alerts raised by the alert router (never rate-limited).",
     default="WARNING",
 )
-
-
-__all__ = [
-    "log_alert_event",
-    "log_data_event",
-    "log_db_event",
-    "log_decision_event",
-    "log_engine_event",
-    "log_event",
-    "log_order_event",
-    "log_risk_event",
-]

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
+from atb.config.base import NodeConfig
 from atb.config.logging import LoggingConfig
 from atb.logging.context import set_run_context
 from atb.logging.redaction_node import RedactionNode
 from atb.logging.setup import configure_logging, shutdown
 from atb.runtime.context import RunContext
+from atb.runtime.node import Node
 
 
-class LoggingNode:
+class LoggingNode(Node[LoggingConfig]):
     """Configured at construction, so nodes built after it already log through its sinks."""
 
-    config_model: ClassVar[type[LoggingConfig]] = LoggingConfig
+    infrastructure = True
 
     def __init__(
-        self, config: LoggingConfig, ctx: RunContext, redaction: RedactionNode | None = None
+        self, config: NodeConfig, ctx: RunContext, redaction: RedactionNode | None = None
     ) -> None:
-        self.config = config
-        self.ctx = ctx
+        super().__init__(config, ctx)
         self.redaction = redaction
         # process-wide, so every thread of the run carries these keys
         set_run_context(
@@ -31,7 +30,8 @@ class LoggingNode:
             strategy=ctx.strategy,
         )
         self.state = configure_logging(
-            config=config,
+            config=self.config,
+            env_overrides=False,  # LOG_* are in the config already (conf/logging/_base.yaml)
             redactor=redaction.redactor if redaction is not None else None,
             run_id=ctx.run_id,
             mode=ctx.mode,

@@ -29,12 +29,21 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 from uuid import UUID
 
-if TYPE_CHECKING:
-    from atb.config.redaction import PatternRule
+
+class UserPattern(Protocol):
+    """A user regex rule (`redaction.patterns[]`, atb.config.redaction.PatternRule)."""
+
+    @property
+    def regex(self) -> str: ...
+    @property
+    def group(self) -> int: ...
+    @property
+    def ignore_case(self) -> bool: ...
+
 
 # Key names whose values are always replaced. Matching ignores case and the separators
 # `_`, `-`, `.` and space, and also catches a prefixed name (`binance_api_key`,
@@ -123,7 +132,7 @@ class Redactor:
         keys: Iterable[str] = BUILTIN_KEYS,
         *,
         secrets: Iterable[str] = (),
-        patterns: Iterable[PatternRule] = (),
+        patterns: Iterable[UserPattern] = (),
         builtin_patterns: bool = True,
         replacement: str = DEFAULT_REPLACEMENT,
         min_secret_length: int = 6,
@@ -457,13 +466,3 @@ def _url_password(value: str) -> set[str]:
     except ValueError:
         return set()
     return {unquote(password)} if password else set()
-
-
-def __getattr__(name: str) -> Any:
-    # The run-graph node lives in redaction_node (it needs the config model, which needs
-    # this module's defaults); the old import path keeps working.
-    if name in ("RedactionNode", "redactor_from_config"):
-        from atb.logging import redaction_node
-
-        return getattr(redaction_node, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

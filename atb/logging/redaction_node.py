@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
 
+from atb.config.base import NodeConfig
 from atb.config.redaction import RedactionConfig
 from atb.logging.redaction import Redactor, secrets_from_env, set_redactor
-
-if TYPE_CHECKING:
-    from atb.runtime.context import RunContext
+from atb.runtime.context import RunContext
+from atb.runtime.node import Node
 
 
 def redactor_from_config(config: RedactionConfig, secrets: Iterable[str] = ()) -> Redactor:
@@ -26,15 +25,14 @@ def redactor_from_config(config: RedactionConfig, secrets: Iterable[str] = ()) -
     )
 
 
-class RedactionNode:
+class RedactionNode(Node[RedactionConfig]):
     """Run-graph node: builds the run's redactor and installs it process-wide."""
 
-    config_model: ClassVar[type[RedactionConfig]] = RedactionConfig
+    infrastructure = True
 
-    def __init__(self, config: RedactionConfig, ctx: RunContext) -> None:
-        self.config = config
-        self.ctx = ctx
-        self.redactor = redactor_from_config(config, ctx.secrets)
+    def __init__(self, config: NodeConfig, ctx: RunContext) -> None:
+        super().__init__(config, ctx)
+        self.redactor = redactor_from_config(self.config, ctx.secrets)
         set_redactor(self.redactor)
 
     def start(self) -> None:

@@ -33,7 +33,7 @@ from atb.config.logging import (
 )
 from atb.logging import core, thirdparty
 from atb.logging.redaction import Redactor, get_redactor
-from atb.logging.sinks import Sink, SinkSettings
+from atb.logging.sink import Sink, SinkSettings
 from atb.runtime.errors import ConfigError
 
 ENV_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -58,8 +58,29 @@ class EnvOverrides:
     max_message_len: int | None = None
 
 
+def platform_json(environ: Mapping[str, str] | None = None) -> bool:
+    """ENV=production or any RAILWAY_* variable: JSON logs unless said otherwise."""
+    env = os.environ if environ is None else environ
+    return env.get("ENV", "").strip().lower() == "production" or any(
+        key.startswith("RAILWAY_") for key in env
+    )
+
+
+def resolve_json(*choices: bool | None, environ: Mapping[str, str] | None = None) -> bool | None:
+    """The first explicit choice (LOG_JSON, then `logging.json`), else the platform's."""
+    for choice in choices:
+        if choice is not None:
+            return choice
+    return True if platform_json(environ) else None
+
+
 def read_env(environ: Mapping[str, str] | None = None) -> EnvOverrides:
-    """Parse the LOG_* / ENV / RAILWAY_* variables; ConfigError names every bad one."""
+    """Parse the LOG_* variables; ConfigError names every bad one.
+
+    For logging configured in code (CLI commands, dashboards, tests). A run's `logging`
+    node does not use these: its config resolves the same variables with `${oc.env:...}`
+    (conf/logging/_base.yaml), so `--cfg job` shows them and an override beats them.
+    """
     env = os.environ if environ is None else environ
     problems: list[str] = []
     out = EnvOverrides()
@@ -84,11 +105,6 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvOverrides:
         out.json = False
     elif raw_json:
         problems.append(f"LOG_JSON: must be 1 or 0 (got {env.get('LOG_JSON')!r})")
-    if out.json is None and (
-        env.get("ENV", "").strip().lower() == "production"
-        or any(key.startswith("RAILWAY_") for key in env)
-    ):
-        out.json = True
     for var, lib in LIBRARY_ENV.items():
         lib_level = level_of(var)
         if lib_level is not None:
@@ -140,7 +156,7 @@ def json_on_stdout(config: LoggingConfig | None = None) -> bool:
         config, json = state.config, state.json
     else:
         try:
-            json = read_env().json
+            json = resolve_json(read_env().json, config.json_output if config is not None else None)
         except Exception:  # a bad LOG_* value is reported where logging is configured
             json = None
     if config is None:
@@ -179,6 +195,7 @@ def configure_logging(
     *,
     redactor: Redactor | None = None,
     env: Mapping[str, str] | None = None,
+    env_overrides: bool = True,
     run_id: str = "",
     mode: str = "",
     output_dir: str = ".",
@@ -187,10 +204,11 @@ def configure_logging(
 
     Without `config`, the config of the last call is reused (console defaults the first
     time), so a dashboard or CLI command calling this inside a configured run keeps the
-    run's sinks. Raises ConfigError for an invalid LOG_* value.
+    run's sinks. The LOG_* variables are applied on top (ConfigError for an invalid one)
+    unless `env_overrides` is false: the `logging` node's config already resolved them.
     """
     global _last_config, _state
-    overrides = read_env(env)
+    overrides = read_env(env) if env_overrides else EnvOverrides()
     with _lock:
         if config is None:
             cfg = _last_config or LoggingConfig()
@@ -208,7 +226,8 @@ def configure_logging(
             mode=mode,
             output_dir=output_dir,
         )
-        sinks = tuple(_build_sink(s, level, settings) for s in effective_sinks(cfg, overrides.json))
+        json = resolve_json(overrides.json, cfg.json_output, environ=env)
+        sinks = tuple(_build_sink(s, level, settings) for s in effective_sinks(cfg, json))
         red = redactor or get_redactor()
         old = core.install(
             sinks,
@@ -229,13 +248,13 @@ def configure_logging(
         if cfg.intercept_stdlib:
             _install_stdlib(floor, library_levels)
         _last_config = cfg
-        _state = LoggingState(cfg, level, sinks, library_levels, overrides.json)
+        _state = LoggingState(cfg, level, sinks, library_levels, json)
         _ensure_background()
         return _state
 
 
 def _build_sink(config: SinkConfig, level: str, settings: SinkSettings) -> Sink:
-    from atb.config.validate import import_target
+    from atb.config.targets import import_target
 
     cls = import_target(config.target)
     levelno = LEVEL_NUMBERS[config.level or level]

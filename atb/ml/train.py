@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,6 @@ from atb.ml.calibration import CALIBRATION_QUANTILES, quantile_key
 from atb.ml.engineered import projection
 from atb.ml.features import CLOSE, FEATURES, next_close_target, normalised_windows
 from atb.ml.model import model_id_of
-from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
 DEFAULT_TRAIN_END = datetime(2024, 1, 1, tzinfo=UTC)
@@ -378,12 +377,6 @@ def forecast_scores(r_pred: np.ndarray, r_true: np.ndarray) -> dict[str, Any]:
 
 class TrainModel(Node[TrainConfig]):
     """The `train` node: the main node of `mode=train`; run() trains and writes the files."""
-
-    config_model: ClassVar[type[NodeConfig]] = TrainConfig
-    config: TrainConfig
-
-    def __init__(self, config: TrainConfig, ctx: RunContext, **needs: Any) -> None:
-        super().__init__(config, ctx)
 
     def load_bars(self) -> pd.DataFrame:
         """Bars from train_start to holdout_end: training period plus the scored holdout."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from atb.runtime.probes import Probes
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
@@ -20,6 +22,28 @@ class EventJournal(Protocol):
     def emit(self, event: Mapping[str, Any]) -> str: ...
 
     def state(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ExchangeTarget:
+    """The run's exchange as other nodes may see it, without keys: what the health server's
+    exchange check probes on a client of its own (the exchange node itself stays private)."""
+
+    target: str
+    id: str | None = None
+    base_url: str | None = None
+    sandbox: bool = False
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> ExchangeTarget:
+        """From the exchange node's validated settings (`_target_`, `id`, `base_url`, ...)."""
+        ex_id, base_url = section.get("id"), section.get("base_url")
+        return cls(
+            target=str(section.get("_target_", "")),
+            id=str(ex_id) if ex_id else None,
+            base_url=str(base_url) if base_url else None,
+            sandbox=bool(section.get("sandbox", False)),
+        )
 
 
 @dataclass
@@ -47,6 +71,13 @@ class RunContext:
     journal: EventJournal | None = None
     """The run's event journal while it runs (set by the `journal` node): for nodes that
     journal events without listing it in `needs`."""
+
+
+    probes: Probes = field(default_factory=Probes)
+    """The run's published state (loop heartbeat, journal, alerts, data, exchange): the
+    components that have it register here, the health server and alert rules read it."""
+    exchange: ExchangeTarget | None = None
+    """The run graph's exchange node, if any, as `ExchangeTarget`."""
 
     @property
     def stopping(self) -> bool:

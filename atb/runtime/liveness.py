@@ -1,6 +1,6 @@
 """One verdict on the trading loop, from its heartbeat, for every surface that shows it.
 
-The health server judges the in-process `PROBES.heartbeat`; the monitoring dashboard judges
+The health server judges the in-process `ctx.probes.heartbeat`; the monitoring dashboard judges
 the copy the loop writes to the `run_heartbeats` table (atb.engine.heartbeat_store). Both
 call `judge()`, so `/health`, `/livez`, `/readyz`, `/status`, `/metrics`, the `loop_stalled`
 alert and the dashboard cannot disagree on what "stalled" means.

@@ -7,6 +7,7 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import yaml
 
@@ -58,3 +59,25 @@ def redacting_stdout(args: list[str], *, structured: bool) -> Iterator[None]:
         out = redact_yaml_text(text) if structured else red.redact_text(text)
         sys.stdout.write(out)
         sys.stdout.flush()
+
+
+def redact_printed_config(args: list[str]) -> None:
+    """`--cfg job|hydra|all` (with or without `--resolve`) and `--info` print through the
+    redactor: command-line keys, URL passwords and webhook URLs never reach the terminal."""
+    from hydra._internal.hydra import Hydra
+
+    if getattr(Hydra.show_cfg, "_atb_redacted", False):
+        return
+    show_cfg, show_info = Hydra.show_cfg, Hydra.show_info
+
+    def redacted_cfg(self: Hydra, *a: Any, **kw: Any) -> None:
+        with redacting_stdout(args, structured=True):
+            show_cfg(self, *a, **kw)
+
+    def redacted_info(self: Hydra, *a: Any, **kw: Any) -> None:
+        with redacting_stdout(args, structured=False):
+            show_info(self, *a, **kw)
+
+    redacted_cfg._atb_redacted = True  # type: ignore[attr-defined]
+    Hydra.show_cfg = redacted_cfg  # type: ignore[method-assign]
+    Hydra.show_info = redacted_info  # type: ignore[method-assign]

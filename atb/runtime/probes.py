@@ -1,7 +1,7 @@
-"""Process-wide run state that components publish and the health server reads.
+"""Run state that components publish and the health server reads (`RunContext.probes`).
 
-The trading loop, the journal, the alert router and the data feed each publish here
-instead of knowing about the health server; the health server only reads. Reads are
+The trading loop, the journal, the alert router and the data feed each publish in their
+run's `Probes` instead of knowing about the health server; the health server only reads. Reads are
 lock-free snapshots so a busy engine can never block a probe.
 """
 
@@ -160,6 +160,3 @@ class Probes:
         with self._lock:
             self._providers.clear()
         self.heartbeat = Heartbeat()
-
-
-PROBES = Probes()

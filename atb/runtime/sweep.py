@@ -15,18 +15,16 @@ import math
 import os
 import sys
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-from pydantic import ValidationError
 
 from atb.logging.redaction import redact_override
+from atb.runtime import tuning
 
 PROGRESS = ".atb-progress"
 TOTAL = ".atb-total"
@@ -39,71 +37,6 @@ class JobOutcome:
     run_id: str | None
     status: str
     error: str | None = None
-
-
-def overrides_to_parameters(overrides: list[str]) -> dict[str, Any]:
-    """`["strategy.fast=5", "strategy=sma_crossover"]` -> `{"strategy.fast": 5, ...}`."""
-    params: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            continue
-        key = key.lstrip("+~")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
-        # YAML reads `2024-06-01` as a date; parameters go into JSON columns and files, so
-        # anything but plain JSON scalars keeps the text the user typed.
-        params[key] = parsed if isinstance(parsed, _JSON_SCALARS) else value
-    return params
-
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def record_failed_job(
-    raw: dict[str, Any] | None, ctx_fields: dict[str, Any], error: str
-) -> str | None:
-    """Write a `runs` row with status failed for a job that never got to build its nodes."""
-    section = (raw or {}).get("db") or {}
-    if not isinstance(section, dict) or not section.get("url") or not section.get("enabled", True):
-        return None
-    from atb.db.models.run_records import Run
-    from atb.runtime.context import RunContext
-    from atb.runtime.sweep_store import _database
-
-    ctx = RunContext(**ctx_fields)
-    try:
-        db = _database(section)
-    except ValidationError:
-        # The job may have failed on its own db section; the URL alone still records it.
-        db = _database(str(section["url"]))
-    try:
-        now = datetime.now(UTC)
-        strategy = (raw or {}).get("strategy") or {}
-        with db.session() as session:
-            session.add(
-                Run(
-                    id=ctx.run_id,
-                    mode=ctx.mode,
-                    strategy=strategy.get("name") if isinstance(strategy, dict) else None,
-                    symbol=ctx.symbol,
-                    timeframe=ctx.timeframe,
-                    status="failed",
-                    error=error,
-                    started_at=now,
-                    finished_at=now,
-                    config=ctx.config,
-                    overrides=ctx.overrides,
-                    parameters=overrides_to_parameters(ctx.overrides),
-                    sweep_id=ctx.sweep_id,
-                    job_num=ctx.job_num,
-                )
-            )
-    finally:
-        db.stop()
-    return ctx.run_id
 
 
 def note_progress(sweep_dir: Path, status: str, job_num: int | None, label: str) -> None:
@@ -397,103 +330,19 @@ def _db_section(config: DictConfig) -> dict[str, Any] | None:
     return {str(k): v for k, v in section.items()}
 
 
-# -- throughput of local sweeps --------------------------------------------------------------
-# A backtest job is ~0.2 s of work, so fixed costs decide whether 2 workers are ~2x or barely
-# faster than 1. Two of them belong to Hydra plugins that cannot be swapped for atb classes
-# (Hydra only instantiates launchers/sweepers from the `hydra_plugins` package), so the
-# callback adjusts them in the launching process before the sweep starts:
-# - hydra-joblib-launcher hard-codes joblib's loky backend: fresh interpreters that each
-#   spend seconds importing pandas, SQLAlchemy, the engine, ... before their first job. On
-#   Linux atb asks joblib for its multiprocessing backend instead: workers are forked from
-#   the launching process, already warmed by `warm_imports`, and start in milliseconds.
-#   `hydra.launcher.backend=loky` (any explicit backend) keeps the plugin's behaviour.
-# - the basic sweeper composes every job's config in the launching process before launching
-#   any, to fail early on a typo: serial work the size of the grid. `covering_jobs` keeps the
-#   check (every override value is composed once, so an unknown key or group option still
-#   fails before any job runs) in max(axis length) compositions.
-
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
-def _fork_available() -> bool:
-    # fork is safe and the multiprocessing default on Linux only; macOS/Windows spawn.
-    import multiprocessing
-
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-
-
 def tune_local_sweep(config: DictConfig) -> None:
-    """Apply the two adjustments above for this process (idempotent)."""
-    _validate_covering_jobs_only()
+    """Speed up a local sweep in this, the launching, process (idempotent).
+
+    The patches and what each buys are in `atb.runtime.tuning`. Forked workers only with
+    the joblib launcher and no explicit `hydra.launcher.backend` (then the plugin's own
+    behaviour is kept), on a platform that forks.
+    """
+    tuning.cover_sweep_validation()
     target = OmegaConf.select(config, "hydra.launcher._target_")
     explicit = OmegaConf.select(config, "hydra.launcher.backend")
-    if target == JOBLIB_LAUNCHER and not explicit and _fork_available():
-        _fork_joblib_workers()
+    if target == JOBLIB_LAUNCHER and not explicit and tuning.fork_available():
+        tuning.fork_joblib_workers()
         warm_imports(config)
-
-
-def _fork_joblib_workers() -> None:
-    from hydra_plugins.hydra_joblib_launcher import _core
-
-    if getattr(_core.Parallel, "atb_fork", False):
-        return
-    loky_parallel = _core.Parallel
-
-    class ForkParallel(loky_parallel):  # type: ignore[misc, valid-type]
-        atb_fork = True
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if kwargs.get("backend") == "loky":
-                kwargs["backend"] = "multiprocessing"
-            super().__init__(*args, **kwargs)
-
-        def __call__(self, iterable: Any) -> Any:
-            # multiprocessing pickles tasks with the stdlib pickle, which cannot carry
-            # Hydra's state (OmegaConf resolvers are closures); cloudpickle, as loky uses, can.
-            cloudpickle = _cloudpickle()
-            calls: Any = (
-                (_call_pickled, (cloudpickle.dumps((func, args, kwargs)),), {})
-                for func, args, kwargs in iterable
-            )
-            return [cloudpickle.loads(r) for r in super().__call__(calls)]
-
-    _core.Parallel = ForkParallel
-
-
-def _cloudpickle() -> Any:
-    try:
-        import cloudpickle
-    except ImportError:  # joblib < 1.6 vendors it
-        from joblib.externals import cloudpickle
-    return cloudpickle
-
-
-def _call_pickled(payload: bytes) -> bytes:
-    cloudpickle = _cloudpickle()
-    func, args, kwargs = cloudpickle.loads(payload)
-    return cast(bytes, cloudpickle.dumps(func(*args, **kwargs)))
-
-
-def _validate_covering_jobs_only() -> None:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    if getattr(BasicSweeper.validate_batch_is_legal, "atb_covering", False):
-        return
-    validate_all = BasicSweeper.validate_batch_is_legal
-
-    def validate(self: Any, batch: Sequence[Sequence[str]]) -> None:
-        validate_all(self, covering_jobs(batch))
-
-    validate.atb_covering = True  # type: ignore[attr-defined]
-    BasicSweeper.validate_batch_is_legal = validate  # type: ignore[method-assign]
-
-
-def covering_jobs(batch: Sequence[Sequence[str]]) -> list[Sequence[str]]:
-    """Greedily, the job adding the most unseen overrides, until every one has been seen."""
-    unseen = {item for job in batch for item in job}
-    chosen: list[Sequence[str]] = []
-    while unseen:
-        job = max(batch, key=lambda j: len(unseen.intersection(j)))
-        chosen.append(job)
-        unseen.difference_update(job)
-    return chosen

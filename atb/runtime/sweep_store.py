@@ -1,17 +1,22 @@
-"""Read a sweep's runs and store its ranked summary (DB row + CSV/JSON in the sweep dir)."""
+"""A sweep's database side: record a job that failed before it ran, read the sweep's runs,
+store its ranked summary (DB row + CSV/JSON in the sweep dir)."""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import yaml
+from pydantic import ValidationError
 
 DbSection = str | Mapping[str, Any]
 
 
-def _database(db: DbSection) -> Any:
+def open_database(db: DbSection) -> Any:
     """A started Database node for a sweep's `db` section (or a bare URL).
 
     The whole section is used, not only the URL, so `auto_migrate: false` and the SQLite
@@ -33,6 +38,70 @@ def _database(db: DbSection) -> Any:
     return database
 
 
+def overrides_to_parameters(overrides: list[str]) -> dict[str, Any]:
+    """`["strategy.fast=5", "strategy=sma_crossover"]` -> `{"strategy.fast": 5, ...}`."""
+    params: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            continue
+        key = key.lstrip("+~")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        # YAML reads `2024-06-01` as a date; parameters go into JSON columns and files, so
+        # anything but plain JSON scalars keeps the text the user typed.
+        params[key] = parsed if isinstance(parsed, _JSON_SCALARS) else value
+    return params
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def record_failed_job(
+    raw: dict[str, Any] | None, ctx_fields: dict[str, Any], error: str
+) -> str | None:
+    """Write a `runs` row with status failed for a job that never got to build its nodes."""
+    section = (raw or {}).get("db") or {}
+    if not isinstance(section, dict) or not section.get("url") or not section.get("enabled", True):
+        return None
+    from atb.db.models.run_records import Run
+    from atb.runtime.context import RunContext
+
+    ctx = RunContext(**ctx_fields)
+    try:
+        db = open_database(section)
+    except ValidationError:
+        # The job may have failed on its own db section; the URL alone still records it.
+        db = open_database(str(section["url"]))
+    try:
+        now = datetime.now(UTC)
+        strategy = (raw or {}).get("strategy") or {}
+        with db.session() as session:
+            session.add(
+                Run(
+                    id=ctx.run_id,
+                    mode=ctx.mode,
+                    strategy=strategy.get("name") if isinstance(strategy, dict) else None,
+                    symbol=ctx.symbol,
+                    timeframe=ctx.timeframe,
+                    status="failed",
+                    error=error,
+                    started_at=now,
+                    finished_at=now,
+                    config=ctx.config,
+                    overrides=ctx.overrides,
+                    parameters=overrides_to_parameters(ctx.overrides),
+                    sweep_id=ctx.sweep_id,
+                    job_num=ctx.job_num,
+                )
+            )
+    finally:
+        db.stop()
+    return ctx.run_id
+
+
 def prepare_database(db: DbSection) -> None:
     """Connect and migrate a fresh database once, before any job starts.
 
@@ -40,7 +109,7 @@ def prepare_database(db: DbSection) -> None:
     empty database would both run the Alembic upgrade and one would fail on "table exists".
     Doing it here first leaves the workers only a read of the revision.
     """
-    _database(db).stop()
+    open_database(db).stop()
 
 
 def load_sweep_runs(db: DbSection, sweep_id: str) -> list[dict[str, Any]]:
@@ -48,7 +117,7 @@ def load_sweep_runs(db: DbSection, sweep_id: str) -> list[dict[str, Any]]:
 
     from atb.db.models.run_records import Run
 
-    database = _database(db)
+    database = open_database(db)
     try:
         with database.session() as session:
             rows = session.execute(select(Run).where(Run.sweep_id == sweep_id)).scalars().all()
@@ -69,7 +138,6 @@ def load_sweep_runs(db: DbSection, sweep_id: str) -> list[dict[str, Any]]:
 
 
 def _job_parameters(overrides: list[str] | None) -> dict[str, Any]:
-    from atb.runtime.sweep import overrides_to_parameters
 
     return {
         k: v
@@ -92,7 +160,7 @@ def store_summary(
     # parameters and errors are user input: `exchange.api_key=...` swept on the command line
     ranked = get_redactor().redact(ranked)
     failed = sum(1 for r in ranked if r["rank"] is None)
-    database = _database(db)
+    database = open_database(db)
     try:
         with database.session() as session:
             session.merge(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -68,12 +68,13 @@ class SignalFrame:
         }
 
 
-class Strategy(Node[StrategyConfig], ABC):
-    config_model: ClassVar[type[NodeConfig]] = StrategyConfig
+S = TypeVar("S", bound=StrategyConfig)
 
-    def __init__(self, config: StrategyConfig, ctx: RunContext, **needs: Any) -> None:
+
+class Strategy(Node[S], ABC):
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
-        self.name = config.name
+        self.name = self.config.name
 
     @property
     def warmup(self) -> int:

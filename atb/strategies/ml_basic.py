@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -164,11 +164,8 @@ def decide(r: np.ndarray, cfg: MlBasicConfig, scales: Scales | None = None) -> D
     return Decisions(direction, confidence, size, reasons.tolist())
 
 
-class MlBasic(Strategy):
-    config_model: ClassVar[type[NodeConfig]] = MlBasicConfig
-    config: MlBasicConfig
-
-    def __init__(self, config: MlBasicConfig, ctx: RunContext, **needs: Any) -> None:
+class MlBasic(Strategy[MlBasicConfig]):
+    def __init__(self, config: NodeConfig, ctx: RunContext, **needs: Any) -> None:
         super().__init__(config, ctx)
         self.model: OnnxModel | None = None
         self.scales: Scales | None = None

@@ -8,14 +8,11 @@ above on this one), which the benchmark checks trade for trade.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from atb.config.base import NodeConfig, field_error
-from atb.runtime.context import RunContext
+from atb.config.base import field_error
 from atb.strategies.base import BUY, SELL, SignalFrame, Strategy, StrategyConfig
 
 
@@ -32,13 +29,7 @@ class SmaCrossoverConfig(StrategyConfig):
         return self
 
 
-class SmaCrossover(Strategy):
-    config_model: ClassVar[type[NodeConfig]] = SmaCrossoverConfig
-    config: SmaCrossoverConfig
-
-    def __init__(self, config: SmaCrossoverConfig, ctx: RunContext, **needs: Any) -> None:
-        super().__init__(config, ctx)
-
+class SmaCrossover(Strategy[SmaCrossoverConfig]):
     @property
     def warmup(self) -> int:
         return self.config.slow

@@ -11,7 +11,6 @@ from alert_helpers import MakeRouter, Receiver
 from atb.alerts.config import AlertsConfig
 from atb.alerts.router import AlertRouter
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES
 
 
 @pytest.fixture
@@ -25,7 +24,6 @@ def receiver() -> Iterator[Receiver]:
 def make_router() -> Iterator[MakeRouter]:
     """Build and start routers; every one is stopped at the end of the test."""
     started: list[AlertRouter] = []
-    PROBES.reset()
 
     def make(
         rules: list[dict[str, Any]],
@@ -52,4 +50,3 @@ def make_router() -> Iterator[MakeRouter]:
     for router in started:
         router.ctx.stop_event.set()
         router.stop()
-    PROBES.reset()

@@ -58,7 +58,9 @@ def test_default_group_validates_in_the_run_graph(monkeypatch: Any) -> None:
     raw["runner"] = {"main": "alerts"}
     validated = validate_config(raw)
     spec = validated.nodes["alerts"]
-    assert spec.needs == ("logging", "journal")
+    assert spec.needs == ("journal",)
+    # logging is infrastructure: ordered before every other node without being listed
+    assert validated.order.index("logging") < validated.order.index("alerts")
     assert validated.order.index("journal") < validated.order.index("alerts")
     config = spec.config
     assert isinstance(config, AlertsConfig)

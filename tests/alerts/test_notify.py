@@ -14,14 +14,15 @@ import pytest
 from alert_helpers import DripServer, MakeRouter, Receiver, wait_until, webhook
 from pydantic import ValidationError
 
-from atb.alerts.notify import Notifier, NotifyConfig
 from atb.logging.events import log_engine_event, log_order_event
+from atb.notify.config import NotifyConfig
+from atb.notify.node import Notifier
 from atb.runtime.context import RunContext
 
 
 def notify_config(**settings: Any) -> NotifyConfig:
     return NotifyConfig.model_validate(
-        {"_target_": "atb.alerts.notify.Notifier", "needs": ["alerts"], **settings}
+        {"_target_": "atb.notify.node.Notifier", "needs": ["alerts"], **settings}
     )
 
 

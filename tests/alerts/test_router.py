@@ -24,7 +24,6 @@ from loguru import logger
 
 from atb.logging.events import log_data_event, log_engine_event, log_order_event
 from atb.logging.hooks import add_record_listener
-from atb.runtime.probes import PROBES
 
 
 def reject(n: int, symbol: str = "BTCUSDT") -> None:
@@ -130,9 +129,9 @@ def test_loop_stalled_fires_and_resolves_when_the_heartbeat_returns(
     rule = {"_target_": "atb.alerts.rules.HeartbeatSilenceRule", "silence": 0.2,
             "startup_grace": 0, "renotify_interval": None}  # fmt: skip
     router = make_router([rule], [webhook(receiver.url())])
-    PROBES.heartbeat.start(interval=0.05)
+    router.ctx.probes.heartbeat.start(interval=0.05)
     for _ in range(5):
-        PROBES.heartbeat.beat()
+        router.ctx.probes.heartbeat.beat()
         time.sleep(0.05)
     assert receiver.requests == []
     (fired,) = receiver.wait_for(1)  # the loop stops beating
@@ -140,7 +139,7 @@ def test_loop_stalled_fires_and_resolves_when_the_heartbeat_returns(
     assert alert["rule"] == "loop_stalled" and alert["severity"] == "critical"
     assert "no heartbeat" in alert["summary"]
     assert router.state()["firing"][0]["rule"] == "loop_stalled"
-    PROBES.heartbeat.beat()
+    router.ctx.probes.heartbeat.beat()
     requests = receiver.wait_for(2)
     assert [r["body"]["alert"]["status"] for r in requests] == ["firing", "resolved"]
     assert len(receiver.wait_for(3, timeout=0.4)) == 2  # one firing per stall, not per tick
@@ -191,7 +190,7 @@ def test_receiver_down_records_failures_opens_the_circuit_and_shows_in_status(
 
         down = wait_until(lambda: [e for e in events if e["name"] == "alert_channel_down"])
         assert down and down[0]["level"] == "ERROR" and down[0]["fields"]["channel"] == "webhook"
-        status = PROBES.read("alerts")
+        status = router.ctx.probes.read("alerts")
         assert status is not None
         channel = status["channels"]["webhook"]
         assert channel["state"] == "down" and channel["healthy"] is False
@@ -319,10 +318,10 @@ def test_status_lists_rules_channels_and_firing(
     router = make_router([count_rule(window=5)], [webhook(receiver.url())])
     reject(3)
     receiver.wait_for(1)
-    state = PROBES.read("alerts")
+    state = router.ctx.probes.read("alerts")
     assert state is not None and state is not router  # a snapshot dict
     assert state["status"] == "ok" and state["external_channels"] == ["webhook"]
     assert [r["name"] for r in state["rules"]] == ["repeated_order_rejections"]
     assert state["firing"][0]["key"] == "symbol=BTCUSDT"
     assert state["channels"]["webhook"]["target"] == f"http://127.0.0.1:{receiver.port}/…"
-    assert wait_until(lambda: PROBES.read("alerts")["counts"]["sent"] == 1)  # type: ignore[index]
+    assert wait_until(lambda: router.ctx.probes.read("alerts")["counts"]["sent"] == 1)  # type: ignore[index]

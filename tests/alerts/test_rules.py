@@ -76,10 +76,10 @@ def test_group_count_is_bounded() -> None:
 
 def test_heartbeat_silence() -> None:
     probes = Probes()
-    ctx = RunContext()
+    ctx = RunContext(probes=probes)
     rule = HeartbeatSilenceRule(
         HeartbeatSilenceRuleConfig.model_validate({"silence": None, "startup_grace": 0}),
-        RuleEnv(ctx=ctx, probes=probes),
+        RuleEnv(ctx=ctx),
     )
     assert rule.poll(0) == {}  # no loop in this run
     probes.heartbeat.start(interval=0.02)
@@ -103,7 +103,7 @@ def test_heartbeat_silence_respects_cooldowns_and_the_end_of_the_loop() -> None:
     probes = Probes()
     rule = HeartbeatSilenceRule(
         HeartbeatSilenceRuleConfig.model_validate({"silence": None, "startup_grace": 0}),
-        RuleEnv(ctx=RunContext(), probes=probes),
+        RuleEnv(ctx=RunContext(probes=probes)),
     )
     probes.heartbeat.start(interval=1.0)
     probes.heartbeat.fail("exchange unreachable")
@@ -120,7 +120,7 @@ def test_heartbeat_never_beating_after_start_is_a_stall() -> None:
     probes = Probes()
     rule = HeartbeatSilenceRule(
         HeartbeatSilenceRuleConfig.model_validate({"silence": 0.01, "startup_grace": 0.01}),
-        RuleEnv(ctx=RunContext(), probes=probes),
+        RuleEnv(ctx=RunContext(probes=probes)),
     )
     probes.heartbeat.start()
     assert rule.poll(0) == {}
@@ -134,7 +134,7 @@ def test_journal_spill_reads_the_published_state() -> None:
     state: dict[str, Any] = {"db_available": True, "spill_pending": 0, "last_error": None}
     probes.register("journal", lambda: dict(state))
     rule = JournalSpillRule(JournalSpillRuleConfig.model_validate({}),
-                            RuleEnv(ctx=RunContext(), probes=probes))  # fmt: skip
+                            RuleEnv(ctx=RunContext(probes=probes)))  # fmt: skip
     assert rule.poll(0) == {}
     state.update(db_available=False, spill_pending=12, spill_path="/tmp/spill.jsonl",
                  last_error="database unavailable: connection refused")  # fmt: skip

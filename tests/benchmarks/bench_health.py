@@ -37,7 +37,7 @@ import pytest
 
 from atb.health.server import HealthServer, HealthServerConfig
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES
+from atb.runtime.probes import Probes
 
 CONNECTIONS = int(os.environ.get("ATB_BENCH_HEALTH_CONNECTIONS", "200"))
 PERIOD = float(os.environ.get("ATB_BENCH_HEALTH_PERIOD", "1.0"))
@@ -134,6 +134,9 @@ def load(port: int) -> dict[str, Any]:
 BURN = "import time\nwhile True:\n    sum(i * i for i in range(10000))\n"
 
 
+PROBES = Probes()  # the benchmark run's probes: the busy engine beats, the server reads
+
+
 @contextmanager
 def busy_engine(kind: str) -> Iterator[dict[str, int]]:
     """A trading loop that never sleeps and beats `PROBES.heartbeat` every iteration.
@@ -191,7 +194,7 @@ def atb_server() -> Iterator[HealthServer]:
             "checks": [{"_target_": "atb.health.checks.ConfigCheck"}],
         }
     )
-    server = HealthServer(config, RunContext(mode="paper", strategy="ml_basic"))
+    server = HealthServer(config, RunContext(mode="paper", strategy="ml_basic", probes=PROBES))
     server.start()
     try:
         yield server

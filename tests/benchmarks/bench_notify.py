@@ -69,9 +69,10 @@ def _drip_server(stop: threading.Event) -> int:
 
 def _emit_rate(url: str) -> float:
     from atb.alerts.config import AlertsConfig
-    from atb.alerts.notify import Notifier, NotifyConfig
     from atb.alerts.router import AlertRouter
     from atb.logging.events import log_engine_event
+    from atb.notify.config import NotifyConfig
+    from atb.notify.node import Notifier
     from atb.runtime.context import RunContext
 
     ctx = RunContext(mode="paper", symbol="BTCUSDT", strategy="sma_crossover")
@@ -82,7 +83,7 @@ def _emit_rate(url: str) -> float:
     }), ctx)  # fmt: skip
     route = {"events": ["close_position"], "rate_limit": 0}
     notifier = Notifier(NotifyConfig.model_validate({
-        "_target_": "atb.alerts.notify.Notifier", "routes": {"trade_closed": route},
+        "_target_": "atb.notify.node.Notifier", "routes": {"trade_closed": route},
         "daily_summary": {"enabled": False},
     }), ctx, alerts=router)  # fmt: skip
     router.start()

@@ -17,7 +17,6 @@ from atb.db.journal import Journal, JournalConfig, row_from_json
 from atb.db.models import SystemEvent
 from atb.db.node import Database
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES
 
 
 def make_journal(db: Database, tmp_path: Path, **settings: Any) -> Journal:
@@ -60,7 +59,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
     journal = make_journal(db, tmp_path)
     journal.start()
     assert journal.ctx.journal is journal  # the run's journal service for other nodes
-    assert PROBES.read("journal") == journal.state()  # what the health server reads
+    assert journal.ctx.probes.read("journal") == journal.state()  # what the health server reads
     records = [record(i) for i in range(500)]
     for r in records:
         journal.enqueue(r)
@@ -78,7 +77,7 @@ def test_events_are_written_once_with_their_columns(db: Database, tmp_path: Path
         )
     )
     journal.stop()
-    assert journal.ctx.journal is None and PROBES.read("journal") is None
+    assert journal.ctx.journal is None and journal.ctx.probes.read("journal") is None
     assert event_counts(db) == (503, 503)
     assert {r["id"] for r in records} <= uuids(db)
     with db.session() as s:

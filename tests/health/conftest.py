@@ -8,10 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from health_helpers import release_checks
+from health_helpers import PROBES, release_checks
 
 from atb.health import metrics
-from atb.runtime.probes import PROBES
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,9 @@ from pydantic import Field
 from atb.config.base import NodeConfig
 from atb.health.checks import Check, CheckConfig
 from atb.health.server import HealthServer, HealthServerConfig
-from atb.runtime.context import RunContext
+from atb.runtime.context import ExchangeTarget, RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
+from atb.runtime.probes import Probes
 
 TARGET = "atb.health.server.HealthServer"
 
@@ -33,11 +33,17 @@ SOURCES = {
 }
 
 
+PROBES = Probes()
+"""The probes of every test run built by `make_ctx` (conftest resets them per test)."""
+
+
 def make_ctx(**kw: Any) -> RunContext:
     base: dict[str, Any] = {
+        "probes": PROBES,
         "mode": "paper",
         "strategy": "ml_basic",
         "config": {"exchange": {"_target_": "atb.exchange.replay.ReplayExchange"}},
+        "exchange": ExchangeTarget(target="atb.exchange.replay.ReplayExchange"),
         "config_sources": {k: list(v) for k, v in SOURCES.items()},
     }
     base.update(kw)
@@ -166,9 +172,9 @@ class BeatingEngine(Node[BeatingEngineConfig]):
         self.needs = needs
 
     def run(self) -> str:
-        PROBES.heartbeat.start(interval=self.config.interval)
+        self.ctx.probes.heartbeat.start(interval=self.config.interval)
         for _ in range(self.config.beats):
-            PROBES.heartbeat.beat()
+            self.ctx.probes.heartbeat.beat()
             time.sleep(self.config.interval)
         deadline = time.monotonic() + self.config.linger
         while time.monotonic() < deadline and not self.ctx.stopping:

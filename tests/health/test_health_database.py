@@ -9,10 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from health_helpers import BlackHole, make_config, request, running
+from health_helpers import PROBES, BlackHole, make_config, request, running
 from sqlalchemy import create_engine
-
-from atb.runtime.probes import PROBES
 
 
 def db_node(url: str) -> SimpleNamespace:

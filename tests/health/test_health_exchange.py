@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from atb_testkit.fake_binance import FakeBinance
-from health_helpers import make_config, make_ctx, request, running
+from health_helpers import PROBES, make_config, make_ctx, request, running
 
-from atb.runtime.probes import PROBES
+from atb.runtime.context import ExchangeTarget
 
 BINANCE = {"_target_": "atb.exchange.ccxt_exchange.CcxtExchange", "id": "binance", "sandbox": False}
 
@@ -45,7 +45,7 @@ def exchange_status(server: Any) -> tuple[int, dict[str, Any]]:
 
 
 def test_reachable_exchange_reports_latency(fake: FakeBinance) -> None:
-    ctx = make_ctx(config={"exchange": {**BINANCE, "api_key": "***"}})
+    ctx = make_ctx(exchange=ExchangeTarget.of({**BINANCE, "api_key": "***"}))
     with running(make_config(checks=[exchange_check(fake.url)]), ctx) as server:
         beat()
         code, exchange = exchange_status(server)
@@ -60,7 +60,7 @@ def test_reachable_exchange_reports_latency(fake: FakeBinance) -> None:
 
 
 def test_ping_method(fake: FakeBinance) -> None:
-    ctx = make_ctx(config={"exchange": BINANCE})
+    ctx = make_ctx(exchange=ExchangeTarget.of(BINANCE))
     checks = [exchange_check(fake.url, method="ping")]
     with running(make_config(checks=checks), ctx) as server:
         beat()
@@ -69,7 +69,7 @@ def test_ping_method(fake: FakeBinance) -> None:
 
 
 def test_exchange_faults_are_visible(fake: FakeBinance) -> None:
-    ctx = make_ctx(config={"exchange": BINANCE})
+    ctx = make_ctx(exchange=ExchangeTarget.of(BINANCE))
     with running(make_config(checks=[exchange_check(fake.url)]), ctx) as server:
         beat()
         fake.faults.add("http_503", path="/api/v3/time", times=None)
@@ -108,7 +108,7 @@ def test_unreachable_network_is_reported_not_raised() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    ctx = make_ctx(config={"exchange": BINANCE})
+    ctx = make_ctx(exchange=ExchangeTarget.of(BINANCE))
     with running(make_config(checks=[exchange_check(dead)]), ctx) as server:
         beat()
         code, exchange = exchange_status(server)
@@ -118,7 +118,7 @@ def test_unreachable_network_is_reported_not_raised() -> None:
 
 
 def test_exchange_can_be_configured_as_only_degrading(fake: FakeBinance) -> None:
-    ctx = make_ctx(config={"exchange": BINANCE})
+    ctx = make_ctx(exchange=ExchangeTarget.of(BINANCE))
     checks = [exchange_check(fake.url, failure_status="degraded")]
     fake.faults.go_offline()
     with running(make_config(checks=checks), ctx) as server:
@@ -129,7 +129,7 @@ def test_exchange_can_be_configured_as_only_degrading(fake: FakeBinance) -> None
 
 def test_loop_view_of_the_exchange_is_shown(fake: FakeBinance) -> None:
     PROBES.register("exchange", lambda: {"consecutive_errors": 2, "last_error": "RequestTimeout"})
-    ctx = make_ctx(config={"exchange": BINANCE})
+    ctx = make_ctx(exchange=ExchangeTarget.of(BINANCE))
     with running(make_config(checks=[exchange_check(fake.url)]), ctx) as server:
         beat()
         exchange = exchange_status(server)[1]
@@ -137,7 +137,7 @@ def test_loop_view_of_the_exchange_is_shown(fake: FakeBinance) -> None:
 
 
 def test_exchange_from_run_config_base_url(fake: FakeBinance) -> None:
-    ctx = make_ctx(config={"exchange": {**BINANCE, "base_url": fake.url}})
+    ctx = make_ctx(exchange=ExchangeTarget.of({**BINANCE, "base_url": fake.url}))
     with running(make_config(checks=[exchange_check(None)]), ctx) as server:
         beat()
         assert exchange_status(server)[1]["status"] == "healthy"

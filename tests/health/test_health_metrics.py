@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from health_helpers import make_config, request, running
+from health_helpers import PROBES, make_config, request, running
 from prometheus_client.parser import text_string_to_metric_families
 
 from atb.health import metrics
-from atb.runtime.probes import PROBES
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

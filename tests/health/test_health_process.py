@@ -22,10 +22,8 @@ from typing import Any
 
 import pytest
 from atb_testkit.waiting import wait_for_process
-from health_helpers import make_config, request, running
+from health_helpers import PROBES, make_config, request, running
 from loguru import logger
-
-from atb.runtime.probes import PROBES
 
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 
@@ -33,9 +31,8 @@ ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 TRADER = """
 import sys, time
 sys.path.insert(0, {helpers!r})
-from health_helpers import make_config, make_ctx
+from health_helpers import PROBES, make_config, make_ctx
 from atb.health.server import HealthServer
-from atb.runtime.probes import PROBES
 server = HealthServer(make_config(checks=[], publish_timeout=1.0), make_ctx())
 server.start()
 PROBES.heartbeat.start(interval=0.05)

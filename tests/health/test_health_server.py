@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from health_helpers import (
+    PROBES,
     BeatingEngine,
     make_config,
     make_ctx,
@@ -21,7 +22,6 @@ from atb.config.validate import validate_config
 from atb.health.server import HealthPortInUse, HealthServer, HealthServerConfig, resolve_port
 from atb.runtime.context import RunContext
 from atb.runtime.errors import ConfigError, NodeError
-from atb.runtime.probes import PROBES
 from atb.runtime.runner import Runner
 
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from health_helpers import (
+    PROBES,
     check_runs,
     counting,
     make_config,
@@ -17,8 +18,6 @@ from health_helpers import (
     request,
     running,
 )
-
-from atb.runtime.probes import PROBES
 
 
 def beat() -> None:

@@ -10,10 +10,10 @@ import re
 import time
 
 import pytest
-from health_helpers import make_config, make_ctx, request, running
+from health_helpers import PROBES, make_config, make_ctx, request, running
 
 from atb.health.server import HealthServer
-from atb.runtime.probes import MIN_SILENCE, PROBES, silence_limit
+from atb.runtime.probes import MIN_SILENCE, silence_limit
 
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 ENDPOINTS = ("/livez", "/health", "/readyz", "/status")

@@ -23,9 +23,7 @@ from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio
 from atb.engine.risk import RiskSettings
 from atb.exchange.ccxt_exchange import CcxtExchange, CcxtExchangeConfig
-from atb.runtime.clock import SYSTEM_CLOCK
 from atb.runtime.context import RunContext
-from atb.runtime.probes import PROBES
 from atb.strategies.base import BUY, SELL
 from atb.strategies.sma_crossover import SmaCrossover, SmaCrossoverConfig
 
@@ -181,9 +179,8 @@ def test_failed_iterations_back_off_on_the_injected_clock(
         with pytest.raises(LoopFailed, match="4 consecutive failed iterations"):
             engine.run()
         assert clock.waits == [5, 10, 12]  # doubling, capped; never slept for real
-        beat = PROBES.heartbeat.snapshot()
+        beat = ctx.probes.heartbeat.snapshot()
         assert beat["failures"] == 4 and beat["last_pulse_at"] == clock.now
         assert beat["started_at"] == 1_000.0 and beat["stop_reason"] == "failed"
     finally:
         engine.stop()
-        PROBES.heartbeat.clock = SYSTEM_CLOCK

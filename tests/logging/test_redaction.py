@@ -15,10 +15,10 @@ from atb.logging.hooks import add_record_listener
 from atb.logging.redaction import (
     BUILTIN_KEYS,
     BUILTIN_SECRET_ENV,
-    RedactionNode,
     Redactor,
     get_redactor,
 )
+from atb.logging.redaction_node import RedactionNode
 from atb.runtime.context import RunContext
 
 R = "[REDACTED]"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from logging_helpers import composed_logging
 from loguru import logger
 from omegaconf import OmegaConf
 from pydantic import ValidationError
@@ -21,12 +22,13 @@ from atb.config.logging import LoggingConfig
 from atb.config.redaction import RedactionConfig
 from atb.logging.events import log_order_event
 from atb.logging.node import LoggingNode
-from atb.logging.redaction import RedactionNode
+from atb.logging.redaction_node import RedactionNode
 from atb.logging.setup import (
     configure_logging,
     effective_sinks,
     flush,
     read_env,
+    resolve_json,
     sink_health,
 )
 from atb.runtime.context import RunContext
@@ -54,10 +56,13 @@ def test_env_parsing() -> None:
         {"ccxt": "ERROR"},
         100,
     )
-    assert read_env({"ENV": "production"}).json is True
-    assert read_env({"RAILWAY_ENVIRONMENT": "prod"}).json is True
-    assert read_env({"RAILWAY_ENVIRONMENT": "prod", "LOG_JSON": "0"}).json is False
-    assert read_env({}).json is None
+    assert read_env({"ENV": "production"}).json is None  # only LOG_JSON is an override
+    assert resolve_json(None, None, environ={"ENV": "production"}) is True
+    assert resolve_json(None, environ={"RAILWAY_ENVIRONMENT": "prod"}) is True
+    prod = {"RAILWAY_ENVIRONMENT": "prod", "LOG_JSON": "0"}
+    assert resolve_json(read_env(prod).json, None, environ=prod) is False
+    assert resolve_json(None, False, environ={"ENV": "production"}) is False
+    assert resolve_json(None, environ={}) is None
 
 
 @pytest.mark.parametrize(
@@ -311,8 +316,10 @@ def test_idempotent(outputs: Any) -> None:
 
 
 @pytest.mark.parametrize("name", ["console", "json", "production"])
-def test_logging_presets_validate(name: str) -> None:
-    raw = OmegaConf.to_container(OmegaConf.load(CONF / "logging" / f"{name}.yaml"))
+def test_logging_presets_validate(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LOG_LEVEL", "LOG_JSON", "LOG_MAX_MESSAGE_LEN", "LOG_CCXT_LEVEL"):
+        monkeypatch.delenv(var, raising=False)
+    raw = OmegaConf.to_container(composed_logging(f"logging={name}"), resolve=True)
     cfg = LoggingConfig.model_validate(raw)
     assert cfg.target == "atb.logging.node.LoggingNode" and cfg.needs == ["redaction"]
     assert cfg.model_dump(by_alias=True, exclude={"sinks"}) == LoggingConfig().model_dump(

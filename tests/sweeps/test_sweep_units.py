@@ -24,14 +24,14 @@ from atb.runtime.sweep import (
     TOTAL,
     SweepCallback,
     count_jobs,
-    covering_jobs,
     format_ranking,
-    overrides_to_parameters,
     rank_runs,
     redact_multirun_yaml,
     sweep_overrides,
     tune_local_sweep,
 )
+from atb.runtime.sweep_store import overrides_to_parameters
+from atb.runtime.tuning import covering_jobs
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 

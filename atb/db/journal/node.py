@@ -53,7 +53,7 @@ class Journal(Node[JournalConfig]):
     """Every atb.logging event, WARNING+ record and alert -> a `system_events` row.
 
     While started it is the run's journal service: `ctx.journal` (for nodes that do not
-    list it in `needs`) and `PROBES` "journal" (its `state()`, for the health server).
+    list it in `needs`) and `ctx.probes` "journal" (its `state()`, for the health server).
     """
 
     config_model: ClassVar[type[NodeConfig]] = JournalConfig
@@ -120,9 +120,7 @@ class Journal(Node[JournalConfig]):
 
             self._remove_listener = add_record_listener(self.enqueue)
         self.ctx.journal = self
-        from atb.runtime.probes import PROBES
-
-        self._unregister_probe = PROBES.register("journal", self.state)
+        self._unregister_probe = self.ctx.probes.register("journal", self.state)
         if self.spill_pending:
             logger.info(
                 "journal: {} spilled events from an earlier run will be replayed from {}",
@@ -190,7 +188,7 @@ class Journal(Node[JournalConfig]):
     # -- health ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Journal health for /status (also published as PROBES "journal").
+        """Journal health for /status (also published as ctx.probes "journal").
 
         queue_depth/queue_size: events in memory; enqueued/written/spilled/replayed/
         rejected/dropped: totals since start (overflowed: spilled by callers because the

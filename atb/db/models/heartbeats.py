@@ -1,6 +1,6 @@
 """The trading loop's heartbeat as other processes see it: one row per paper/live run.
 
-The in-process heartbeat (`PROBES.heartbeat`) dies with the process; the monitoring
+The in-process heartbeat (`ctx.probes.heartbeat`) dies with the process; the monitoring
 dashboard runs in another process and must tell a killed (`kill -9`) or hung loop from a
 running one. `atb.engine.heartbeat_store.HeartbeatWriter` copies the heartbeat here from
 its own thread (the loop never waits on it); the dashboard judges the row with the same

@@ -42,7 +42,6 @@ from atb.logging.events import log_engine_event
 from atb.runtime.clock import SYSTEM_CLOCK, Clock
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
-from atb.runtime.probes import PROBES
 from atb.strategies.base import Strategy
 
 
@@ -143,7 +142,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             freshness=self.freshness,
             recording=recording,
             limits=RiskLimits(cfg.max_drawdown, cfg.max_daily_loss),
-            heartbeat=PROBES.heartbeat,
+            heartbeat=self.ctx.probes.heartbeat,
             clock=self.clock,
             timer=self.timer,
         )
@@ -215,7 +214,7 @@ class LiveEngine(Node[LiveEngineConfig]):
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            PROBES.heartbeat.stop(status)
+            self.ctx.probes.heartbeat.stop(status)
             if self._heartbeat_writer is not None:
                 self._heartbeat_writer.stop()
                 self._heartbeat_writer = None
@@ -223,10 +222,10 @@ class LiveEngine(Node[LiveEngineConfig]):
 
     def _begin(self) -> None:
         cfg, ctx = self.config, self.ctx
-        PROBES.heartbeat.start(interval=cfg.check_interval, clock=self.clock)
+        self.ctx.probes.heartbeat.start(interval=cfg.check_interval, clock=self.clock)
         if self.recorder is not None:
             # Other processes (the monitoring dashboard) see the pulse through the database.
-            self._heartbeat_writer = HeartbeatWriter(self.db.engine, ctx.run_id, PROBES.heartbeat)
+            self._heartbeat_writer = HeartbeatWriter(self.db.engine, ctx.run_id, self.ctx.probes.heartbeat)
             self._heartbeat_writer.start()
         feed = self.feed.describe()
         log_engine_event(
@@ -282,8 +281,8 @@ class LiveEngine(Node[LiveEngineConfig]):
         return {"run_id": self.ctx.run_id, "reason": reason, **self.metrics()}
 
     def _register_probes(self) -> None:
-        self._unregister.append(PROBES.register("data", self._data_state))
-        self._unregister.append(PROBES.register("exchange", self._exchange_state))
+        self._unregister.append(self.ctx.probes.register("data", self._data_state))
+        self._unregister.append(self.ctx.probes.register("exchange", self._exchange_state))
 
     def _data_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -11,10 +11,7 @@ record before the request leaves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
-
-import pandas as pd
 
 from atb.engine.decision import DecisionPath, log_decision
 from atb.engine.inputs import Bar
@@ -22,7 +19,7 @@ from atb.engine.live.account import SessionAccount, SessionState
 from atb.engine.live.recorder import LiveRecorder
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position
-from atb.engine.records import exposure_ratio
+from atb.engine.records import exposure_ratio, prediction_row
 from atb.engine.step import Step
 from atb.engine.trading import RecordSettings
 from atb.health import metrics as _metrics
@@ -113,7 +110,11 @@ class SessionRecording:
             }
             if rec.account_history
             else None,
-            prediction=prediction_row(signals, bar.time) if rec.predictions else None,
+            prediction=(
+                prediction_row(signals.predictions if signals is not None else None, bar.time)
+                if rec.predictions
+                else None
+            ),
             mark=bar.close,
             state=self.state(),
             metrics=self.metrics(),
@@ -168,34 +169,3 @@ def _log_bar(step: Step, position: Position | None) -> None:
                 take_price=position.take_price,
                 reason=order.reason,
             )
-
-
-def prediction_row(signals: SignalFrame | None, time_: datetime) -> dict[str, Any] | None:
-    """The newest prediction of this bar's signal frame, as a `predictions` row."""
-    if signals is None or signals.predictions is None or not len(signals.predictions):
-        return None
-    row = signals.predictions.iloc[-1]
-    when = pd.Timestamp(row.get("time", time_))
-    if when.tzinfo is None:
-        when = when.tz_localize("UTC")
-
-    def num(name: str) -> float | None:
-        value = row.get(name)
-        if value is None:
-            return None
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            return None
-        return None if f != f else f
-
-    direction = num("direction")
-    model_id = row.get("model_id")
-    return {
-        "time": when.to_pydatetime(),
-        "predicted_price": num("predicted_price"),
-        "r": num("r"),
-        "confidence": num("confidence"),
-        "direction": None if direction is None else int(direction),
-        "model_id": None if model_id in (None, "") else str(model_id),
-    }

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atb.db.url import default_spill_path
+from atb.db.url import default_record_log_dir
 from atb.engine.execution import Execution, Orphan
 from atb.engine.live.account import PreviousSession, SessionAccount, iso
 from atb.engine.live.recorder import LiveRecorder
@@ -32,8 +32,7 @@ def record_log_dir(configured: str | None, db: Any, ctx: RunContext) -> Path:
     """`live.record_log_dir`, else beside the journal's spill file for this database."""
     if configured:
         return Path(configured).expanduser()
-    spill = default_spill_path(db.url, ctx.output_dir)
-    return spill.with_name(spill.name.removesuffix(".jsonl") + ".records")
+    return default_record_log_dir(db.url, ctx.output_dir)
 
 
 def record_error(name: str, error: str) -> None:

@@ -5,14 +5,10 @@ Run from this directory (or put it on PYTHONPATH); tests/deploy/test_user_config
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from atb.config.base import NodeConfig
-from atb.runtime.context import RunContext
 from atb.strategies.base import BUY, SELL, SignalFrame, Strategy, StrategyConfig
 
 
@@ -21,14 +17,8 @@ class MomentumConfig(StrategyConfig):
     lookback: int = Field(24, ge=1, description="bars back to compare the close with")
 
 
-class Momentum(Strategy):
+class Momentum(Strategy[MomentumConfig]):
     """BUY when the close rises above the close `lookback` bars ago, SELL when it falls below."""
-
-    config_model: ClassVar[type[NodeConfig]] = MomentumConfig
-    config: MomentumConfig
-
-    def __init__(self, config: MomentumConfig, ctx: RunContext, **needs: Any) -> None:
-        super().__init__(config, ctx)
 
     @property
     def warmup(self) -> int:
