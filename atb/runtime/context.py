@@ -72,7 +72,6 @@ class RunContext:
     """The run's event journal while it runs (set by the `journal` node): for nodes that
     journal events without listing it in `needs`."""
 
-
     probes: Probes = field(default_factory=Probes)
     """The run's published state (loop heartbeat, journal, alerts, data, exchange): the
     components that have it register here, the health server and alert rules read it."""

@@ -225,7 +225,9 @@ class LiveEngine(Node[LiveEngineConfig]):
         self.ctx.probes.heartbeat.start(interval=cfg.check_interval, clock=self.clock)
         if self.recorder is not None:
             # Other processes (the monitoring dashboard) see the pulse through the database.
-            self._heartbeat_writer = HeartbeatWriter(self.db.engine, ctx.run_id, self.ctx.probes.heartbeat)
+            self._heartbeat_writer = HeartbeatWriter(
+                self.db.engine, ctx.run_id, self.ctx.probes.heartbeat
+            )
             self._heartbeat_writer.start()
         feed = self.feed.describe()
         log_engine_event(
