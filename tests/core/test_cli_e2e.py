@@ -51,7 +51,7 @@ def test_missing_group_option_exits_2(atb_run: RunAtb) -> None:
 
 
 def test_dependency_cycle_exits_2_naming_the_nodes(atb_run: RunAtb) -> None:
-    proc = atb_run("+db.needs=[backtest]")
+    proc = atb_run("db.needs=[backtest]")
     assert proc.returncode == 2
     assert "dependency cycle" in proc.stderr
     assert "backtest" in proc.stderr and "db" in proc.stderr
