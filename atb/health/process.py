@@ -74,11 +74,9 @@ class ServerProcess:
         config = HealthServerConfig.model_validate(args["config"])
         run = dict(args["ctx"])
         exchange = run.pop("exchange", None)
-        ctx = RunContext(
-            **run,
-            secrets=frozenset(run.pop("secrets", None) or ()),
-            exchange=None if exchange is None else ExchangeTarget(**exchange),
-        )
+        secrets = frozenset(run.pop("secrets", None) or ())
+        target = None if exchange is None else ExchangeTarget(**exchange)
+        ctx = RunContext(**run, secrets=secrets, exchange=target)
         env = CheckEnv(
             ctx=ctx,
             probes=RemoteProbes(self.link, config.check_timeout),

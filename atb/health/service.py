@@ -66,7 +66,8 @@ SCRAPE_FAMILIES = (
     "atb_health_check_duration_seconds",
 )
 
-HEARTBEAT_FIELDS = tuple(f.name for f in fields(Heartbeat))
+# The heartbeat's state, not its clock (the server process reads the system clock).
+HEARTBEAT_FIELDS = tuple(f.name for f in fields(Heartbeat) if f.name != "clock")
 
 
 def heartbeat_fields(hb: Heartbeat) -> dict[str, Any]:

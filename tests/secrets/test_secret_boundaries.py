@@ -25,8 +25,9 @@ from atb.logging.redaction import Redactor, get_redactor, set_redactor
 
 R = "[REDACTED]"
 _PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
+# No "${": in a Hydra/OmegaConf config that is an interpolation, never a literal value.
 registered = st.text(_PRINTABLE, min_size=10, max_size=40).filter(
-    lambda s: any(c.isalpha() for c in s) and any(c.isdigit() for c in s)
+    lambda s: any(c.isalpha() for c in s) and any(c.isdigit() for c in s) and "${" not in s
 )
 unregistered = st.text(
     st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"),
