@@ -26,6 +26,15 @@ def best(fn: Callable[[], float], repeat: int = 3) -> float:
     return min(fn() for _ in range(repeat))
 
 
+def compare(what: str, plain: float, fast: float, unit: str = "ms", scale: float = 1000) -> None:
+    """Print `what`: unpatched -> patched and the ratio; the patch must not be slower."""
+    print(
+        f"\n[tuning] {what}: {plain * scale:.2f} {unit} unpatched -> {fast * scale:.2f} {unit} "
+        f"patched, ratio {plain / fast:.2f}x"
+    )
+    assert plain / fast > 1.0
+
+
 # -- fast_sqlite_binding ----------------------------------------------------------------------
 
 ROWS = [(i, None, None, i * 0.5, None, True, "x", None) for i in range(200_000)]
@@ -57,13 +66,7 @@ def measure_sqlite() -> tuple[float, float]:
 
 
 def test_fast_sqlite_binding() -> None:
-    plain, fast = measure_sqlite()
-    print(
-        f"\n[tuning] sqlite3 executemany of {len(ROWS):,} rows with 4 None/bool values: "
-        f"{plain * 1000:.0f} ms plain, {fast * 1000:.0f} ms with the adapters, "
-        f"ratio {plain / fast:.2f}x"
-    )
-    assert plain / fast > 1.0
+    compare(f"sqlite3 executemany of {len(ROWS):,} rows with 4 None/bool", *measure_sqlite())
 
 
 # -- skip_hydra_mode_probe ----------------------------------------------------------------------
@@ -91,12 +94,7 @@ def measure_start() -> tuple[float, float]:
 
 
 def test_skip_hydra_mode_probe() -> None:
-    plain, fast = measure_start()
-    print(
-        f"\n[tuning] python -m atb --cfg job: {plain * 1000:.0f} ms with Hydra's mode probe, "
-        f"{fast * 1000:.0f} ms without, ratio {plain / fast:.2f}x"
-    )
-    assert plain / fast > 1.0
+    compare("python -m atb --cfg job wall time (Hydra's mode probe skipped)", *measure_start())
 
 
 # -- cover_sweep_validation -------------------------------------------------------------------
@@ -131,11 +129,7 @@ def measure_cover() -> tuple[float, float, int]:
 
 def test_cover_sweep_validation() -> None:
     plain, fast, n = measure_cover()
-    print(
-        f"\n[tuning] validating a {len(GRID)}-job sweep: {plain * 1000:.0f} ms composing every "
-        f"job, {fast * 1000:.0f} ms composing the {n} covering jobs, ratio {plain / fast:.2f}x"
-    )
-    assert plain / fast > 1.0
+    compare(f"validating a {len(GRID)}-job sweep ({n} covering jobs composed)", plain, fast)
 
 
 # -- fork_joblib_workers ----------------------------------------------------------------------
@@ -166,13 +160,7 @@ def measure_fork() -> tuple[float, float]:
 
 
 def test_fork_joblib_workers() -> None:
-    plain, fast = measure_fork()
-    print(
-        f"\n[tuning] 2 sweep workers ready with atb's modules: {plain * 1000:.0f} ms fresh "
-        f"(loky), {fast * 1000:.0f} ms forked from the warmed launcher, "
-        f"ratio {plain / fast:.2f}x"
-    )
-    assert plain / fast > 1.0
+    compare("2 sweep workers ready with atb's modules (loky -> forked)", *measure_fork())
 
 
 # -- shorter_switch_interval ------------------------------------------------------------------
@@ -214,12 +202,8 @@ def measure_switch() -> tuple[float, float]:
 
 
 def test_shorter_switch_interval() -> None:
-    plain, fast = measure_switch()
-    print(
-        f"\n[tuning] p90 of 4 GIL hand-backs while a thread spins: {plain:.2f} ms at Python's "
-        f"5 ms switch interval, {fast:.2f} ms at 0.5 ms, ratio {plain / fast:.2f}x"
-    )
-    assert plain / fast > 1.0
+    what = "p90 of 4 GIL hand-backs while a thread spins (5 ms -> 0.5 ms switch interval)"
+    compare(what, *measure_switch(), scale=1)
 
 
 if __name__ == "__main__":
