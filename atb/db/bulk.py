@@ -34,6 +34,7 @@ import pandas as pd
 from sqlalchemy import Connection, DateTime, String, Table, insert
 
 from atb.logging.redaction import get_redactor
+from atb.runtime import tuning
 
 Row = tuple[Any, ...]
 _chain = chain.from_iterable
@@ -89,27 +90,6 @@ def _in_chunks(
             i += n
 
 
-def fast_sqlite_binding() -> None:
-    """Let the sqlite3 module bind None and bool without its adaptation slow path.
-
-    sqlite3 binds int/float/str directly; any other value goes through the adaptation
-    protocol first, and a value with no registered adapter fails two attribute lookups
-    (`PrepareProtocol.__adapt__`, `value.__conform__`), each raising and clearing an
-    AttributeError: ~0.6 us per None, with the GIL held. A journal row has 4-6 of them
-    (nullable columns, alert_sent), which made binding most of the inserter's GIL time.
-    These adapters return what sqlite3 would bind anyway (None -> NULL, bool -> its int),
-    so the stored values are unchanged for every sqlite3 user in the process; an adapter
-    someone else registered for these types is left alone.
-    """
-    registered = getattr(sqlite3, "adapters", {})
-    protocol = sqlite3.PrepareProtocol
-    if (type(None), protocol) not in registered:
-        nothing: dict[None, None] = {}
-        sqlite3.register_adapter(type(None), nothing.get)  # a C callable returning None
-    if (bool, protocol) not in registered:
-        sqlite3.register_adapter(bool, int)
-
-
 class RowWriter:
     """Inserts row tuples (values already in the backend's form) straight on the DBAPI
     cursor of a SQLAlchemy connection, in the caller's transaction.
@@ -127,7 +107,7 @@ class RowWriter:
         self.columns = tuple(columns)
         self.conflict = conflict
         if dialect == "sqlite":
-            fast_sqlite_binding()
+            tuning.fast_sqlite_binding()  # idempotent; also set by Database.start
             self._chunks = sqlite_chunks(self.table, self.columns, conflict)
         names = ", ".join(self.columns)
         self._stage = f"atb_stage_{self.table}"
