@@ -39,6 +39,7 @@ from atb.health.limits import LimitedHTTPServer
 from atb.health.link import Link
 from atb.health.service import HealthService
 from atb.logging.redaction import set_redactor
+from atb.runtime import tuning
 from atb.runtime.context import ExchangeTarget, RunContext
 
 
@@ -93,10 +94,10 @@ class ServerProcess:
                 check.prepare()
             except Exception as exc:  # run() reports it in /status; start-up goes on
                 logger.warning("health check {} could not prepare: {}", check.name, exc)
-        if config.gil_switch_interval is not None:
-            # The HTTP loop shares this process's GIL with the check workers; a short
-            # interval bounds how long a Python-heavy check can delay a probe's answer.
-            sys.setswitchinterval(config.gil_switch_interval)
+        # The HTTP loop shares this process's GIL with the check workers; a short interval
+        # bounds how long a Python-heavy check can delay a probe's answer. (The trading
+        # process's interval is never touched: the server no longer lives there.)
+        tuning.shorter_switch_interval(config.gil_switch_interval)
         service = HealthService(
             config,
             ctx,

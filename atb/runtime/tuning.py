@@ -16,8 +16,9 @@ repeated runs varied by up to 2x):
   its 6 covering jobs, 22.7 s -> 4.9 s before the first job starts (4.6x).
 - `fork_joblib_workers` (the sweep callback, joblib launcher): 2 workers ready with atb's
   modules imported, 10.5 s fresh (loky) -> 0.37 s forked from the warmed launcher (29x).
-- `shorter_switch_interval` (the health server while it serves): p90 of a request's 4 GIL
-  hand-backs while an engine thread spins, 33 ms at Python's 5 ms -> 11 ms at 0.5 ms (2.9x).
+- `shorter_switch_interval` (the health server's own process, where check workers share
+  the GIL with the HTTP loop): p90 of a request's 4 GIL hand-backs while a thread spins,
+  33 ms at Python's 5 ms -> 11 ms at 0.5 ms (2.9x).
 
 Not performance, and so not here: the Hydra patches that keep secrets out of printed and
 saved configs (`atb.runtime.printed`, `atb.runtime.sweep.install_redacted_multirun_save`).
@@ -163,10 +164,10 @@ def _call_pickled(payload: bytes) -> bytes:
 def shorter_switch_interval(seconds: float | None) -> Callable[[], None]:
     """Lower the interpreter's GIL switch interval; returns the call that restores it.
 
-    A CPU-bound engine thread holds the GIL; after every socket call the health server's
+    A CPU-bound thread holds the GIL; after every socket call the health server's HTTP
     thread waits up to the switch interval to get it back (5 ms by default, several times
     per request). A shorter interval only costs anything while threads contend, and bounds
-    the probe latency the engine can impose. `None`, or a value not below the current one,
+    the probe latency a busy check worker can impose. `None`, or a value not below the current one,
     changes nothing.
     """
     if seconds is None or seconds >= sys.getswitchinterval():
