@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from loguru import logger
 from pydantic import Field
@@ -56,11 +56,7 @@ class Journal(Node[JournalConfig]):
     list it in `needs`) and `ctx.probes` "journal" (its `state()`, for the health server).
     """
 
-    config_model: ClassVar[type[NodeConfig]] = JournalConfig
-
-    def __init__(
-        self, config: JournalConfig, ctx: RunContext, db: Database, logging: Any = None
-    ) -> None:
+    def __init__(self, config: JournalConfig, ctx: RunContext, db: Database) -> None:
         super().__init__(config, ctx)
         self.db = db
         self.spill_path = self._default_spill_path(config, ctx, db)

@@ -12,9 +12,8 @@ execution finishes, the heartbeat stops and the run is closed as finished, stopp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from atb.config.base import NodeConfig
 from atb.engine.decision import DecisionPath
 from atb.engine.execution import Execution
 from atb.engine.heartbeat_store import HeartbeatWriter
@@ -60,9 +59,6 @@ def make_execution(
 
 class LiveEngine(Node[LiveEngineConfig]):
     """See the module docstring."""
-
-    config_model: ClassVar[type[NodeConfig]] = LiveEngineConfig
-    config: LiveEngineConfig
 
     def __init__(
         self,
