@@ -373,9 +373,9 @@ class RunRecorder:
             "price": [o.price if f else None for o, f in zip(orders, filled, strict=True)],
             "fee": [o.fee if f else None for o, f in zip(orders, filled, strict=True)],
             "position_no": [o.position_id for o in orders],
-            "exchange_order_id": None,
+            "exchange_order_id": [o.exchange_order_id for o in orders],
             "note": [o.note for o in orders],
-            "error_code": None,  # only exchange rejections have one (LiveRecorder)
+            "error_code": [o.error_code for o in orders],  # exchange rejections only
         }
 
     def position_columns(

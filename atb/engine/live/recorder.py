@@ -211,8 +211,6 @@ class LiveRecorder(RunRecorder):
     def _order_rows(self, orders: list[Order]) -> list[dict[str, Any]]:
         rows = self.order_rows(orders)
         for row, order in zip(rows, orders, strict=True):
-            row["exchange_order_id"] = order.exchange_order_id
-            row["error_code"] = order.error_code
             if order.status == "pending":
                 row["qty"] = order.qty or None
         return rows
