@@ -151,13 +151,15 @@ def section(title: str) -> pn.pane.HTML:
 
 
 Column = tuple[str, str, str]
-"""(field, title, kind: text | money | num | pct | time | int)."""
+"""(field, title, kind: text | money | num | qty | pct | time | int)."""
 
 _FORMATTERS: dict[str, Any] = {
     "money": lambda: NumberFormatter(format="0,0.00"),
-    "num": lambda: NumberFormatter(format="0,0.0000"),
+    "num": lambda: NumberFormatter(format="0,0.00"),
+    # a quantity keeps its significant decimals: 0.00012 BTC is not "0.0000"
+    "qty": lambda: NumberFormatter(format="0,0.[00000000]"),
     "pct": lambda: NumberFormatter(format="0.00%"),
-    "int": lambda: NumberFormatter(format="0"),
+    "int": lambda: NumberFormatter(format="0,0"),
     "time": lambda: DateFormatter(format="%Y-%m-%d %H:%M:%S"),
     "text": lambda: StringFormatter(),
 }

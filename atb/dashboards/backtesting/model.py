@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
+from atb.dashboards import charts
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
-from atb.db.series import ACCOUNT, read_series
+from atb.db.series import ACCOUNT, DECISIONS, read_series
 from atb.engine.report import TRADE_COLUMNS
 
 MODE = "backtest"
@@ -31,6 +31,8 @@ METRICS = (
     "num_trades",
     "profit_factor",
     "final_equity",
+    "fees_paid",
+    "buy_and_hold_return",
 )
 RUN_COLUMNS = (
     "id",
@@ -48,7 +50,15 @@ RUN_COLUMNS = (
 )
 # the columns of a backtest's `export_csv` file, also read from the trades table
 TRADE_CSV_COLUMNS = tuple(TRADE_COLUMNS)
-MAX_POINTS = 5000
+MAX_POINTS = charts.MAX_POINTS
+SORTS = {
+    "newest": ("started_at", False),
+    "return": ("total_return", False),
+    "Sharpe": ("sharpe", False),
+    "max drawdown (least)": ("max_drawdown", True),
+    "trades": ("num_trades", False),
+    "profit factor": ("profit_factor", False),
+}
 
 
 def _json(value: Any) -> Any:
@@ -60,11 +70,46 @@ def _json(value: Any) -> Any:
     return value
 
 
-def params_text(params: Any) -> str:
+def params_text(params: Any, only: set[str] | None = None) -> str:
     params = _json(params) or {}
     if not isinstance(params, dict):
         return str(params)
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if only is None or k in only)
+
+
+def varying_keys(parameters: Any) -> set[str]:
+    """The parameter names whose value differs between the given runs' parameter dicts."""
+    dicts = [p if isinstance(p, dict) else {} for p in (_json(v) for v in parameters)]
+    keys = {k for d in dicts for k in d}
+    # a key only some runs record (an older run, a default) is not what tells them apart
+    return {
+        k for k in keys if len({json.dumps(d[k], default=str) for d in dicts if k in d}) > 1
+    }
+
+
+def vary_labels(df: pd.DataFrame) -> list[str]:
+    """Per run, only the parameters that vary among `df`'s runs of the same strategy
+    (defaults and constants left out, so sweep jobs read apart); the strategy when
+    nothing varies."""
+    labels = [""] * len(df)
+    strategies = df["strategy"].fillna("").astype(str).to_numpy() if len(df) else []
+    for name in dict.fromkeys(strategies):
+        rows = [i for i, s in enumerate(strategies) if s == name]
+        params = [df["parameters"].iloc[i] for i in rows]
+        keys = varying_keys(params)
+        for i, p in zip(rows, params, strict=True):
+            labels[i] = params_text(p, keys) or name or "–"
+    return labels
+
+
+def sort_runs(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Registry order; runs without the metric (no Sharpe, failed jobs) always last."""
+    column, ascending = SORTS.get(by, SORTS["newest"])
+    if column not in df or not len(df):
+        return df
+    return df.sort_values(
+        column, ascending=ascending, na_position="last", kind="stable"
+    ).reset_index(drop=True)
 
 
 def run_registry(
@@ -105,7 +150,9 @@ def run_registry(
             df["id"].astype(str) + " " + df["strategy"].fillna("") + " " + df["params"]
         ).str.lower()
         df = df[hay.str.contains(needle, regex=False)]
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df["vary"] = vary_labels(df)
+    return df
 
 
 def registry_options(conn: Connection) -> dict[str, list[str]]:
@@ -120,20 +167,49 @@ def registry_options(conn: Connection) -> dict[str, list[str]]:
     return out
 
 
-def _thin(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
-    """Every k-th row (keeping the last): a chart needs no more points than pixels."""
-    if len(df) <= limit:
-        return df
-    step = int(np.ceil(len(df) / limit))
-    keep: npt.NDArray[np.int64] = np.r_[np.arange(0, len(df) - 1, step), len(df) - 1]
-    return df.iloc[keep].reset_index(drop=True)
+def latest_change(conn: Connection) -> tuple[Any, ...]:
+    """(backtest runs, newest start, newest finish): changes when a run starts or ends."""
+    return tuple(
+        conn.execute(
+            select(func.count(), func.max(runs.c.started_at), func.max(runs.c.finished_at)).where(
+                runs.c.mode == MODE
+            )
+        ).one()
+    )
+
+
+def exposure_share(conn: Connection, run_id: str) -> float | None:
+    """Share of bars with a position open (the account series' exposure > 0)."""
+    compact = read_series(conn, run_id, ACCOUNT, ("exposure",), MODE)
+    if compact is None or "exposure" not in compact or not len(compact):
+        return None
+    values = compact["exposure"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float((np.abs(values) > 1e-12).mean()) if len(values) else None
+
+
+def no_trade_reasons(conn: Connection, run_id: str, top: int = 5) -> dict[str, Any] | None:
+    """Why a run made no trades, from its recorded decisions: signals, how many were
+    sized to zero, and the commonest reasons. None when no decisions were recorded."""
+    frame = read_series(conn, run_id, DECISIONS, ("action", "size", "reason"), MODE)
+    if frame is None or not len(frame):
+        return None
+    zero = frame[pd.to_numeric(frame["size"], errors="coerce").fillna(0.0) == 0.0]
+    reasons = zero["reason"].fillna("(no reason recorded)").astype(str).value_counts()
+    actions = frame["action"].fillna("").astype(str).value_counts()
+    return {
+        "signals": len(frame),
+        "zero": len(zero),
+        "reasons": [(str(r), int(n)) for r, n in reasons.head(top).items()],
+        "actions": [(str(a), int(n)) for a, n in actions.head(top).items()],
+    }
 
 
 def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
     # Backtests store the curve as compressed columns; older runs as account_history rows.
     compact = read_series(conn, run_id, ACCOUNT, ("equity", "balance", "drawdown"), MODE)
     if compact is not None:
-        thinned = _thin(compact)
+        thinned = charts.downsample(compact, "equity", MAX_POINTS)
         return _with_return(thinned.assign(time=naive_utc(thinned["time"])))
     rows = conn.execute(
         select(account.c.time, account.c.equity, account.c.balance, account.c.drawdown)
@@ -143,7 +219,7 @@ def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
     df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "equity", "balance", "drawdown"])
     if len(df):
         df["time"] = naive_utc(df["time"])
-    return _with_return(_thin(df))
+    return _with_return(charts.downsample(df, "equity", MAX_POINTS))
 
 
 def _with_return(df: pd.DataFrame) -> pd.DataFrame:
@@ -193,8 +269,9 @@ def get_run_row(conn: Connection, run_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)
 
 
-def candles_for(run: dict[str, Any], limit: int = MAX_POINTS) -> pd.DataFrame | None:
-    """The run's candles from its recorded data source (None when the file is gone)."""
+def candles_for(run: dict[str, Any], limit: int | None = None) -> pd.DataFrame | None:
+    """The run's candles from its recorded data source (None when the file is gone); all
+    of them unless `limit` (the price chart aggregates them per view)."""
     source = run.get("data_source")
     if not source:
         return None
@@ -214,10 +291,10 @@ def candles_for(run: dict[str, Any], limit: int = MAX_POINTS) -> pd.DataFrame | 
         mask &= idx <= pd.Timestamp(end)
     df = bars[mask].reset_index()
     df = df.rename(columns={df.columns[0]: "time"})
-    # Thinned first: converting a million times to draw a few thousand wastes the paint.
-    df = _thin(df[["time", "open", "high", "low", "close"]], limit)
-    df["time"] = naive_utc(df["time"])
-    return df
+    df = df[["time", "open", "high", "low", "close"]]
+    if limit is not None and len(df) > limit:
+        df = df.iloc[np.linspace(0, len(df) - 1, limit).astype(int)].reset_index(drop=True)
+    return df.assign(time=naive_utc(df["time"]))
 
 
 @lru_cache(maxsize=4)
