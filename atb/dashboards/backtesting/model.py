@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
 from atb.dashboards import charts
+
+# re-exported: the market prediction page reads a run's candles through this module
+from atb.dashboards.bars import candles_for as candles_for
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
 from atb.db.series import ACCOUNT, DECISIONS, read_series
 from atb.engine.report import TRADE_COLUMNS
@@ -82,9 +84,7 @@ def varying_keys(parameters: Any) -> set[str]:
     dicts = [p if isinstance(p, dict) else {} for p in (_json(v) for v in parameters)]
     keys = {k for d in dicts for k in d}
     # a key only some runs record (an older run, a default) is not what tells them apart
-    return {
-        k for k in keys if len({json.dumps(d[k], default=str) for d in dicts if k in d}) > 1
-    }
+    return {k for k in keys if len({json.dumps(d[k], default=str) for d in dicts if k in d}) > 1}
 
 
 def vary_labels(df: pd.DataFrame) -> list[str]:
@@ -92,7 +92,7 @@ def vary_labels(df: pd.DataFrame) -> list[str]:
     (defaults and constants left out, so sweep jobs read apart); the strategy when
     nothing varies."""
     labels = [""] * len(df)
-    strategies = df["strategy"].fillna("").astype(str).to_numpy() if len(df) else []
+    strategies: Any = df["strategy"].fillna("").astype(str).to_numpy() if len(df) else []
     for name in dict.fromkeys(strategies):
         rows = [i for i, s in enumerate(strategies) if s == name]
         params = [df["parameters"].iloc[i] for i in rows]
@@ -267,46 +267,6 @@ def run_summary(df_runs: pd.DataFrame, run_id: str | None) -> dict[Hashable, Any
 def get_run_row(conn: Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(runs).where(runs.c.id == run_id, runs.c.mode == MODE)).first()
     return None if row is None else dict(row._mapping)
-
-
-def candles_for(run: dict[str, Any], limit: int | None = None) -> pd.DataFrame | None:
-    """The run's candles from its recorded data source (None when the file is gone); all
-    of them unless `limit` (the price chart aggregates them per view)."""
-    source = run.get("data_source")
-    if not source:
-        return None
-    path = Path(str(source)).expanduser()
-    if not path.is_file():
-        return None
-    try:
-        bars = _load_bars(str(path), path.stat().st_mtime, str(run.get("timeframe") or "1h"))
-    except Exception:
-        return None
-    start, end = utc(run.get("data_start")), utc(run.get("data_end"))
-    idx = bars.index
-    mask = np.ones(len(bars), dtype=bool)
-    if start is not None:
-        mask &= idx >= pd.Timestamp(start)
-    if end is not None:
-        mask &= idx <= pd.Timestamp(end)
-    df = bars[mask].reset_index()
-    df = df.rename(columns={df.columns[0]: "time"})
-    df = df[["time", "open", "high", "low", "close"]]
-    if limit is not None and len(df) > limit:
-        df = df.iloc[np.linspace(0, len(df) - 1, limit).astype(int)].reset_index(drop=True)
-    return df.assign(time=naive_utc(df["time"]))
-
-
-@lru_cache(maxsize=4)
-def _load_bars(path: str, _mtime: float, timeframe: str) -> pd.DataFrame:
-    from atb.data.cache import AUTO_MIN_BYTES, load_cached
-    from atb.data.loader import load_bars
-
-    # A 1M-bar file is memory-mapped from the bars cache the run itself filled, rather
-    # than parsed again on the page's first paint.
-    if Path(path).stat().st_size >= AUTO_MIN_BYTES:
-        return load_cached(Path(path), timeframe)[0]
-    return load_bars(path, timeframe)
 
 
 def compare(engine: Engine, run_ids: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
