@@ -27,6 +27,7 @@ from atb.dashboards.charts import (
     chart,
     fit_y,
     hover,
+    legend_outside,
     to_ms,
 )
 
@@ -215,9 +216,7 @@ class PriceChart:
             line_width=2,
             legend_label="exit (green win, red loss)",
         )
-        fig.legend.location = "top_left"
-        fig.legend.background_fill_alpha = 0.6
-        fig.legend.label_text_font_size = "8pt"
+        legend_outside(fig)
         hover(
             fig,
             [
@@ -244,6 +243,7 @@ class PriceChart:
             )
         )
         self.levels: list[Any] = []
+        self.shown_levels: list[tuple[str, float, str]] = []
         self.refit()
         autoscale(
             fig,
@@ -282,33 +282,27 @@ class PriceChart:
         self.refit()
 
     def set_levels(self, levels: Sequence[tuple[str, float, str]]) -> None:
-        """Horizontal lines (label, price, colour): an open position's entry, SL and TP."""
-        for model in self.levels:
-            model.visible = False
+        """Horizontal lines (label, price, colour): an open position's entry, SL and TP.
+        Called on every poll, so nothing is rebuilt unless the levels changed."""
+        wanted = list(levels)
+        if wanted == self.shown_levels:
+            return
+        self.shown_levels = wanted
+        old = set(map(id, self.levels))
+        self.fig.center = [m for m in self.fig.center if id(m) not in old]
         self.levels = []
-        for text, price, color in levels:
+        for text, price, color in wanted:
             span = Span(
-                location=price,
-                dimension="width",
-                line_color=color,
-                line_dash="dashed",
+                location=price, dimension="width", line_color=color, line_dash="dashed",
                 line_width=1.5,
-            )
+            )  # fmt: skip
             label = Label(
-                x=5,
-                y=price,
-                x_units="screen",
-                text=f"{text} {price:,.2f}",
-                text_color=color,
-                text_font_size="8pt",
-                background_fill_color="white",
-                background_fill_alpha=0.7,
-            )
-            self.fig.add_layout(span)
-            self.fig.add_layout(label)
+                x=5, y=price, x_units="screen", text=f"{text} {price:,.2f}", text_color=color,
+                text_font_size="8pt", background_fill_color="white", background_fill_alpha=0.7,
+            )  # fmt: skip
             self.levels += [span, label]
-        if levels:
-            lo = min(p for _, p, _ in levels)
-            hi = max(p for _, p, _ in levels)
+        self.fig.center = [*self.fig.center, *self.levels]
+        if wanted:
             y = self.fig.y_range
-            y.start, y.end = min(y.start, lo), max(y.end, hi)
+            y.start = min(y.start, *(p for _, p, _ in wanted))
+            y.end = max(y.end, *(p for _, p, _ in wanted))

@@ -91,6 +91,20 @@ def chart(
     return fig
 
 
+def legend_outside(fig: Any, place: str = "above") -> None:
+    """Move the legend off the plot area (a legend on the chart hides the data under it);
+    click an entry to hide that series."""
+    if not fig.legend:
+        return
+    legend = fig.legend[0]
+    fig.center = [m for m in fig.center if m is not legend]
+    legend.orientation = "horizontal"
+    legend.click_policy = "hide"
+    legend.label_text_font_size = "8pt"
+    legend.padding = legend.margin = 2
+    fig.add_layout(legend, place)
+
+
 def hover(
     fig: Any, tooltips: list[tuple[str, str]], renderers: list[Any] | None = None, **kw: Any
 ) -> None:
@@ -210,8 +224,6 @@ class CurveCharts:
             renderers=[line],
             mode="vline",
         )
-        self.equity.legend.location = "top_left"
-        self.equity.legend.label_text_font_size = "8pt"
 
     def add_line(self, data: pd.DataFrame, column: str, label: str, color: str) -> None:
         src = ColumnDataSource({"time": to_ms(data["time"]), column: data[column].to_numpy()})
@@ -222,6 +234,7 @@ class CurveCharts:
 
     def finish(self) -> None:
         """Fit both y axes and keep them fitted to the visible time range."""
+        legend_outside(self.equity)
         fit_y(
             self.equity.y_range,
             [s.data[lo] for s, lo, _ in self.series],
@@ -251,16 +264,23 @@ def curve_data(curve: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def daily_bars(daily: pd.DataFrame, x_range: Any = None, title: str = "Daily PnL") -> Any:
-    """Realised PnL per UTC day: green and red bars (`daily` has day, pnl, trades)."""
-    fig = chart(title, height=180, y_kind="money", y_label="PnL", x_range=x_range)
-    data: dict[str, Any] = {
-        "time": to_ms(daily["day"]) + 43_200_000 if len(daily) else [],
-        "pnl": daily["pnl"].to_numpy(dtype=float) if len(daily) else [],
-        "trades": daily["trades"].to_numpy() if len(daily) else [],
-        "color": np.where(daily["pnl"] >= 0, UP, DOWN) if len(daily) else [],
+def daily_data(daily: pd.DataFrame) -> dict[str, Any]:
+    """Bokeh columns of per-day PnL (`daily`: day, pnl, trades), bars centred on noon."""
+    if not len(daily):
+        return {"time": [], "pnl": [], "trades": [], "color": []}
+    pnl = daily["pnl"].to_numpy(dtype=float)
+    return {
+        "time": to_ms(daily["day"]) + 43_200_000,
+        "pnl": pnl,
+        "trades": daily["trades"].to_numpy(),
+        "color": np.where(pnl >= 0, UP, DOWN),
     }
-    src = ColumnDataSource(data)
+
+
+def daily_bars(daily: pd.DataFrame, x_range: Any = None, title: str = "Daily PnL") -> Any:
+    """Realised PnL per UTC day as green and red bars (source: fig.renderers[0])."""
+    fig = chart(title, height=180, y_kind="money", y_label="PnL", x_range=x_range)
+    src = ColumnDataSource(daily_data(daily))
     bars = fig.vbar("time", 86_400_000 * 0.8, "pnl", 0, source=src, color="color")
     fig.add_tools(
         HoverTool(
@@ -269,5 +289,5 @@ def daily_bars(daily: pd.DataFrame, x_range: Any = None, title: str = "Daily PnL
             formatters={"@time": "datetime"},
         )
     )
-    fit_y(fig.y_range, [data["pnl"]], [data["pnl"]], include_zero=True)
+    fit_y(fig.y_range, [src.data["pnl"]], [src.data["pnl"]], include_zero=True)
     return fig

@@ -93,12 +93,7 @@ def compare_figure(curves: dict[str, pd.DataFrame], labels: dict[str, str]) -> A
                  legend_label=labels.get(rid, str(rid)))  # fmt: skip
         series.append((src, "ret", "ret"))
     charts.hover(fig, [("time", charts.TIME_HOVER), ("return", "@ret{+0.00%}")])
-    if fig.legend:
-        legend = fig.legend[0]
-        legend.click_policy = "hide"
-        legend.orientation = "horizontal"
-        legend.label_text_font_size = "8pt"
-        fig.add_layout(legend, "below")
+    charts.legend_outside(fig, "below")
     charts.fit_y(fig.y_range, [s.data["ret"] for s, _, _ in series],
                  [s.data["ret"] for s, _, _ in series], include_zero=True)  # fmt: skip
     charts.autoscale(fig, series, include_zero=True)

@@ -189,6 +189,20 @@ def new_account(
     return _frame(rows, ACCOUNT_COLUMNS)
 
 
+def daily_pnl(conn: Connection, run_id: str, mode: str) -> pd.DataFrame:
+    """Realised PnL and trade count per UTC day of exit (bar time): one grouped query."""
+    day = func.date(trades.c.exit_time)
+    rows = conn.execute(
+        select(day, func.sum(trades.c.pnl), func.count())
+        .where(where_run(trades, run_id, mode))
+        .group_by(day)
+        .order_by(day)
+    ).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=["day", "pnl", "trades"])
+    frame["day"] = pd.to_datetime(frame["day"].astype(str))
+    return frame
+
+
 def recent_trades(conn: Connection, run_id: str, mode: str, limit: int) -> pd.DataFrame:
     cols = [trades.c[c] for c in TRADE_COLUMNS]
     rows = conn.execute(
