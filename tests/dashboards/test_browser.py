@@ -143,7 +143,9 @@ def test_backtesting_comparison_renders(server: DashboardServer, browser: Any) -
     page.get_by_text("Compare", exact=True).click()
     page.wait_for_selector("#compare-view", state="attached", timeout=30_000)
     page.wait_for_selector("text=Profit factor", timeout=30_000)  # the side-by-side table
-    assert page.locator("text=backtest-run").count() >= 2
+    # the two sweep jobs are told apart by the one parameter that varies
+    assert page.locator("text=/fast=5 ·/").count() >= 1
+    assert page.locator("text=/fast=10 ·/").count() >= 1
     page.get_by_text("Sweeps", exact=True).click()
     page.wait_for_selector("text=Job", timeout=30_000)  # the jobs-by-parameter table
     shot(page, "backtesting-sweep")

@@ -241,6 +241,8 @@ class BacktestingApp:
         }
         shown = self.run.value
         self.run.options = options
+        # dicts compare equal in any order: a re-sort alone would not reach the browser
+        self.run.param.trigger("options")
         if options:
             if self.run.value not in options.values():
                 self.run.value = next(iter(options.values()))

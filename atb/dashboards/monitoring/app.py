@@ -325,12 +325,14 @@ class MonitoringApp:
         if self.model is not None and self.model.board is not None:
             clock = f"bar {k.last_bar:%Y-%m-%d %H:%M} UTC" if k.last_bar else "no bar yet"
             tone = {"running": "good", "finished": "", "stopped": ""}.get(k.health, "bad")
-            self.strip.object = strip_html(
+            strip = strip_html(
                 self.model.board,
                 (k.health, k.health_reason, tone),
                 f"{clock} · events in wall-clock UTC",
                 is_backtest=self.model.mode == "backtest",
             )
+            if strip != self.strip.object:
+                self.strip.object = strip
 
     # -- periodic update ---------------------------------------------------------------
     def update(self) -> None:

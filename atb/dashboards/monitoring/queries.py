@@ -28,6 +28,7 @@ TRADE_COLUMNS = (
 ACCOUNT_COLUMNS = ("id", "time", "balance", "equity", "drawdown")
 EVENT_COLUMNS = (
     "id", "timestamp", "severity", "event_type", "name", "component", "message", "details",
+    "alert_method",
 )  # fmt: skip
 POSITION_COLUMNS = (
     "id",

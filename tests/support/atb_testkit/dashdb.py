@@ -8,9 +8,9 @@
   sized to zero, with its reason),
 - a long run on a generated 100 000-bar 1m file,
 
-and adds the sample paper session (sample.seed) with alert rows in the shape the alert
-router journals (`alert_firing` / `alert_resolved`, delivery `failed:webhook`,
-`suppressed`), so the monitoring page has a live session with a firing rule.
+and the sample sessions (sample.seed). `add_alerts` writes alert rows in the shape the
+alert router journals (`alert_firing` / `alert_resolved`, delivery `failed:webhook`,
+`suppressed`) for a session, so the monitoring page has a firing rule to show.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from atb_testkit import sample
-from atb_testkit.bigdata import big_csv
-from atb_testkit.outage import compose
 from sqlalchemy import create_engine, insert, select
 
 from atb.config.validate import validate_config
 from atb.dashboards import tables as t
 from atb.runtime.context import RunContext
 from atb.runtime.runner import Runner
+from atb_testkit import sample
+from atb_testkit.bigdata import big_csv
+from atb_testkit.outage import compose
 
 SWEEP_ID = "multirun/2026-01-01/00-00-00"
 LONG_BARS = 100_000
@@ -46,7 +46,9 @@ class DashDb:
     paper: str = sample.PAPER
 
 
-def _backtest(url: str, overrides: list[str], strategy: str = "sma_crossover", **ctx: Any) -> str:
+def run_backtest(
+    url: str, overrides: list[str], strategy: str = "sma_crossover", **ctx: Any
+) -> str:
     cfg = compose([*overrides, f"db.url={url}", "health=off", "backtest.summary=false"])
     run_ctx = RunContext(mode="backtest", strategy=strategy, **ctx)
     Runner(validate_config(cfg), run_ctx).run()
@@ -59,24 +61,23 @@ def build(directory: Path) -> DashDb:
     expected = sample.seed(url)
     del expected
     sweep = [
-        _backtest(
+        run_backtest(
             url, ["strategy=sma_crossover", f"strategy.fast={fast}"], sweep_id=SWEEP_ID, job_num=i
-        )  # fmt: skip
+        )
         for i, fast in enumerate((5, 10))
     ]
     failed = _failed_job(url, sweep[0])
-    zero = _backtest(
+    zero = run_backtest(
         url,
         ["strategy=ml_basic", "strategy.confidence_scale=1", "strategy.min_confidence=0.9"],
         strategy="ml_basic",
     )
     csv = big_csv(LONG_BARS, directory)
-    long_run = _backtest(
+    long_run = run_backtest(
         url,
         ["strategy=sma_crossover", "data=csv", f"data.path={csv}", "timeframe=1m"],
         timeframe="1m",
     )
-    add_alerts(url, sample.PAPER)
     return DashDb(url, sweep, failed, zero, long_run)
 
 
