@@ -18,11 +18,12 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 from loguru import logger
 
+from atb.dashboards import charts
 from atb.dashboards import widgets as w
 from atb.dashboards.backtesting import figures as f
 from atb.dashboards.backtesting import model as m
 from atb.dashboards.guard import in_document
-from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, table_names
+from atb.dashboards.page import open_page
 from atb.dashboards.settings import DashboardSettings
 
 RUN_CMD = "python -m atb mode=backtest strategy=sma_crossover"
@@ -124,25 +125,18 @@ class BacktestingApp:
         self.run = pn.widgets.Select(label="Run", options={}, width=520)
 
     def view(self) -> pn.viewable.Viewable:
-        header = w.header("atb · backtesting", describe(self.settings.db_url))
-        try:
-            self.engine = readonly_engine(self.settings.db_url)
-        except DatabaseMissing as exc:
-            return w.empty_page(
-                header,
-                str(exc),
-                "Run a backtest first; results are recorded in the run database.",
-                RUN_CMD,
-                *self._csv_only(),
-            )
-        if "runs" not in table_names(self.engine):
-            return w.empty_page(
-                header,
-                "The database has no run records yet.",
-                "Run a backtest:",
-                RUN_CMD,
-                *self._csv_only(),
-            )
+        opened = open_page(
+            "atb · backtesting",
+            self.settings.db_url,
+            "runs",
+            missing_hint="Run a backtest first; results are recorded in the run database.",
+            empty=("The database has no run records yet.", "Run a backtest:"),
+            command=RUN_CMD,
+            extra=self._csv_only,
+        )
+        if opened.empty is not None:
+            return opened.empty
+        self.engine, header = opened.engine, opened.header
         # First paint is the header and the KPIs of the newest run: one indexed query,
         # three small Bokeh models. Filters, the registry table, the run detail and the
         # tabs (most of the models, and the only DataTable) are built once it is on screen.
@@ -410,10 +404,12 @@ class BacktestingApp:
             trades = m.read_trade_csv(Path(path))
         except Exception as exc:
             return w.html_pane(w.empty_state(f"Cannot read {Path(path).name}", str(exc)[:300]))
-        fig = w.time_figure("Cumulative PnL", height=240)
+        fig = charts.chart("Cumulative PnL", height=240, y_kind="money", y_label="PnL")
         if len(trades):
-            src = ColumnDataSource(trades[["exit_time", "cum_pnl"]])
-            fig.step("exit_time", "cum_pnl", source=src, mode="after", line_width=2)
+            cum = trades["cum_pnl"].to_numpy(dtype=float)
+            src = ColumnDataSource({"time": charts.to_ms(trades["exit_time"]), "cum": cum})
+            fig.step("time", "cum", source=src, mode="after", line_width=2)
+            charts.fit_y(fig.y_range, [cum], [cum], include_zero=True)
         src = ColumnDataSource(w.frame_data(trades, TRADE_COLS))
         return pn.Column(
             pn.pane.Bokeh(fig, sizing_mode="stretch_width"),

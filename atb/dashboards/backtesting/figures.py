@@ -70,7 +70,9 @@ def no_trades_html(why: dict[str, Any] | None) -> str:
             "".join(f"<li><b>{n:,}×</b> {html.escape(r)}</li>" for r, n in why["reasons"])
             or "<li>(no reason recorded)</li>"
         )
-        actions = ", ".join(f"{html.escape(a)} {n:,}" for a, n in why["actions"])
+        actions = ", ".join(
+            f"{html.escape('no order' if a == 'none' else a)}: {n:,}" for a, n in why["actions"]
+        )
         body = (
             f"<p>{why['signals']:,} signals ({actions}); {why['zero']:,} were sized to zero."
             f"</p><p>Most common reasons:</p><ul>{reasons}</ul>"

@@ -27,7 +27,7 @@ from atb.dashboards.monitoring.model import (
 )
 from atb.dashboards.monitoring.session_charts import SessionCharts
 from atb.dashboards.monitoring.status import strip_html
-from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, table_names
+from atb.dashboards.page import open_page
 from atb.dashboards.settings import DashboardSettings
 from atb.dashboards.tables import MODES, run_label
 
@@ -149,20 +149,17 @@ class MonitoringApp:
 
     # -- layout ----------------------------------------------------------------------
     def view(self) -> pn.viewable.Viewable:
-        header = w.header("atb · monitoring", describe(self.settings.db_url))
-        try:
-            self.engine = readonly_engine(self.settings.db_url)
-        except DatabaseMissing as exc:
-            return w.empty_page(
-                header,
-                str(exc),
-                "Record a paper session first; this page reads the run database.",
-                RECORD_CMD,
-            )
-        if "runs" not in table_names(self.engine):
-            return w.empty_page(
-                header, "The database has no run records yet.", "Start a paper session:", RECORD_CMD
-            )
+        opened = open_page(
+            "atb · monitoring",
+            self.settings.db_url,
+            "runs",
+            missing_hint="Record a paper session first; this page reads the run database.",
+            empty=("The database has no run records yet.", "Start a paper session:"),
+            command=RECORD_CMD,
+        )
+        if opened.empty is not None:
+            return opened.empty
+        self.engine, header = opened.engine, opened.header
         all_runs = sessions(self.engine, None, limit=50)
         first = default_session(all_runs)
         if first is not None:

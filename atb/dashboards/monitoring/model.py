@@ -427,29 +427,28 @@ class MonitoringModel:
 
     @staticmethod
     def account_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["time"] = naive_utc(out["time"])
-        return out
+        return with_naive_times(df, ("time",))
 
     @staticmethod
     def trade_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["entry_time"] = naive_utc(out["entry_time"])
-            out["exit_time"] = naive_utc(out["exit_time"])
-        return out
+        return with_naive_times(df, ("entry_time", "exit_time"))
 
     @staticmethod
     def position_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["entry_time"] = naive_utc(out["entry_time"])
-        return out
+        return with_naive_times(df, ("entry_time",))
 
     @staticmethod
     def event_frame(df: pd.DataFrame) -> pd.DataFrame:
         return event_frame(df)
+
+
+def with_naive_times(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A copy with the given datetime columns as naive UTC (Bokeh's datetime axes)."""
+    out = df.copy()
+    if len(out):
+        for column in columns:
+            out[column] = naive_utc(out[column])
+    return out
 
 
 def sharpe(n: int, total: float, sumsq: float, bar_s: float) -> float | None:

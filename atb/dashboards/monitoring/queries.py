@@ -61,6 +61,29 @@ def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
 
 
+def _rows_after(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    run_id: str,
+    mode: str,
+    after_id: int,
+    limit: int,
+) -> pd.DataFrame:
+    """A run's rows with an id above `after_id`, by id (the primary-key range)."""
+    query = (
+        select(*[table.c[c] for c in columns])
+        .where(
+            table.c.id > after_id,
+            _no_index(table.c.run_id) == run_id,
+            _no_index(table.c.mode) == mode,
+        )
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    return _frame(conn.execute(query), columns)
+
+
 def trade_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
     wins = func.sum(case((trades.c.pnl > 0, 1), else_=0))
     row = conn.execute(
@@ -175,19 +198,7 @@ def new_account(
         return compact.iloc[after_id : after_id + limit].reset_index(drop=True)[
             list(ACCOUNT_COLUMNS)
         ]
-    cols = [account.c[c] for c in ACCOUNT_COLUMNS]
-    query = (
-        select(*cols)
-        .where(
-            account.c.id > after_id,
-            _no_index(account.c.run_id) == run_id,
-            _no_index(account.c.mode) == mode,
-        )
-        .order_by(account.c.id)
-        .limit(limit)
-    )
-    rows = conn.execute(query)
-    return _frame(rows, ACCOUNT_COLUMNS)
+    return _rows_after(conn, account, ACCOUNT_COLUMNS, run_id, mode, after_id, limit)
 
 
 def daily_pnl(conn: Connection, run_id: str, mode: str) -> pd.DataFrame:
@@ -216,19 +227,7 @@ def recent_trades(conn: Connection, run_id: str, mode: str, limit: int) -> pd.Da
 
 
 def new_trades(conn: Connection, run_id: str, mode: str, after_id: int, limit: int) -> pd.DataFrame:
-    cols = [trades.c[c] for c in TRADE_COLUMNS]
-    query = (
-        select(*cols)
-        .where(
-            trades.c.id > after_id,
-            _no_index(trades.c.run_id) == run_id,
-            _no_index(trades.c.mode) == mode,
-        )
-        .order_by(trades.c.id)
-        .limit(limit)
-    )
-    rows = conn.execute(query)
-    return _frame(rows, TRADE_COLUMNS)
+    return _rows_after(conn, trades, TRADE_COLUMNS, run_id, mode, after_id, limit)
 
 
 def open_positions(

@@ -40,7 +40,8 @@ class SessionCharts:
             self.curve, x_range=self.price.fig.x_range, title="Equity (whole session)"
         )
         self.curves.finish()
-        self.daily = charts.daily_bars(model.daily(), title="Realised PnL per day (bar time)")
+        self.daily_df = model.daily()
+        self.daily = charts.daily_bars(self.daily_df, title="Realised PnL per day (bar time)")
         self.layout = column(
             self.price.fig,
             self.curves.equity,
@@ -89,6 +90,16 @@ class SessionCharts:
         if len(new_trades):
             self.trades = pd.concat([self.trades, new_trades], ignore_index=True)
             self.price.set_trades(self.trades)
-            daily = charts.daily_data(self.model.daily())
+            self.daily_df = add_daily(self.daily_df, new_trades)
+            daily = charts.daily_data(self.daily_df)
             self.daily.renderers[0].data_source.data = daily
             charts.fit_y(self.daily.y_range, [daily["pnl"]], [daily["pnl"]], include_zero=True)
+
+
+def add_daily(daily: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    """Fold new trades into the per-day PnL (no re-query of the session's trades)."""
+    days = pd.to_datetime(trades["exit_time"]).dt.normalize()
+    pnl = pd.to_numeric(trades["pnl"], errors="coerce").fillna(0.0)
+    new = pd.DataFrame({"day": days, "pnl": pnl, "trades": 1}).groupby("day", as_index=False).sum()
+    both = pd.concat([daily, new], ignore_index=True)
+    return both.groupby("day", as_index=False)[["pnl", "trades"]].sum()
