@@ -17,7 +17,7 @@ from atb.dashboards import charts
 from atb.dashboards.backtesting import figures
 from atb.dashboards.backtesting import model as bt
 from atb.dashboards.candles import MAX_CANDLES, Candles
-from atb.dashboards.monitoring.session_charts import add_daily
+from atb.dashboards.monitoring.history import add_daily
 from atb.dashboards.monitoring.status import StatusBoard, strip_html
 
 

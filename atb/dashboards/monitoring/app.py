@@ -222,7 +222,6 @@ class MonitoringApp:
         if self.model is None:
             self.chart_pane.objects = []
             return
-        self.model.load_status()
         self.charts = SessionCharts(self.model)
         self.charts.set_positions(self.positions_df)
         self.chart_pane.objects = [pn.pane.Bokeh(self.charts.layout, sizing_mode="stretch_width")]

@@ -21,11 +21,11 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, inspect
 
-from atb.dashboards import charts
 from atb.dashboards.monitoring import queries as q
 from atb.dashboards.monitoring.events import event_frame
+from atb.dashboards.monitoring.history import SessionViews, session_views
 from atb.dashboards.monitoring.liveness import session_liveness
-from atb.dashboards.monitoring.status import StatusBoard, relevant, status_events
+from atb.dashboards.monitoring.status import StatusBoard, relevant
 from atb.dashboards.tables import get_run, list_runs, naive_utc, utc
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -371,29 +371,17 @@ class MonitoringModel:
         return sharpe(st.n, st.r_sum, st.r_sumsq, self.bar_s), ""
 
     # -- whole-session views (read after first paint) ---------------------------------
-    def history(self, max_points: int = charts.MAX_POINTS) -> pd.DataFrame:
-        """The whole session's account curve, min/max-downsampled (never truncated)."""
-        with self.engine.connect() as conn:
-            curve = q.recent_account(conn, self.run_id, self.mode, 10**9)
-        return self.account_frame(charts.downsample(curve, "equity", max_points))
+    def views(self) -> SessionViews:
+        """Curve, daily PnL and status board of the whole session (cached, brought
+        forward); from now on `poll` folds new events into this board."""
+        views = session_views(self.engine, self.run_id, self.mode, self.state.last_event_id)
+        self.board = views.board
+        return views
 
-    def daily(self) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return q.daily_pnl(conn, self.run_id, self.mode)
-
-    def all_trades(self, limit: int = 20_000) -> pd.DataFrame:
-        """The session's newest trades for the price chart (markers past the table's)."""
+    def recent_trades(self, limit: int) -> pd.DataFrame:
+        """The session's newest trades (the price chart's markers)."""
         with self.engine.connect() as conn:
             return self.trade_frame(q.recent_trades(conn, self.run_id, self.mode, limit))
-
-    def load_status(self) -> StatusBoard:
-        """Alert rule states and exchange/DB state from the session's events so far;
-        `poll` folds newer ones in from then on."""
-        board = StatusBoard()
-        with self.engine.connect() as conn:
-            board.fold(status_events(conn, self.run_id, until_id=self.state.last_event_id))
-        self.board = board
-        return board
 
     def health(self, k: Kpis) -> tuple[str, str]:
         """Loop health from what the database shows: run status and write recency."""

@@ -19,20 +19,28 @@ from bokeh.layouts import column
 from atb.dashboards import charts
 from atb.dashboards.bars import candles_for
 from atb.dashboards.candles import Candles, PriceChart
+from atb.dashboards.monitoring.history import add_daily
 from atb.dashboards.monitoring.model import MonitoringModel
 from atb.dashboards.tables import utc
+
+MARKED_TRADES = 3000
+"""Trades marked on the price chart: the newest ones (the table and KPIs count them all)."""
 
 
 class SessionCharts:
     def __init__(self, model: MonitoringModel) -> None:
         self.model = model
-        self.curve = model.history()
-        self.trades = model.all_trades()
+        views = model.views()
+        self.curve = model.account_frame(views.curve)
+        self.daily_df = views.daily
+        self.trades = model.recent_trades(MARKED_TRADES)
         self.bars_until: Any = None
         run = model.run
         symbol = f"{run.get('symbol')} {run.get('timeframe')}"
         self.price = PriceChart(
-            self._candles(), self.trades, title=f"{symbol} · candles, trades, open position"
+            self._candles(),
+            self.trades,
+            title=f"{symbol} · candles, trades (newest {MARKED_TRADES:,}), open position",
         )
         if self.price.candles is None:
             self.price.fig.title.text = f"{symbol} · trades (no candle file for this session)"
@@ -40,7 +48,6 @@ class SessionCharts:
             self.curve, x_range=self.price.fig.x_range, title="Equity (whole session)"
         )
         self.curves.finish()
-        self.daily_df = model.daily()
         self.daily = charts.daily_bars(self.daily_df, title="Realised PnL per day (bar time)")
         self.layout = column(
             self.price.fig,
@@ -89,17 +96,9 @@ class SessionCharts:
                 self.price.set_candles(self._candles())
         if len(new_trades):
             self.trades = pd.concat([self.trades, new_trades], ignore_index=True)
+            self.trades = self.trades.tail(MARKED_TRADES).reset_index(drop=True)
             self.price.set_trades(self.trades)
             self.daily_df = add_daily(self.daily_df, new_trades)
             daily = charts.daily_data(self.daily_df)
             self.daily.renderers[0].data_source.data = daily
             charts.fit_y(self.daily.y_range, [daily["pnl"]], [daily["pnl"]], include_zero=True)
-
-
-def add_daily(daily: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
-    """Fold new trades into the per-day PnL (no re-query of the session's trades)."""
-    days = pd.to_datetime(trades["exit_time"]).dt.normalize()
-    pnl = pd.to_numeric(trades["pnl"], errors="coerce").fillna(0.0)
-    new = pd.DataFrame({"day": days, "pnl": pnl, "trades": 1}).groupby("day", as_index=False).sum()
-    both = pd.concat([daily, new], ignore_index=True)
-    return both.groupby("day", as_index=False)[["pnl", "trades"]].sum()

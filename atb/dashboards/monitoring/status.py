@@ -31,7 +31,7 @@ DB_EVENTS = {
     "journal_spilling": ("journal spilling to disk", "warn"),
     "journal_backlog": ("journal backlog", "warn"),
 }
-WINDOW = 50_000
+WINDOW = 20_000
 """The initial scan covers the session's newest this-many events; newer rows are folded
 in as the page polls, so a rule's state stays current however long the page is open."""
 STATUS_COLUMNS = ("id", "timestamp", "event_type", "name", "alert_method", "details", "message")
@@ -99,10 +99,14 @@ class StatusBoard:
             state.firing = False
 
 
-def status_events(conn: Connection, session_id: str, until_id: int | None = None) -> pd.DataFrame:
-    """The session's alert, exchange and database events among its newest WINDOW (up to
-    `until_id`: what the page's polling has already passed)."""
+def status_events(
+    conn: Connection, session_id: str, after_id: int = 0, until_id: int | None = None
+) -> pd.DataFrame:
+    """The session's alert, exchange and database events in (after_id, until_id], among
+    its newest WINDOW there."""
     where = [events.c.session_id == session_id]
+    if after_id:
+        where.append(events.c.id > after_id)
     if until_id is not None:
         where.append(events.c.id <= until_id)
     recent = (
