@@ -32,7 +32,7 @@ from atb.dashboards.charts import (
 )
 
 MAX_CANDLES = 600
-MAX_MARKERS = 1500
+MAX_MARKERS = 500
 MARK_COLUMNS = (
     "time",
     "price",

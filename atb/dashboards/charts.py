@@ -29,7 +29,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-MAX_POINTS = 4000
+MAX_POINTS = 2000
 UP, DOWN, FLAT = "#1a7f37", "#c62828", "#888888"
 AXIS_FORMATS = {
     "price": "0,0.[00]",
@@ -264,16 +264,31 @@ def curve_data(curve: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+PERIODS = (("D", "day", 86_400_000), ("W-MON", "week", 7 * 86_400_000),
+           ("MS", "month", 30 * 86_400_000))  # fmt: skip
+MAX_BARS = 400
+
+
 def daily_data(daily: pd.DataFrame) -> dict[str, Any]:
-    """Bokeh columns of per-day PnL (`daily`: day, pnl, trades), bars centred on noon."""
+    """Bokeh columns of realised PnL per day (`daily`: day, pnl, trades); a long session's
+    days are summed per week, or per month, so there are never more than MAX_BARS bars."""
     if not len(daily):
-        return {"time": [], "pnl": [], "trades": [], "color": []}
-    pnl = daily["pnl"].to_numpy(dtype=float)
+        return {"time": [], "pnl": [], "trades": [], "color": [], "w": [], "period": []}
+    frame = daily.assign(day=pd.to_datetime(daily["day"])).set_index("day")[["pnl", "trades"]]
+    bars, name, width = frame, "day", float(PERIODS[0][2])
+    for rule, label, span in PERIODS[1:]:
+        if len(bars) <= MAX_BARS:
+            break
+        bars = frame.resample(rule, label="left", closed="left").sum()
+        name, width = label, float(span)
+    pnl = bars["pnl"].to_numpy(dtype=float)
     return {
-        "time": to_ms(daily["day"]) + 43_200_000,
+        "time": to_ms(bars.index.to_series()) + width / 2,
         "pnl": pnl,
-        "trades": daily["trades"].to_numpy(),
+        "trades": bars["trades"].to_numpy(),
         "color": np.where(pnl >= 0, UP, DOWN),
+        "w": np.full(len(pnl), width * 0.8),
+        "period": [name] * len(pnl),
     }
 
 
@@ -281,11 +296,11 @@ def daily_bars(daily: pd.DataFrame, x_range: Any = None, title: str = "Daily PnL
     """Realised PnL per UTC day as green and red bars (source: fig.renderers[0])."""
     fig = chart(title, height=180, y_kind="money", y_label="PnL", x_range=x_range)
     src = ColumnDataSource(daily_data(daily))
-    bars = fig.vbar("time", 86_400_000 * 0.8, "pnl", 0, source=src, color="color")
+    bars = fig.vbar("time", "w", "pnl", 0, source=src, color="color")
     fig.add_tools(
         HoverTool(
             renderers=[bars],
-            tooltips=[("day", "@time{%F}"), ("PnL", "@pnl{+0,0.00}"), ("trades", "@trades")],
+            tooltips=[("@period of", "@time{%F}"), ("PnL", "@pnl{+0,0.00}"), ("trades", "@trades")],
             formatters={"@time": "datetime"},
         )
     )

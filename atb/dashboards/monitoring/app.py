@@ -129,11 +129,11 @@ class MonitoringApp:
         # A button group, not MultiChoice: no Choices.js to load, one click per severity.
         # solid = shown, outline = hidden: the two states must look different
         self.severity = pn.widgets.CheckButtonGroup(
-            name="Severity shown",
+            label="Severity shown",
             options=list(SEVERITIES),
             value=["INFO", "WARNING", "ERROR", "CRITICAL"],
-            button_type="primary",
-            button_style="outline",
+            color="primary",
+            variant="outline",
         )
         self.show_decisions = pn.widgets.Checkbox(label="Show DECISION events", value=False)
         self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())))

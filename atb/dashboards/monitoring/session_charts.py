@@ -48,7 +48,9 @@ class SessionCharts:
             self.curve, x_range=self.price.fig.x_range, title="Equity (whole session)"
         )
         self.curves.finish()
-        self.daily = charts.daily_bars(self.daily_df, title="Realised PnL per day (bar time)")
+        self.daily = charts.daily_bars(
+            self.daily_df, title="Realised PnL per day, week or month (bar time)"
+        )
         self.layout = column(
             self.price.fig,
             self.curves.equity,
