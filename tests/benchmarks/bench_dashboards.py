@@ -21,7 +21,7 @@ import pytest
 from atb_testkit import sample
 
 from atb.dashboards.browser import chromium, chromium_path, first_meaningful_paint, new_page
-from atb.dashboards.discovery import app_factory, find
+from atb.dashboards.discovery import named_pages
 from atb.dashboards.server import DashboardServer
 from atb.dashboards.settings import DashboardSettings
 
@@ -58,10 +58,7 @@ def big_db() -> str:
 @pytest.mark.skipif(chromium_path() is None, reason="chromium not installed")
 def test_first_meaningful_paint(big_db: str) -> None:
     settings = DashboardSettings(db_url=big_db, update_interval=5)
-    apps: dict[str, Any] = {}
-    for name in READY:
-        factory = app_factory(find(name))
-        apps[name] = lambda factory=factory: factory(settings)
+    apps: dict[str, Any] = named_pages(READY, settings)
     # The floor on this host, printed for context: a Panel page holding nothing but one KPI
     # card, same server, same browser (~1.5 s on an idle 2-core machine: JS parse and the
     # websocket round trip). The target itself is the flat 2 s.

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from atb_testkit import sample
 
-from atb.dashboards.browser import chromium, chromium_path, new_page
-from atb.dashboards.discovery import app_factory, find
+from atb.dashboards.browser import chromium_path, new_page
+from atb.dashboards.discovery import named_pages
 from atb.dashboards.server import DashboardServer
 from atb.dashboards.settings import DashboardSettings
 
@@ -49,20 +49,10 @@ def server(
     logs = tmp_path_factory.mktemp("logs")
     (logs / "trades.csv").write_text("trade_no,exit_time,pnl\n1,2024-01-01T01:00:00,5.0\n")
     settings = DashboardSettings(db_url=url, update_interval=0.5, logs_dir=logs)
-    apps = {}
-    for name in READY:
-        factory = app_factory(find(name))
-        apps[name] = lambda factory=factory: factory(settings)
-    srv = DashboardServer(apps, port=0)
+    srv = DashboardServer(named_pages(READY, settings), port=0)
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def shot(page: Any, name: str) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from atb_testkit import dashdb
 
-from atb.dashboards.browser import axis_labels, chromium, chromium_path, new_page, source_rows
-from atb.dashboards.discovery import app_factory, find
+from atb.dashboards.browser import axis_labels, chromium_path, new_page, source_rows
+from atb.dashboards.discovery import named_pages
 from atb.dashboards.readonly import dispose_all
 from atb.dashboards.server import DashboardServer
 from atb.dashboards.settings import DashboardSettings
@@ -89,21 +89,11 @@ def wait_for_row(path: str, sql: str, timeout: float = 120) -> str:
 @pytest.fixture(scope="module")
 def server(db: dashdb.DashDb) -> Iterator[DashboardServer]:
     settings = DashboardSettings(db_url=db.url, update_interval=0.5)
-    apps = {}
-    for name in ("monitoring", "backtesting"):
-        factory = app_factory(find(name))
-        apps[name] = lambda factory=factory: factory(settings)
-    srv = DashboardServer(apps, port=0)
+    srv = DashboardServer(named_pages(("monitoring", "backtesting"), settings), port=0)
     srv.start()
     yield srv
     srv.stop()
     dispose_all()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def shot(page: Any, name: str) -> None:

@@ -72,16 +72,31 @@ def _json(value: Any) -> Any:
     return value
 
 
-def params_text(params: Any, only: set[str] | None = None) -> str:
-    params = _json(params) or {}
+def strategy_params(params: Any) -> dict[str, Any] | None:
+    """A run's strategy parameters. A job that failed before its strategy was built records
+    its overrides instead (`strategy.fast=60`, `db.url=...`): those read as `fast=60`."""
+    params = _json(params)
     if not isinstance(params, dict):
-        return str(params)
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if only is None or k in only)
+        return None
+    out = {}
+    for key, value in params.items():
+        if key.startswith("strategy."):
+            out[key.removeprefix("strategy.")] = value
+        elif "." not in key and key != "strategy":
+            out[key] = value
+    return out
+
+
+def params_text(params: Any, only: set[str] | None = None) -> str:
+    fields = strategy_params(params)
+    if fields is None:
+        return "" if params is None else str(params)
+    return ", ".join(f"{k}={v}" for k, v in sorted(fields.items()) if only is None or k in only)
 
 
 def varying_keys(parameters: Any) -> set[str]:
     """The parameter names whose value differs between the given runs' parameter dicts."""
-    dicts = [p if isinstance(p, dict) else {} for p in (_json(v) for v in parameters)]
+    dicts = [strategy_params(v) or {} for v in parameters]
     keys = {k for d in dicts for k in d}
     # a key only some runs record (an older run, a default) is not what tells them apart
     return {k for k in keys if len({json.dumps(d[k], default=str) for d in dicts if k in d}) > 1}
@@ -144,15 +159,16 @@ def run_registry(
         period.append(f"{s:%Y-%m-%d} → {e:%Y-%m-%d}" if s and e else "")
     df["period"] = period
     df["started_at"] = naive_utc(df["started_at"]) if len(df) else df["started_at"]
+    # Labels before the search narrows the list: a search for `fast=60` still shows
+    # `fast=60`, not a bare strategy name because nothing varies within one run.
+    df["vary"] = vary_labels(df.reset_index(drop=True))
     if text:
         needle = text.lower()
         hay = (
             df["id"].astype(str) + " " + df["strategy"].fillna("") + " " + df["params"]
         ).str.lower()
         df = df[hay.str.contains(needle, regex=False)]
-    df = df.reset_index(drop=True)
-    df["vary"] = vary_labels(df)
-    return df
+    return df.reset_index(drop=True)
 
 
 def registry_options(conn: Connection) -> dict[str, list[str]]:
@@ -281,7 +297,7 @@ def compare(engine: Engine, run_ids: list[str]) -> tuple[pd.DataFrame, dict[str,
 def sweep_table(conn: Connection, sweep_id: str) -> tuple[pd.DataFrame, list[str]]:
     """One row per job: flattened parameter columns (those that vary first) and metrics."""
     df = run_registry(conn, sweep_id=sweep_id, limit=10_000)
-    params = [(_json(p) or {}) for p in df["parameters"]]
+    params = [strategy_params(p) or {} for p in df["parameters"]]
     keys = sorted({k for p in params if isinstance(p, dict) for k in p})
     for key in keys:
         df[f"param.{key}"] = [p.get(key) if isinstance(p, dict) else None for p in params]
