@@ -79,7 +79,7 @@ def test_alert_storm_collapses_to_one_state_per_rule() -> None:
     rows.append(dashdb.alert_row("s", "max_drawdown", "firing", "failed:webhook", last))
     rows.append(dashdb.alert_row("s", "stale_data", "firing", "suppressed", last))
     board = StatusBoard()
-    board.fold(pd.DataFrame(rows).assign(id=range(len(rows))))
+    board.fold(pd.DataFrame(rows).assign(id=range(1, len(rows) + 1)))
     dd = board.rules["max_drawdown"]
     assert dd.firing and dd.since == last and dd.notifications == 11 and dd.storm == 5
     assert dd.delivery == "failed:webhook"
@@ -124,3 +124,27 @@ def test_daily_pnl_folds_new_trades() -> None:
     )
     out = add_daily(daily, new)
     assert list(out["pnl"]) == [15.0, -3.0] and list(out["trades"]) == [3, 1]
+
+
+def test_session_views_on_each_database(db_url: str) -> None:
+    """The whole-session reads (curve, per-day PnL via date(), status board subquery) and
+    their bring-forward run the same on SQLite and PostgreSQL."""
+    from atb_testkit import sample
+
+    from atb.dashboards.monitoring.model import MonitoringModel
+    from atb.dashboards.readonly import dispose_all, readonly_engine
+
+    expected = sample.seed(db_url)
+    dashdb.add_alerts(db_url, sample.PAPER)
+    try:
+        model = MonitoringModel(readonly_engine(db_url), sample.PAPER)
+        model.load()
+        views = model.views()
+        assert len(views.curve) and views.curve["equity"].iloc[-1] == expected.paper_equity
+        assert int(views.daily["trades"].sum()) == expected.paper_trades
+        assert views.board.rules["max_drawdown"].firing
+        sample.add_trade(db_url, pnl=7.0)
+        again = model.views()  # cached, brought forward by the new trade only
+        assert int(again.daily["trades"].sum()) == expected.paper_trades + 1
+    finally:
+        dispose_all()

@@ -34,11 +34,10 @@ class SessionViews:
     )
     trade_id: int = 0
     board: StatusBoard = field(default_factory=StatusBoard)
-    event_id: int = 0
 
 
-def session_views(engine: Engine, run_id: str, mode: str, until_event_id: int) -> SessionViews:
-    """The session's views, current to now (events: up to `until_event_id`)."""
+def session_views(engine: Engine, run_id: str, mode: str) -> SessionViews:
+    """The session's views, current to now."""
     key = (str(engine.url), run_id)
     with _LOCK:
         views = copy.deepcopy(_CACHE.get(key)) or SessionViews()
@@ -59,9 +58,7 @@ def session_views(engine: Engine, run_id: str, mode: str, until_event_id: int) -
             if len(new_trades):
                 views.daily = add_daily(views.daily, new_trades)
                 views.trade_id = int(new_trades["id"].max())
-        if until_event_id > views.event_id:
-            views.board.fold(status_events(conn, run_id, views.event_id, until_event_id))
-            views.event_id = until_event_id
+        views.board.fold(status_events(conn, run_id, views.board.max_id))
     with _LOCK:
         _CACHE[key] = copy.deepcopy(views)
     return views

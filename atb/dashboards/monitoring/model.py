@@ -374,7 +374,7 @@ class MonitoringModel:
     def views(self) -> SessionViews:
         """Curve, daily PnL and status board of the whole session (cached, brought
         forward); from now on `poll` folds new events into this board."""
-        views = session_views(self.engine, self.run_id, self.mode, self.state.last_event_id)
+        views = session_views(self.engine, self.run_id, self.mode)
         self.board = views.board
         return views
 

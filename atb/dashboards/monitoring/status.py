@@ -57,8 +57,17 @@ class StatusBoard:
     exchange: tuple[str, str, datetime | None] | None = None
     database: tuple[str, str, datetime | None] | None = None
 
+    max_id: int = 0
+    """The newest event id folded: the initial read and the page's polls overlap, and an
+    alert row can land after later events (its timestamp is when it was raised)."""
+
     def fold(self, frame: pd.DataFrame) -> None:
-        """Fold status-relevant event rows (oldest first) into the board."""
+        """Fold status-relevant event rows (oldest first) into the board, each once."""
+        if not len(frame):
+            return
+        frame = frame[frame["id"] > self.max_id]
+        if len(frame):
+            self.max_id = int(frame["id"].max())
         for row in frame.itertuples(index=False):
             at = utc(row.timestamp)
             name = str(row.name or "")
@@ -99,16 +108,12 @@ class StatusBoard:
             state.firing = False
 
 
-def status_events(
-    conn: Connection, session_id: str, after_id: int = 0, until_id: int | None = None
-) -> pd.DataFrame:
-    """The session's alert, exchange and database events in (after_id, until_id], among
-    its newest WINDOW there."""
+def status_events(conn: Connection, session_id: str, after_id: int = 0) -> pd.DataFrame:
+    """The session's alert, exchange and database events with an id above `after_id`,
+    among its newest WINDOW."""
     where = [events.c.session_id == session_id]
     if after_id:
         where.append(events.c.id > after_id)
-    if until_id is not None:
-        where.append(events.c.id <= until_id)
     recent = (
         select(*[events.c[c] for c in STATUS_COLUMNS])
         .where(*where)
