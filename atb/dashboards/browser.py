@@ -85,3 +85,46 @@ def first_meaningful_paint(page: Any, url: str, selector: str, timeout_ms: int =
     page.goto(url, wait_until="commit")
     page.wait_for_selector(selector, state="visible", timeout=timeout_ms)
     return time.perf_counter() - t0
+
+
+# Bokeh draws axes on a canvas: the tick text is read from BokehJS's own axis views (the
+# labels it computed for the ticks on screen), not from pixels.
+_AXIS_LABELS_JS = """() => {
+  const out = [], seen = new Set();
+  function walk(view) {
+    if (!view || seen.has(view)) return;
+    seen.add(view);
+    if (view.tick_coords && view.compute_labels) {
+      const boxes = view.compute_labels(view.tick_coords.major[view.dimension]);
+      const items = boxes.items ?? Array.from(boxes);
+      const title = view.parent?.model?.title?.text ?? "";
+      out.push({plot: title, axis: view.model.type, labels: items.map(l => String(l.text))});
+    }
+    for (const k of view.child_views ?? []) walk(k);
+    for (const k of view.renderer_views?.values() ?? []) walk(k);
+    for (const k of view.computed_renderer_views ?? []) walk(k);
+  }
+  for (const v of Object.values(Bokeh.index)) walk(v);
+  return out;
+}"""
+
+_SOURCE_ROWS_JS = """(column) => {
+  const out = [];
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.type === "ColumnDataSource") {
+        const d = m.data, v = d instanceof Map ? d.get(column) : d[column];
+        if (v != null) out.push(v.length);
+      }
+  return out;
+}"""
+
+
+def axis_labels(page: Any) -> list[dict[str, Any]]:
+    """Every rendered Bokeh axis: {plot: title, axis: model type, labels: tick texts}."""
+    return list(page.evaluate(_AXIS_LABELS_JS))
+
+
+def source_rows(page: Any, column: str) -> list[int]:
+    """Row counts of the page's Bokeh data sources that have `column`."""
+    return list(page.evaluate(_SOURCE_ROWS_JS, column))

@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -168,3 +168,16 @@ def app_factory(info: DashboardInfo) -> Callable[..., Any]:
 
     factory: Callable[..., Any] = import_dashboard(info).create_app
     return guarded_page(info.name, factory)
+
+
+def named_pages(names: Iterable[str], settings: Any) -> dict[str, Callable[[], Any]]:
+    """{name: page builder} for one server hosting several dashboards on one settings."""
+    return {name: _bound(app_factory(find(name)), settings) for name in names}
+
+
+def _bound(factory: Callable[..., Any], settings: Any) -> Callable[[], Any]:
+    # a zero-argument function: Panel inspects a page function's signature
+    def page() -> Any:
+        return factory(settings)
+
+    return page

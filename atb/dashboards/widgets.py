@@ -43,6 +43,17 @@ CSS = """
              background:#fcfcfc; }
 .atb-empty code { background:#eee; padding:.1em .3em; border-radius:3px; }
 .atb-section { font-size:1.05em; font-weight:600; margin:.6em 0 .1em 0; }
+.atb-strip { display:flex; flex-wrap:wrap; gap:.35em; margin:.2em 0; }
+.atb-chip { border:1px solid #ccc; border-radius:14px; padding:.15em .7em; font-size:.85em;
+            background:#f6f6f6; font-variant-numeric:tabular-nums; }
+.atb-chip .label { color:#555; font-weight:600; }
+.atb-chip.good { border-color:#1a7f37; background:#eef8f0; }
+.atb-chip.warn { border-color:#b26a00; background:#fff6e5; }
+.atb-chip.bad { border-color:#c62828; background:#fdecec; }
+.atb-chip.alert.bad .label { color:#c62828; }
+.atb-chip b.bad { color:#c62828; }
+.atb-details { font-family:monospace; font-size:.8em; white-space:pre-wrap; max-height:16em;
+               overflow:auto; background:#f7f7f7; border:1px solid #ddd; padding:.4em; }
 """
 
 
@@ -151,13 +162,15 @@ def section(title: str) -> pn.pane.HTML:
 
 
 Column = tuple[str, str, str]
-"""(field, title, kind: text | money | num | pct | time | int)."""
+"""(field, title, kind: text | money | num | qty | pct | time | int)."""
 
 _FORMATTERS: dict[str, Any] = {
     "money": lambda: NumberFormatter(format="0,0.00"),
-    "num": lambda: NumberFormatter(format="0,0.0000"),
+    "num": lambda: NumberFormatter(format="0,0.00"),
+    # a quantity keeps its significant decimals: 0.00012 BTC is not "0.0000"
+    "qty": lambda: NumberFormatter(format="0,0.[00000000]"),
     "pct": lambda: NumberFormatter(format="0.00%"),
-    "int": lambda: NumberFormatter(format="0"),
+    "int": lambda: NumberFormatter(format="0,0"),
     "time": lambda: DateFormatter(format="%Y-%m-%d %H:%M:%S"),
     "text": lambda: StringFormatter(),
 }

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from atb_testkit import sample
 
+from atb.dashboards.browser import chromium
 from atb.dashboards.readonly import dispose_all
 
 
@@ -31,3 +33,10 @@ def logs_dir(tmp_path: Path) -> Path:
         "-0.05,stop_loss,1\n"
     )
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (one per test module)."""
+    with chromium() as b:
+        yield b

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from atb_testkit import sample
 
-from atb.dashboards.browser import chromium, chromium_path, new_page
-from atb.dashboards.discovery import app_factory, find
+from atb.dashboards.browser import chromium_path, new_page
+from atb.dashboards.discovery import named_pages
 from atb.dashboards.server import DashboardServer
 from atb.dashboards.settings import DashboardSettings
 
@@ -49,20 +49,10 @@ def server(
     logs = tmp_path_factory.mktemp("logs")
     (logs / "trades.csv").write_text("trade_no,exit_time,pnl\n1,2024-01-01T01:00:00,5.0\n")
     settings = DashboardSettings(db_url=url, update_interval=0.5, logs_dir=logs)
-    apps = {}
-    for name in READY:
-        factory = app_factory(find(name))
-        apps[name] = lambda factory=factory: factory(settings)
-    srv = DashboardServer(apps, port=0)
+    srv = DashboardServer(named_pages(READY, settings), port=0)
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def shot(page: Any, name: str) -> None:
@@ -143,7 +133,9 @@ def test_backtesting_comparison_renders(server: DashboardServer, browser: Any) -
     page.get_by_text("Compare", exact=True).click()
     page.wait_for_selector("#compare-view", state="attached", timeout=30_000)
     page.wait_for_selector("text=Profit factor", timeout=30_000)  # the side-by-side table
-    assert page.locator("text=backtest-run").count() >= 2
+    # the two sweep jobs are told apart by the one parameter that varies
+    assert page.locator("text=/fast=5 ·/").count() >= 1
+    assert page.locator("text=/fast=10 ·/").count() >= 1
     page.get_by_text("Sweeps", exact=True).click()
     page.wait_for_selector("text=Job", timeout=30_000)  # the jobs-by-parameter table
     shot(page, "backtesting-sweep")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from atb.dashboards.monitoring.model import MonitoringModel, details_text
+from atb.dashboards.monitoring.events import details_text
+from atb.dashboards.monitoring.model import MonitoringModel
 from atb.dashboards.readonly import dispose_all, readonly_engine
 
 

@@ -28,8 +28,8 @@ from loguru import logger
 from sqlalchemy import create_engine, insert
 
 from atb.dashboards import tables as t
-from atb.dashboards.browser import chromium, chromium_path, new_page
-from atb.dashboards.discovery import app_factory, find, panels_dir
+from atb.dashboards.browser import chromium_path, new_page
+from atb.dashboards.discovery import named_pages, panels_dir
 from atb.dashboards.guard import guarded_page
 from atb.dashboards.readonly import dispose_all
 from atb.dashboards.server import DashboardServer
@@ -100,20 +100,11 @@ def empty_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def serve(url: str, extra: dict[str, Any] | None = None) -> DashboardServer:
     settings = DashboardSettings(db_url=url, update_interval=0.5)
-    apps: dict[str, Any] = {}
-    for name in NAMES:
-        factory = app_factory(find(name))
-        apps[name] = lambda factory=factory: factory(settings)
+    apps: dict[str, Any] = named_pages(NAMES, settings)
     apps.update(extra or {})
     srv = DashboardServer(apps, port=0)
     srv.start()
     return srv
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 @pytest.mark.parametrize("which", ["awkward", "empty"])

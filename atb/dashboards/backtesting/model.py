@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
+from atb.dashboards import charts
+
+# re-exported: the market prediction page reads a run's candles through this module
+from atb.dashboards.bars import candles_for as candles_for
 from atb.dashboards.tables import account, naive_utc, runs, trades, utc, where_run
-from atb.db.series import ACCOUNT, read_series
+from atb.db.series import ACCOUNT, DECISIONS, read_series
 from atb.engine.report import TRADE_COLUMNS
 
 MODE = "backtest"
@@ -31,6 +33,8 @@ METRICS = (
     "num_trades",
     "profit_factor",
     "final_equity",
+    "fees_paid",
+    "buy_and_hold_return",
 )
 RUN_COLUMNS = (
     "id",
@@ -48,7 +52,15 @@ RUN_COLUMNS = (
 )
 # the columns of a backtest's `export_csv` file, also read from the trades table
 TRADE_CSV_COLUMNS = tuple(TRADE_COLUMNS)
-MAX_POINTS = 5000
+MAX_POINTS = charts.MAX_POINTS
+SORTS = {
+    "newest": ("started_at", False),
+    "return": ("total_return", False),
+    "Sharpe": ("sharpe", False),
+    "max drawdown (least)": ("max_drawdown", True),
+    "trades": ("num_trades", False),
+    "profit factor": ("profit_factor", False),
+}
 
 
 def _json(value: Any) -> Any:
@@ -60,11 +72,59 @@ def _json(value: Any) -> Any:
     return value
 
 
-def params_text(params: Any) -> str:
-    params = _json(params) or {}
+def strategy_params(params: Any) -> dict[str, Any] | None:
+    """A run's strategy parameters. A job that failed before its strategy was built records
+    its overrides instead (`strategy.fast=60`, `db.url=...`): those read as `fast=60`."""
+    params = _json(params)
     if not isinstance(params, dict):
-        return str(params)
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+        return None
+    out = {}
+    for key, value in params.items():
+        if key.startswith("strategy."):
+            out[key.removeprefix("strategy.")] = value
+        elif "." not in key and key != "strategy":
+            out[key] = value
+    return out
+
+
+def params_text(params: Any, only: set[str] | None = None) -> str:
+    fields = strategy_params(params)
+    if fields is None:
+        return "" if params is None else str(params)
+    return ", ".join(f"{k}={v}" for k, v in sorted(fields.items()) if only is None or k in only)
+
+
+def varying_keys(parameters: Any) -> set[str]:
+    """The parameter names whose value differs between the given runs' parameter dicts."""
+    dicts = [strategy_params(v) or {} for v in parameters]
+    keys = {k for d in dicts for k in d}
+    # a key only some runs record (an older run, a default) is not what tells them apart
+    return {k for k in keys if len({json.dumps(d[k], default=str) for d in dicts if k in d}) > 1}
+
+
+def vary_labels(df: pd.DataFrame) -> list[str]:
+    """Per run, only the parameters that vary among `df`'s runs of the same strategy
+    (defaults and constants left out, so sweep jobs read apart); the strategy when
+    nothing varies."""
+    labels = [""] * len(df)
+    strategies: Any = df["strategy"].fillna("").astype(str).to_numpy() if len(df) else []
+    for name in dict.fromkeys(strategies):
+        rows = [i for i, s in enumerate(strategies) if s == name]
+        params = [df["parameters"].iloc[i] for i in rows]
+        keys = varying_keys(params)
+        for i, p in zip(rows, params, strict=True):
+            labels[i] = params_text(p, keys) or name or "–"
+    return labels
+
+
+def sort_runs(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Registry order; runs without the metric (no Sharpe, failed jobs) always last."""
+    column, ascending = SORTS.get(by, SORTS["newest"])
+    if column not in df or not len(df):
+        return df
+    return df.sort_values(
+        column, ascending=ascending, na_position="last", kind="stable"
+    ).reset_index(drop=True)
 
 
 def run_registry(
@@ -99,6 +159,9 @@ def run_registry(
         period.append(f"{s:%Y-%m-%d} → {e:%Y-%m-%d}" if s and e else "")
     df["period"] = period
     df["started_at"] = naive_utc(df["started_at"]) if len(df) else df["started_at"]
+    # Labels before the search narrows the list: a search for `fast=60` still shows
+    # `fast=60`, not a bare strategy name because nothing varies within one run.
+    df["vary"] = vary_labels(df.reset_index(drop=True))
     if text:
         needle = text.lower()
         hay = (
@@ -120,20 +183,49 @@ def registry_options(conn: Connection) -> dict[str, list[str]]:
     return out
 
 
-def _thin(df: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
-    """Every k-th row (keeping the last): a chart needs no more points than pixels."""
-    if len(df) <= limit:
-        return df
-    step = int(np.ceil(len(df) / limit))
-    keep: npt.NDArray[np.int64] = np.r_[np.arange(0, len(df) - 1, step), len(df) - 1]
-    return df.iloc[keep].reset_index(drop=True)
+def latest_change(conn: Connection) -> tuple[Any, ...]:
+    """(backtest runs, newest start, newest finish): changes when a run starts or ends."""
+    return tuple(
+        conn.execute(
+            select(func.count(), func.max(runs.c.started_at), func.max(runs.c.finished_at)).where(
+                runs.c.mode == MODE
+            )
+        ).one()
+    )
+
+
+def exposure_share(conn: Connection, run_id: str) -> float | None:
+    """Share of bars with a position open (the account series' exposure > 0)."""
+    compact = read_series(conn, run_id, ACCOUNT, ("exposure",), MODE)
+    if compact is None or "exposure" not in compact or not len(compact):
+        return None
+    values = compact["exposure"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float((np.abs(values) > 1e-12).mean()) if len(values) else None
+
+
+def no_trade_reasons(conn: Connection, run_id: str, top: int = 5) -> dict[str, Any] | None:
+    """Why a run made no trades, from its recorded decisions: signals, how many were
+    sized to zero, and the commonest reasons. None when no decisions were recorded."""
+    frame = read_series(conn, run_id, DECISIONS, ("action", "size", "reason"), MODE)
+    if frame is None or not len(frame):
+        return None
+    zero = frame[pd.to_numeric(frame["size"], errors="coerce").fillna(0.0) == 0.0]
+    reasons = zero["reason"].fillna("(no reason recorded)").astype(str).value_counts()
+    actions = frame["action"].fillna("").astype(str).value_counts()
+    return {
+        "signals": len(frame),
+        "zero": len(zero),
+        "reasons": [(str(r), int(n)) for r, n in reasons.head(top).items()],
+        "actions": [(str(a), int(n)) for a, n in actions.head(top).items()],
+    }
 
 
 def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
     # Backtests store the curve as compressed columns; older runs as account_history rows.
     compact = read_series(conn, run_id, ACCOUNT, ("equity", "balance", "drawdown"), MODE)
     if compact is not None:
-        thinned = _thin(compact)
+        thinned = charts.downsample(compact, "equity", MAX_POINTS)
         return _with_return(thinned.assign(time=naive_utc(thinned["time"])))
     rows = conn.execute(
         select(account.c.time, account.c.equity, account.c.balance, account.c.drawdown)
@@ -143,7 +235,7 @@ def equity_curve(conn: Connection, run_id: str) -> pd.DataFrame:
     df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "equity", "balance", "drawdown"])
     if len(df):
         df["time"] = naive_utc(df["time"])
-    return _with_return(_thin(df))
+    return _with_return(charts.downsample(df, "equity", MAX_POINTS))
 
 
 def _with_return(df: pd.DataFrame) -> pd.DataFrame:
@@ -193,45 +285,6 @@ def get_run_row(conn: Connection, run_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)
 
 
-def candles_for(run: dict[str, Any], limit: int = MAX_POINTS) -> pd.DataFrame | None:
-    """The run's candles from its recorded data source (None when the file is gone)."""
-    source = run.get("data_source")
-    if not source:
-        return None
-    path = Path(str(source)).expanduser()
-    if not path.is_file():
-        return None
-    try:
-        bars = _load_bars(str(path), path.stat().st_mtime, str(run.get("timeframe") or "1h"))
-    except Exception:
-        return None
-    start, end = utc(run.get("data_start")), utc(run.get("data_end"))
-    idx = bars.index
-    mask = np.ones(len(bars), dtype=bool)
-    if start is not None:
-        mask &= idx >= pd.Timestamp(start)
-    if end is not None:
-        mask &= idx <= pd.Timestamp(end)
-    df = bars[mask].reset_index()
-    df = df.rename(columns={df.columns[0]: "time"})
-    # Thinned first: converting a million times to draw a few thousand wastes the paint.
-    df = _thin(df[["time", "open", "high", "low", "close"]], limit)
-    df["time"] = naive_utc(df["time"])
-    return df
-
-
-@lru_cache(maxsize=4)
-def _load_bars(path: str, _mtime: float, timeframe: str) -> pd.DataFrame:
-    from atb.data.cache import AUTO_MIN_BYTES, load_cached
-    from atb.data.loader import load_bars
-
-    # A 1M-bar file is memory-mapped from the bars cache the run itself filled, rather
-    # than parsed again on the page's first paint.
-    if Path(path).stat().st_size >= AUTO_MIN_BYTES:
-        return load_cached(Path(path), timeframe)[0]
-    return load_bars(path, timeframe)
-
-
 def compare(engine: Engine, run_ids: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Side-by-side metrics and each run's equity curve as return since start."""
     with engine.connect() as conn:
@@ -244,7 +297,7 @@ def compare(engine: Engine, run_ids: list[str]) -> tuple[pd.DataFrame, dict[str,
 def sweep_table(conn: Connection, sweep_id: str) -> tuple[pd.DataFrame, list[str]]:
     """One row per job: flattened parameter columns (those that vary first) and metrics."""
     df = run_registry(conn, sweep_id=sweep_id, limit=10_000)
-    params = [(_json(p) or {}) for p in df["parameters"]]
+    params = [strategy_params(p) or {} for p in df["parameters"]]
     keys = sorted({k for p in params if isinstance(p, dict) for k in p})
     for key in keys:
         df[f"param.{key}"] = [p.get(key) if isinstance(p, dict) else None for p in params]

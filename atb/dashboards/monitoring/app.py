@@ -7,7 +7,7 @@ wholesale unless the operator switches session or severity filter.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import panel as pn
@@ -16,6 +16,7 @@ from loguru import logger
 
 from atb.dashboards import widgets as w
 from atb.dashboards.guard import in_document
+from atb.dashboards.monitoring.events import event_details_html
 from atb.dashboards.monitoring.model import (
     HIDDEN_BY_DEFAULT,
     SEVERITIES,
@@ -24,26 +25,18 @@ from atb.dashboards.monitoring.model import (
     default_session,
     sessions,
 )
-from atb.dashboards.readonly import DatabaseMissing, describe, readonly_engine, table_names
+from atb.dashboards.monitoring.session_charts import SessionCharts
+from atb.dashboards.monitoring.status import strip_html
+from atb.dashboards.page import open_page
 from atb.dashboards.settings import DashboardSettings
 from atb.dashboards.tables import MODES, run_label
 
-if TYPE_CHECKING:
-    from bokeh.models.sources import DataDict
-
 RECORD_CMD = "python -m atb mode=paper exchange=replay"
 
-ACCOUNT_COLS = ("time", "balance", "equity", "drawdown")
-
-
-def empty_account() -> DataDict:
-    return {c: [] for c in ACCOUNT_COLS}
-
-
 TRADE_COLS: list[w.Column] = [
-    ("exit_time", "Exit time", "time"),
+    ("exit_time", "Exit (bar time, UTC)", "time"),
     ("side", "Side", "text"),
-    ("qty", "Size", "num"),
+    ("qty", "Size", "qty"),
     ("entry_price", "Entry", "money"),
     ("exit_price", "Exit", "money"),
     ("pnl", "PnL", "money"),
@@ -52,8 +45,8 @@ TRADE_COLS: list[w.Column] = [
 ]
 POSITION_COLS: list[w.Column] = [
     ("side", "Side", "text"),
-    ("qty", "Size", "num"),
-    ("entry_time", "Opened", "time"),
+    ("qty", "Size", "qty"),
+    ("entry_time", "Opened (bar time, UTC)", "time"),
     ("entry_price", "Entry", "money"),
     ("last_price", "Current", "money"),
     ("unrealized_pnl", "Unrealised PnL", "money"),
@@ -61,7 +54,7 @@ POSITION_COLS: list[w.Column] = [
     ("take_profit", "Take-profit", "money"),
 ]
 EVENT_COLS: list[w.Column] = [
-    ("timestamp", "Time (UTC)", "time"),
+    ("timestamp", "Logged (wall clock, UTC)", "time"),
     ("severity", "Severity", "text"),
     ("event_type", "Type", "text"),
     ("name", "Event", "text"),
@@ -80,7 +73,7 @@ def kpi_items(k: Kpis) -> list[w.Kpi]:
         ("drawdown", "Drawdown", w.fmt_pct(k.drawdown), "warn" if (k.drawdown or 0) > 0 else ""),
         ("max_drawdown", "Max drawdown", w.fmt_pct(k.max_drawdown), ""),
         ("win_rate", "Win rate", w.fmt_pct(k.win_rate), ""),
-        ("sharpe", "Sharpe", w.fmt_num(k.sharpe), ""),
+        ("sharpe", "Sharpe (annualised)", k.sharpe_note or w.fmt_num(k.sharpe), ""),
         ("exposure", "Open exposure", w.fmt_money(k.exposure), ""),
         ("trades", "Trades", f"{k.trades:,}", ""),
         ("open_positions", "Open positions", str(k.open_positions), ""),
@@ -124,7 +117,9 @@ class MonitoringApp:
         self.callback: Any = None
         self.last_update_s: float | None = None
 
-        self.account_src = ColumnDataSource(empty_account())
+        self.positions_df = pd.DataFrame()
+        self.kpis_now = Kpis()
+        self.built = False
         self.trade_src = ColumnDataSource(w.empty_frame(TRADE_COLS))
         self.position_src = ColumnDataSource(w.empty_frame(POSITION_COLS))
         self.event_src = ColumnDataSource(w.empty_frame(EVENT_COLS))
@@ -132,34 +127,39 @@ class MonitoringApp:
         self.mode = pn.widgets.Select(label="Mode", options=list(MODES), width=120)
         self.session = pn.widgets.Select(label="Session", options={}, width=520)
         # A button group, not MultiChoice: no Choices.js to load, one click per severity.
+        # solid = shown, outline = hidden: the two states must look different
         self.severity = pn.widgets.CheckButtonGroup(
-            label="Severity",
+            label="Severity shown",
             options=list(SEVERITIES),
             value=["INFO", "WARNING", "ERROR", "CRITICAL"],
-            color="default",
+            color="primary",
+            variant="outline",
         )
         self.show_decisions = pn.widgets.Checkbox(label="Show DECISION events", value=False)
         self.kpis = w.html_pane(w.kpi_html(kpi_items(Kpis())))
         self.health = w.html_pane(w.kpi_html(health_items(Kpis())), name="health")
         self.notice = w.html_pane("")
         self.status = w.html_pane("")
+        self.strip = w.html_pane("", name="status strip")
+        self.details = w.html_pane(
+            '<div class="atb-sub">Click an event to see its full details.</div>'
+        )
+        self.charts: SessionCharts | None = None
+        self.chart_pane = pn.Column(sizing_mode="stretch_width")
 
     # -- layout ----------------------------------------------------------------------
     def view(self) -> pn.viewable.Viewable:
-        header = w.header("atb · monitoring", describe(self.settings.db_url))
-        try:
-            self.engine = readonly_engine(self.settings.db_url)
-        except DatabaseMissing as exc:
-            return w.empty_page(
-                header,
-                str(exc),
-                "Record a paper session first; this page reads the run database.",
-                RECORD_CMD,
-            )
-        if "runs" not in table_names(self.engine):
-            return w.empty_page(
-                header, "The database has no run records yet.", "Start a paper session:", RECORD_CMD
-            )
+        opened = open_page(
+            "atb · monitoring",
+            self.settings.db_url,
+            "runs",
+            missing_hint="Record a paper session first; this page reads the run database.",
+            empty=("The database has no run records yet.", "Start a paper session:"),
+            command=RECORD_CMD,
+        )
+        if opened.empty is not None:
+            return opened.empty
+        self.engine, header = opened.engine, opened.header
         all_runs = sessions(self.engine, None, limit=50)
         first = default_session(all_runs)
         if first is not None:
@@ -185,6 +185,7 @@ class MonitoringApp:
         return pn.Column(
             header,
             pn.Row(self.mode, self.session),
+            self.strip,
             self.notice,
             self.kpis,
             self.health,
@@ -194,8 +195,10 @@ class MonitoringApp:
         )
 
     def _build_body(self) -> None:
+        self.event_src.selected.on_change("indices", self._on_event_pick)
+        self._open_charts()
         self.body.objects = [
-            pn.pane.Bokeh(self._equity_figure(), sizing_mode="stretch_width"),
+            self.chart_pane,
             w.section("Open positions"),
             pn.pane.Bokeh(
                 w.data_table(self.position_src, POSITION_COLS, height=120),
@@ -210,40 +213,25 @@ class MonitoringApp:
             pn.pane.Bokeh(
                 w.data_table(self.event_src, EVENT_COLS, height=260), sizing_mode="stretch_width"
             ),
+            self.details,
         ]
+        self.built = True
 
-    def _equity_figure(self) -> Any:
-        fig = w.time_figure("Balance and equity", height=260, y_label="USDT")
-        eq = fig.line(
-            "time",
-            "equity",
-            source=self.account_src,
-            legend_label="equity",
-            color="#1f77b4",
-            line_width=2,
-        )
-        fig.line(
-            "time",
-            "balance",
-            source=self.account_src,
-            legend_label="balance",
-            color="#ff7f0e",
-            line_dash="dashed",
-        )
-        fig.legend.location = "top_left"
-        fig.legend.click_policy = "hide"
-        w.add_hover(
-            fig,
-            [
-                ("time", "@time{%F %H:%M}"),
-                ("equity", "@equity{0,0.00}"),
-                ("balance", "@balance{0,0.00}"),
-                ("drawdown", "@drawdown{0.00%}"),
-            ],
-            renderers=[eq],
-            datetime_field="time",
-        )
-        return fig
+    def _open_charts(self) -> None:
+        """The session's charts and status board: whole-session reads, after first paint."""
+        if self.model is None:
+            self.chart_pane.objects = []
+            return
+        self.charts = SessionCharts(self.model)
+        self.charts.set_positions(self.positions_df)
+        self.chart_pane.objects = [pn.pane.Bokeh(self.charts.layout, sizing_mode="stretch_width")]
+        self._show(self.kpis_now)
+
+    def _on_event_pick(self, _attr: str, _old: Any, new: list[int]) -> None:
+        shown = self.events_df.iloc[::-1].reset_index(drop=True)
+        if not new or new[0] >= len(shown):
+            return
+        self.details.object = event_details_html(shown.iloc[new[0]])
 
     # -- session ---------------------------------------------------------------------
     def _refresh_sessions(self) -> None:
@@ -273,7 +261,9 @@ class MonitoringApp:
 
     def _clear(self) -> None:
         self.model = None
-        self.account_src.data = empty_account()
+        self.charts = None
+        self.chart_pane.objects = []
+        self.strip.object = ""
         self.trade_src.data = w.empty_frame(TRADE_COLS)
         self.position_src.data = w.empty_frame(POSITION_COLS)
         self.event_src.data = w.empty_frame(EVENT_COLS)
@@ -285,20 +275,19 @@ class MonitoringApp:
         if not run_id:
             return
         self.model = MonitoringModel(self.engine, run_id, severities=self._severities())
+        self.charts = None
         if self.show_decisions.value:
             self.model.hidden_types = frozenset()
         snap = self.model.load()
-        self.account_src.data = (
-            {c: snap.account[c].to_numpy() for c in ACCOUNT_COLS}
-            if len(snap.account)
-            else empty_account()
-        )
         self.trades_df = snap.trades
         self.events_df = snap.events
         self.trade_src.data = w.frame_data(self.trades_df.iloc[::-1], TRADE_COLS)
         self.position_src.data = w.frame_data(snap.positions, POSITION_COLS)
+        self.positions_df = snap.positions
         self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
         self._show(snap.kpis)
+        if self.built:  # switching session: the charts follow; on first load after paint
+            self._open_charts()
         self.notice.object = (
             ""
             if len(snap.account) or len(snap.trades)
@@ -326,8 +315,20 @@ class MonitoringApp:
         self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
 
     def _show(self, k: Kpis) -> None:
+        self.kpis_now = k
         self.kpis.object = w.kpi_html(kpi_items(k))
         self.health.object = w.kpi_html(health_items(k))
+        if self.model is not None and self.model.board is not None:
+            clock = f"bar {k.last_bar:%Y-%m-%d %H:%M} UTC" if k.last_bar else "no bar yet"
+            tone = {"running": "good", "finished": "", "stopped": ""}.get(k.health, "bad")
+            strip = strip_html(
+                self.model.board,
+                (k.health, k.health_reason, tone),
+                f"{clock} · events in wall-clock UTC",
+                is_backtest=self.model.mode == "backtest",
+            )
+            if strip != self.strip.object:
+                self.strip.object = strip
 
     # -- periodic update ---------------------------------------------------------------
     def update(self) -> None:
@@ -346,11 +347,9 @@ class MonitoringApp:
             self.status.object = w.empty_state("Update failed", str(exc)[:300])
             return
         self.last_update_s = up.seconds
-        if len(up.account):
-            cols = ("time", "balance", "equity", "drawdown")
-            self.account_src.stream(
-                {c: up.account[c].to_numpy() for c in cols}, rollover=self.model.chart_points
-            )
+        if self.charts is not None:
+            self.charts.stream(up.account, up.trades)
+            self.charts.set_positions(up.positions)
         if len(up.trades):
             self.trades_df = pd.concat([self.trades_df, up.trades]).tail(self.model.table_rows)
             self.trade_src.data = w.frame_data(self.trades_df.iloc[::-1], TRADE_COLS)
@@ -358,6 +357,7 @@ class MonitoringApp:
             self.events_df = pd.concat([self.events_df, up.events]).tail(self.model.event_rows)
             self.event_src.data = w.frame_data(self.events_df.iloc[::-1], EVENT_COLS)
         self.position_src.data = w.frame_data(up.positions, POSITION_COLS)
+        self.positions_df = up.positions
         self._show(up.kpis)
         if self.notice.object and (len(up.account) or len(up.trades)):
             self.notice.object = ""

@@ -10,7 +10,6 @@ tested on a seeded database without a browser.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import threading
 import time
@@ -23,19 +22,16 @@ import pandas as pd
 from sqlalchemy import Engine, inspect
 
 from atb.dashboards.monitoring import queries as q
+from atb.dashboards.monitoring.events import event_frame
+from atb.dashboards.monitoring.history import SessionViews, session_views
 from atb.dashboards.monitoring.liveness import session_liveness
+from atb.dashboards.monitoring.status import StatusBoard, relevant
 from atb.dashboards.tables import get_run, list_runs, naive_utc, utc
 
 SEVERITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 HIDDEN_BY_DEFAULT = frozenset({"DECISION"})
 """Event types the events table leaves out unless asked: one DECISION row per signal floods
 it (the decisions are in the `decisions` table)."""
-DETAIL_KEYS = (
-    "side", "qty", "price", "fee", "pnl", "reason", "action", "signal", "size", "status",
-    "error", "code", "drawdown", "note",
-)  # fmt: skip
-"""The event fields the table shows, in this order (others follow, up to MAX_DETAILS)."""
-MAX_DETAILS = 8
 COUNT_WINDOW = 1000
 """Severity counts cover the session's newest this-many events."""
 
@@ -45,6 +41,9 @@ COUNT_WINDOW = 1000
 _AGGREGATES: dict[tuple[str, str], _Running] = {}
 _AGG_LOCK = threading.Lock()
 YEAR_S = 365 * 24 * 3600
+SHARPE_MIN_DAYS = 30
+SHARPE_MIN_RETURNS = 30
+"""An annualised Sharpe needs this much history: a day of 1m bars annualises to 30+."""
 
 
 def bar_seconds(timeframe: str | None) -> float:
@@ -67,6 +66,7 @@ class Kpis:
     max_drawdown: float | None = None
     win_rate: float | None = None
     sharpe: float | None = None
+    sharpe_note: str = ""
     exposure: float | None = None
     trades: int = 0
     open_positions: int = 0
@@ -120,6 +120,7 @@ class _Running:
     day: Any = None
     day_start_equity: float | None = None
     positions_since: datetime | None = None
+    first_time: datetime | None = None
     counts_at: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -151,6 +152,7 @@ class MonitoringModel:
         self.mode = str(run["mode"])
         self.bar_s = bar_seconds(run.get("timeframe"))
         self.state = _Running()
+        self.board: StatusBoard | None = None
         self.heartbeat: dict[str, Any] | None = None
         # Databases from before migration 0005 have no heartbeat table: fall back to events.
         self.has_heartbeats = self.mode != "backtest" and inspect(engine).has_table(
@@ -180,6 +182,7 @@ class MonitoringModel:
                 st.n, st.r_sum, st.r_sumsq = acc["n"], float(acc["sum"]), float(acc["sumsq"])
                 first = q.first_account_row(conn, rid, mode)
                 st.initial_balance = None if first is None else float(first.balance)
+                st.first_time = None if first is None else utc(first.time)
             account = q.recent_account(conn, rid, mode, self.chart_points)
             if len(account):
                 st.last_row = account.iloc[-1].to_dict()
@@ -256,6 +259,8 @@ class MonitoringModel:
             self._fold_account(conn, account)
             self._fold_trades(trades)
             if len(events):
+                if self.board is not None:
+                    self.board.fold(relevant(events))
                 st.last_event_id = int(events["id"].max())
                 st.last_event_at = utc(events["timestamp"].iloc[-1])
                 self._count_events(events)
@@ -297,6 +302,7 @@ class MonitoringModel:
         st.last_row = account.iloc[-1].to_dict()
         if st.initial_balance is None:
             st.initial_balance = float(account.iloc[0]["balance"])
+            st.first_time = utc(account.iloc[0]["time"])
         self._reset_day(conn, utc(st.last_row["time"]))
 
     def _fold_trades(self, trades: pd.DataFrame) -> None:
@@ -342,7 +348,7 @@ class MonitoringModel:
                 k.pnl_today = k.equity - st.day_start_equity
         if st.trades:
             k.win_rate = st.wins / st.trades
-        k.sharpe = sharpe(st.n, st.r_sum, st.r_sumsq, self.bar_s)
+        k.sharpe, k.sharpe_note = self._sharpe(k.last_bar)
         k.open_positions = len(positions)
         if len(positions):
             price = positions["last_price"].fillna(positions["entry_price"]).astype(float)
@@ -353,6 +359,29 @@ class MonitoringModel:
         k.warnings_recent = st.counts.get("WARNING", 0)
         k.health, k.health_reason = self.health(k)
         return k
+
+    def _sharpe(self, last_bar: datetime | None) -> tuple[float | None, str]:
+        """The annualised Sharpe once the session spans SHARPE_MIN_DAYS, else why not."""
+        st = self.state
+        days = 0.0
+        if st.first_time is not None and last_bar is not None:
+            days = (last_bar - st.first_time).total_seconds() / 86400
+        if days < SHARPE_MIN_DAYS or st.n < SHARPE_MIN_RETURNS:
+            return None, f"n/a ({days:,.1f} of {SHARPE_MIN_DAYS} d)"
+        return sharpe(st.n, st.r_sum, st.r_sumsq, self.bar_s), ""
+
+    # -- whole-session views (read after first paint) ---------------------------------
+    def views(self) -> SessionViews:
+        """Curve, daily PnL and status board of the whole session (cached, brought
+        forward); from now on `poll` folds new events into this board."""
+        views = session_views(self.engine, self.run_id, self.mode)
+        self.board = views.board
+        return views
+
+    def recent_trades(self, limit: int) -> pd.DataFrame:
+        """The session's newest trades (the price chart's markers)."""
+        with self.engine.connect() as conn:
+            return self.trade_frame(q.recent_trades(conn, self.run_id, self.mode, limit))
 
     def health(self, k: Kpis) -> tuple[str, str]:
         """Loop health from what the database shows: run status and write recency."""
@@ -386,63 +415,28 @@ class MonitoringModel:
 
     @staticmethod
     def account_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["time"] = naive_utc(out["time"])
-        return out
+        return with_naive_times(df, ("time",))
 
     @staticmethod
     def trade_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["entry_time"] = naive_utc(out["entry_time"])
-            out["exit_time"] = naive_utc(out["exit_time"])
-        return out
+        return with_naive_times(df, ("entry_time", "exit_time"))
 
     @staticmethod
     def position_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["entry_time"] = naive_utc(out["entry_time"])
-        return out
+        return with_naive_times(df, ("entry_time",))
 
     @staticmethod
     def event_frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df.copy()
-        if len(out):
-            out["timestamp"] = naive_utc(out["timestamp"])
-            out["name"] = out["name"].fillna("")
-            out["component"] = out["component"].fillna("")
-            out["details_text"] = [details_text(d) for d in out["details"]]
-        else:
-            out["details_text"] = pd.Series(dtype=object)
-        return out.drop(columns=["details"], errors="ignore")
+        return event_frame(df)
 
 
-def details_text(details: Any) -> str:
-    """`qty=0.1 price=42,000.00 fee=4.20 reason=signal`: an event's own fields, compact."""
-    if isinstance(details, str):
-        try:
-            details = json.loads(details)
-        except ValueError:
-            return details[:200]
-    if not isinstance(details, dict):
-        return ""
-    keys = [k for k in DETAIL_KEYS if details.get(k) not in (None, "")]
-    keys += [
-        k for k in details
-        if k not in keys and k not in DETAIL_KEYS and details[k] not in (None, "", [], {})
-        and not isinstance(details[k], dict | list)
-    ]  # fmt: skip
-    parts = []
-    for key in keys[:MAX_DETAILS]:
-        value = details[key]
-        if isinstance(value, float):
-            text = f"{value:,.2f}" if abs(value) >= 100 else f"{value:.6g}"
-        else:
-            text = str(value)
-        parts.append(f"{key}={text[:60]}")
-    return " ".join(parts)
+def with_naive_times(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A copy with the given datetime columns as naive UTC (Bokeh's datetime axes)."""
+    out = df.copy()
+    if len(out):
+        for column in columns:
+            out[column] = naive_utc(out[column])
+    return out
 
 
 def sharpe(n: int, total: float, sumsq: float, bar_s: float) -> float | None:

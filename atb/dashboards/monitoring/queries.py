@@ -28,6 +28,7 @@ TRADE_COLUMNS = (
 ACCOUNT_COLUMNS = ("id", "time", "balance", "equity", "drawdown")
 EVENT_COLUMNS = (
     "id", "timestamp", "severity", "event_type", "name", "component", "message", "details",
+    "alert_method",
 )  # fmt: skip
 POSITION_COLUMNS = (
     "id",
@@ -58,6 +59,29 @@ def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     # Plain tuples: given SQLAlchemy Rows, pandas probes every row for dataclass/namedtuple
     # attributes (thousands of failed attribute lookups, ~40 ms on a first paint).
     return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def _rows_after(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    run_id: str,
+    mode: str,
+    after_id: int,
+    limit: int,
+) -> pd.DataFrame:
+    """A run's rows with an id above `after_id`, by id (the primary-key range)."""
+    query = (
+        select(*[table.c[c] for c in columns])
+        .where(
+            table.c.id > after_id,
+            _no_index(table.c.run_id) == run_id,
+            _no_index(table.c.mode) == mode,
+        )
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    return _frame(conn.execute(query), columns)
 
 
 def trade_stats(conn: Connection, run_id: str, mode: str) -> dict[str, Any]:
@@ -174,19 +198,21 @@ def new_account(
         return compact.iloc[after_id : after_id + limit].reset_index(drop=True)[
             list(ACCOUNT_COLUMNS)
         ]
-    cols = [account.c[c] for c in ACCOUNT_COLUMNS]
-    query = (
-        select(*cols)
-        .where(
-            account.c.id > after_id,
-            _no_index(account.c.run_id) == run_id,
-            _no_index(account.c.mode) == mode,
-        )
-        .order_by(account.c.id)
-        .limit(limit)
-    )
-    rows = conn.execute(query)
-    return _frame(rows, ACCOUNT_COLUMNS)
+    return _rows_after(conn, account, ACCOUNT_COLUMNS, run_id, mode, after_id, limit)
+
+
+def daily_pnl(conn: Connection, run_id: str, mode: str) -> pd.DataFrame:
+    """Realised PnL and trade count per UTC day of exit (bar time): one grouped query."""
+    day = func.date(trades.c.exit_time)
+    rows = conn.execute(
+        select(day, func.sum(trades.c.pnl), func.count())
+        .where(where_run(trades, run_id, mode))
+        .group_by(day)
+        .order_by(day)
+    ).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=["day", "pnl", "trades"])
+    frame["day"] = pd.to_datetime(frame["day"].astype(str))
+    return frame
 
 
 def recent_trades(conn: Connection, run_id: str, mode: str, limit: int) -> pd.DataFrame:
@@ -201,19 +227,7 @@ def recent_trades(conn: Connection, run_id: str, mode: str, limit: int) -> pd.Da
 
 
 def new_trades(conn: Connection, run_id: str, mode: str, after_id: int, limit: int) -> pd.DataFrame:
-    cols = [trades.c[c] for c in TRADE_COLUMNS]
-    query = (
-        select(*cols)
-        .where(
-            trades.c.id > after_id,
-            _no_index(trades.c.run_id) == run_id,
-            _no_index(trades.c.mode) == mode,
-        )
-        .order_by(trades.c.id)
-        .limit(limit)
-    )
-    rows = conn.execute(query)
-    return _frame(rows, TRADE_COLUMNS)
+    return _rows_after(conn, trades, TRADE_COLUMNS, run_id, mode, after_id, limit)
 
 
 def open_positions(
