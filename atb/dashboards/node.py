@@ -91,7 +91,14 @@ class DashboardNode(Node[DashboardConfig]):
             how=EXPOSURE_HINT,
             override="set dashboards.allow_unauthenticated=true",
         )
-        self.server = DashboardServer(apps, host=bind.host, port=bind.port, auth=auth)
+        from atb.api.handlers import database_routes
+
+        # The read-only JSON API beside the pages, over the same database and login.
+        basic = None if auth is None else (auth.user, auth.password)
+        api = database_routes(self.config.db_url, basic)
+        self.server = DashboardServer(
+            apps, host=bind.host, port=bind.port, auth=auth, extra_routes=api
+        )
         self.server.start()
         logger.info(
             "dashboards listening on {}:{} ({}; login {})",

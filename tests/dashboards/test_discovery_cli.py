@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import urllib.request
 from pathlib import Path
@@ -142,6 +143,11 @@ def test_node_serves_and_stops(seeded: tuple[str, sample.Expected]) -> None:
         assert any(link.startswith("static/js/bokeh.min.js") for link in links)
         # Every script and stylesheet comes from this server (no CDN): relative links only.
         assert [link for link in links if "//" in link] == []
+        # The read-only JSON API is served beside the pages, over the same database.
+        base = page.rsplit("/", 1)[0]
+        with urllib.request.urlopen(f"{base}/api/trades?limit=2", timeout=30) as resp:
+            trades = json.loads(resp.read())
+        assert resp.status == 200 and trades["total"] >= len(trades["items"])
     finally:
         node.stop()
     with pytest.raises(OSError):
