@@ -19,7 +19,8 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-p", "no:cacheprovider", "-n", "2", *session.posargs)
 
 
-# What `unit` leaves out: anything needing a PostgreSQL cluster, Chromium, Ray or a
+# What `unit` leaves out: anything needing a PostgreSQL cluster, Chromium, Ray, the health
+# server's own process or a
 # subprocess run of the CLI. What stays covers every module and runs in under a minute here.
 UNIT_MARKERS = "not postgres and not browser and not e2e and not slow"
 

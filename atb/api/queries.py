@@ -15,6 +15,7 @@ from sqlalchemy import Connection, case, func, select
 from sqlalchemy.engine import Row
 
 from atb import __version__
+from atb.api.errors import RunNotFound
 from atb.api.schemas import (
     Balance,
     Loop,
@@ -38,10 +39,6 @@ trades_t = TradeRecord.__table__
 positions_t = PositionRecord.__table__
 account_t = AccountSnapshot.__table__
 heartbeats_t = RunHeartbeat.__table__
-
-
-class RunNotFound(LookupError):
-    """No run matches: the API answers 404."""
 
 
 def utc(value: Any) -> Any:

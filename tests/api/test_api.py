@@ -27,6 +27,9 @@ from atb.api.schemas import SCHEMAS, Balance, Metrics, PositionsPage, SystemStat
 sys.path.insert(0, str(Path(__file__).parents[1] / "live"))
 from live_helpers import QUICK, SLOW, SMA, Advancer, zigzag_candles
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
 TOKEN = "api-token-6f1d2c9a8b7e"
 PLANTED = "planted-secret-4e5f6a7b8c9d"
 

@@ -6,7 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from atb.api.schemas import SCHEMAS
+
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
 
 
 def atb(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
 from health_helpers import make_config, request, running
 
 from atb.health.server import HealthServer
+
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
 
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 

@@ -12,6 +12,9 @@ import pytest
 from health_helpers import PROBES, BlackHole, make_config, request, running
 from sqlalchemy import create_engine
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
 
 def db_node(url: str) -> SimpleNamespace:
     """What the check uses of `atb.db.node.Database`: its `.engine`."""

@@ -13,6 +13,9 @@ from health_helpers import PROBES, make_config, make_ctx, request, running
 
 from atb.runtime.context import ExchangeTarget
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
 BINANCE = {"_target_": "atb.exchange.ccxt_exchange.CcxtExchange", "id": "binance", "sandbox": False}
 
 

@@ -10,6 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atb.health import metrics
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}

@@ -25,6 +25,9 @@ from atb_testkit.waiting import wait_for_process
 from health_helpers import PROBES, make_config, request, running
 from loguru import logger
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 
 # A trading process of its own: a health node and a loop beating every 50 ms.
@@ -33,6 +36,7 @@ import sys, time
 sys.path.insert(0, {helpers!r})
 from health_helpers import PROBES, make_config, make_ctx
 from atb.health.server import HealthServer
+
 server = HealthServer(make_config(checks=[], publish_timeout=1.0), make_ctx())
 server.start()
 PROBES.heartbeat.start(interval=0.05)

@@ -24,6 +24,10 @@ from atb.runtime.context import RunContext
 from atb.runtime.errors import ConfigError, NodeError
 from atb.runtime.runner import Runner
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
+
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 
 

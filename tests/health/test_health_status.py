@@ -19,6 +19,9 @@ from health_helpers import (
     running,
 )
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
 
 def beat() -> None:
     PROBES.heartbeat.start(interval=10)

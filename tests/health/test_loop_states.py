@@ -15,6 +15,10 @@ from health_helpers import PROBES, make_config, make_ctx, request, running
 from atb.health.server import HealthServer
 from atb.runtime.probes import MIN_SILENCE, silence_limit
 
+# Each test starts a process of its own (the health server, a session or the CLI): e2e.
+pytestmark = pytest.mark.e2e
+
+
 ONLY_CONFIG = [{"_target_": "atb.health.checks.ConfigCheck"}]
 ENDPOINTS = ("/livez", "/health", "/readyz", "/status")
 
