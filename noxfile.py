@@ -20,8 +20,7 @@ def tests(session: nox.Session) -> None:
 
 
 # What `unit` leaves out: anything needing a PostgreSQL cluster, Chromium, Ray, the health
-# server's own process or a
-# subprocess run of the CLI. What stays covers every module and runs in under a minute here.
+# server's own process or a subprocess run of the CLI. It runs in under a minute here.
 UNIT_MARKERS = "not postgres and not browser and not e2e and not slow"
 
 
