@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from atb_testkit import FakeBinance
@@ -78,16 +79,11 @@ def _records_dir(session: Session) -> Path:
     return session.tmp / "records"
 
 
-def test_paper_order_pending_at_kill9_is_cancelled_with_a_reason(
-    session: Session, fake: FakeBinance
-) -> None:
-    args = [
-        "mode=paper",
-        *SMA,
-        *QUICK,
-        *fake_args(fake),
-        f"live.record_log_dir={_records_dir(session)}",
-    ]
+def _kill_paper_mid_order(
+    session: Session, fake: FakeBinance, args: list[str]
+) -> tuple[str, list[Any]]:
+    """Start a paper session and kill -9 it while an order is pending: (its run id, the
+    pending orders' numbers). Candles flow again afterwards, for the restart."""
     with Advancer(fake):
         proc = _spawn(session, args)
         try:
@@ -102,6 +98,41 @@ def test_paper_order_pending_at_kill9_is_cancelled_with_a_reason(
     )
     assert pending, "the kill did not catch an order pending"
     fake.faults.unfreeze_candles()
+    return killed_run, pending
+
+
+def _kill_live_mid_request(session: Session, fake: FakeBinance, args: list[str]) -> str:
+    """Start a live session whose first order request the exchange holds, kill -9 it while
+    that request is on the wire, and wait for the exchange to place it: the run's id."""
+    with Advancer(fake):
+        proc = _spawn(session, args, env=fake_env(fake))
+        try:
+            wait_for(
+                lambda: _pending(session) > 0 or proc.poll() is not None, 90, "a pending order"
+            )
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            fake.faults.freeze_candles()
+            time.sleep(0.5)
+            _kill(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    wait_for(lambda: len(fake.orders) == 1, 10, "the held order placed by the exchange")
+    (killed_run,) = session.query("select id from runs")[0]
+    return str(killed_run)
+
+
+def test_paper_order_pending_at_kill9_is_cancelled_with_a_reason(
+    session: Session, fake: FakeBinance
+) -> None:
+    args = [
+        "mode=paper",
+        *SMA,
+        *QUICK,
+        *fake_args(fake),
+        f"live.record_log_dir={_records_dir(session)}",
+    ]
+    killed_run, pending = _kill_paper_mid_order(session, fake, args)
 
     second = session.run(*args, "live.max_iterations=3")
     assert second.returncode == 0, second.stderr[-3000:]
@@ -125,21 +156,7 @@ def test_live_order_in_flight_at_kill9_is_looked_up_by_client_id_and_booked_once
     # while it is on the wire.
     fake.faults.add("timeout", path="/api/v3/order", method="POST", delay=3.0, times=1)
     args = [*LIVE, *SMA, *QUICK, *fake_args(fake), f"live.record_log_dir={_records_dir(session)}"]
-    with Advancer(fake):
-        proc = _spawn(session, args, env=fake_env(fake))
-        try:
-            wait_for(
-                lambda: _pending(session) > 0 or proc.poll() is not None, 90, "a pending order"
-            )
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            fake.faults.freeze_candles()
-            time.sleep(0.5)
-            _kill(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    wait_for(lambda: len(fake.orders) == 1, 10, "the held order placed by the exchange")
-    (killed_run,) = session.query("select id from runs")[0]
+    killed_run = _kill_live_mid_request(session, fake, args)
     ((order_no, cid_note),) = session.query(
         "select order_no, note from orders where run_id=? and status='pending'", killed_run
     )
@@ -179,20 +196,7 @@ def test_paper_order_pending_at_kill9_is_cancelled_also_without_resume(
         *fake_args(fake),
         f"live.record_log_dir={_records_dir(session)}",
     ]
-    with Advancer(fake):
-        proc = _spawn(session, args)
-        try:
-            _catch_pending(session, fake, proc)
-            _kill(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    (killed_run,) = session.query("select id from runs")[0]
-    pending = session.query(
-        "select order_no from orders where run_id=? and status='pending'", killed_run
-    )
-    assert pending, "the kill did not catch an order pending"
-    fake.faults.unfreeze_candles()
+    killed_run, pending = _kill_paper_mid_order(session, fake, args)
 
     second = session.run(*args, "live.max_iterations=3", "live.resume=false")
     assert second.returncode == 0, second.stderr[-3000:]
@@ -213,21 +217,7 @@ def test_live_order_in_flight_at_kill9_is_recorded_not_booked_without_resume(
 ) -> None:
     fake.faults.add("timeout", path="/api/v3/order", method="POST", delay=3.0, times=1)
     args = [*LIVE, *SMA, *QUICK, *fake_args(fake), f"live.record_log_dir={_records_dir(session)}"]
-    with Advancer(fake):
-        proc = _spawn(session, args, env=fake_env(fake))
-        try:
-            wait_for(
-                lambda: _pending(session) > 0 or proc.poll() is not None, 90, "a pending order"
-            )
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            fake.faults.freeze_candles()
-            time.sleep(0.5)
-            _kill(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    wait_for(lambda: len(fake.orders) == 1, 10, "the held order placed by the exchange")
-    (killed_run,) = session.query("select id from runs")[0]
+    killed_run = _kill_live_mid_request(session, fake, args)
     ((order_no,),) = session.query(
         "select order_no from orders where run_id=? and status='pending'", killed_run
     )
