@@ -12,7 +12,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from atb_testkit import FakeBinance, synthetic_candles
+from atb_testkit.login import dashboard_login
 from deploy_helpers import DEPLOY, ROOT, Proc, clean_env, free_port, http_get, wait_port
 
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -272,9 +272,10 @@ def test_atb_and_dashboard_services_run_on_the_host(
         wait_port(dash_port, 180)
         code, head, _ = http_get(dash_port, "/monitoring")
         assert code == 302 and "login" in head["location"]
-        cookie = login(
+        cookie = dashboard_login(
             dash_port, TEST_ENV["ATB_DASHBOARD_USER"], TEST_ENV["ATB_DASHBOARD_PASSWORD"]
         )
+        assert cookie is not None
         code, _, body = http_get(dash_port, "/monitoring", {"Cookie": cookie}, timeout=60)
         assert code == 200, body[:300]
     finally:
@@ -284,22 +285,3 @@ def test_atb_and_dashboard_services_run_on_the_host(
     for secret in (token, TEST_ENV["ATB_DASHBOARD_PASSWORD"], TEST_ENV["POSTGRES_PASSWORD"]):
         assert secret not in atb.output()
         assert dash is None or secret not in dash.output()
-
-
-def login(port: int, user: str, password: str) -> str:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        form = urllib.parse.urlencode({"username": user, "password": password})
-        conn.request(
-            "POST", "/login", body=form,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )  # fmt: skip
-        resp = conn.getresponse()
-        resp.read()
-        cookies = [v.split(";")[0] for k, v in resp.getheaders() if k.lower() == "set-cookie"]
-        assert cookies and "error=" not in (resp.getheader("Location") or "")
-        return "; ".join(cookies)
-    finally:
-        conn.close()

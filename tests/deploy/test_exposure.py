@@ -4,10 +4,10 @@ and the dashboard login, tried as an operator would (real commands, real HTTP)."
 from __future__ import annotations
 
 import subprocess
-import urllib.parse
 from pathlib import Path
 
 import pytest
+from atb_testkit.login import dashboard_login
 from deploy_helpers import Proc, atb_cmd, clean_env, free_port, http_get, wait_port
 
 from atb.dashboards.bind import NODE_PORT_ENV, STANDALONE_PORT_ENV, resolve_bind
@@ -139,7 +139,7 @@ def test_token_guards_everything_but_the_probes(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_dashboard_refuses_platform_exposure_without_login(tmp_path: Path) -> None:
+def test_dashboard_refuses_platform_exposure_withoutdashboard_login(tmp_path: Path) -> None:
     env = clean_env(ENV="production", PORT=str(free_port()))
     proc = subprocess.run(
         atb_cmd("dashboards", "run", "monitoring"), env=env, cwd=tmp_path, capture_output=True,
@@ -165,9 +165,9 @@ def test_dashboard_login_from_env_and_port_from_port(tmp_path: Path) -> None:
         wait_port(port, 120)
         code, head, _ = http_get(port, "/monitoring")
         assert code == 302 and "login?next=" in head["location"]
-        assert _login(port, "ops", "wrong") is None
-        assert _login(port, "atb", PASSWORD) is None
-        cookie = _login(port, "ops", PASSWORD)
+        assert dashboard_login(port, "ops", "wrong") is None
+        assert dashboard_login(port, "atb", PASSWORD) is None
+        cookie = dashboard_login(port, "ops", PASSWORD)
         assert cookie is not None
         code, _, body = http_get(port, "/monitoring", {"Cookie": cookie})
         assert code == 200 and b"bokeh" in body.lower()
@@ -179,29 +179,8 @@ def test_dashboard_login_from_env_and_port_from_port(tmp_path: Path) -> None:
     assert PASSWORD not in out
 
 
-def _login(port: int, user: str, password: str) -> str | None:
-    """POST the login form; the session cookie on success, None when refused."""
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        form = urllib.parse.urlencode({"username": user, "password": password})
-        conn.request(
-            "POST", "/login", body=form,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )  # fmt: skip
-        resp = conn.getresponse()
-        resp.read()
-        cookies = [v.split(";")[0] for k, v in resp.getheaders() if k.lower() == "set-cookie"]
-        if "error=" in (resp.getheader("Location") or "") or not cookies:
-            return None
-        return "; ".join(cookies)
-    finally:
-        conn.close()
-
-
 @pytest.mark.e2e
-def test_dashboards_node_refuses_platform_exposure_without_login(tmp_path: Path) -> None:
+def test_dashboards_node_refuses_platform_exposure_withoutdashboard_login(tmp_path: Path) -> None:
     env = clean_env(KUBERNETES_SERVICE_HOST="10.0.0.1", ATB_API_TOKEN=TOKEN,
                     ATB_OUTPUT_DIR=str(tmp_path))  # fmt: skip
     proc = subprocess.run(

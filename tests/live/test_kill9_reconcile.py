@@ -79,6 +79,11 @@ def _records_dir(session: Session) -> Path:
     return session.tmp / "records"
 
 
+def _paper_args(session: Session, fake: FakeBinance) -> list[str]:
+    return ["mode=paper", *SMA, *QUICK, *fake_args(fake),
+            f"live.record_log_dir={_records_dir(session)}"]  # fmt: skip
+
+
 def _kill_paper_mid_order(
     session: Session, fake: FakeBinance, args: list[str]
 ) -> tuple[str, list[Any]]:
@@ -125,13 +130,7 @@ def _kill_live_mid_request(session: Session, fake: FakeBinance, args: list[str])
 def test_paper_order_pending_at_kill9_is_cancelled_with_a_reason(
     session: Session, fake: FakeBinance
 ) -> None:
-    args = [
-        "mode=paper",
-        *SMA,
-        *QUICK,
-        *fake_args(fake),
-        f"live.record_log_dir={_records_dir(session)}",
-    ]
+    args = _paper_args(session, fake)
     killed_run, pending = _kill_paper_mid_order(session, fake, args)
 
     second = session.run(*args, "live.max_iterations=3")
@@ -189,13 +188,7 @@ def test_live_order_in_flight_at_kill9_is_looked_up_by_client_id_and_booked_once
 def test_paper_order_pending_at_kill9_is_cancelled_also_without_resume(
     session: Session, fake: FakeBinance
 ) -> None:
-    args = [
-        "mode=paper",
-        *SMA,
-        *QUICK,
-        *fake_args(fake),
-        f"live.record_log_dir={_records_dir(session)}",
-    ]
+    args = _paper_args(session, fake)
     killed_run, pending = _kill_paper_mid_order(session, fake, args)
 
     second = session.run(*args, "live.max_iterations=3", "live.resume=false")
