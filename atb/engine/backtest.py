@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +24,17 @@ from pydantic import Field
 
 from atb.config.base import NodeConfig
 from atb.data.loader import timeframe_delta
-from atb.engine.decision import DecisionPath, DecisionRecord
+from atb.engine.decision import DecisionPath
+from atb.engine.decision_log import DecisionLog
 from atb.engine.fills import FillModel, touched
-from atb.engine.inputs import Bar, SignalRows, utc_datetime
+from atb.engine.inputs import Bar, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.records import RunRecorder, result_hash
 from atb.engine.report import export_trades_csv, summary_table
 from atb.engine.risk import RiskSettings
+from atb.engine.signal_rows import SignalRows
 from atb.engine.trading import TradingConfig
 from atb.logging.events import log_engine_event
 from atb.logging.setup import report_stream
@@ -81,7 +82,7 @@ class BacktestResult:
     trades: list[Trade]
     orders: list[Order]
     positions: list[Position]
-    decisions: list[DecisionRecord]
+    decisions: DecisionLog
     signals: SignalFrame
     times: pd.DatetimeIndex
     equity: np.ndarray
@@ -122,26 +123,38 @@ def run_backtest(
     highs_arr, lows_arr, closes_arr = ohlcv[:, 1], ohlcv[:, 2], ohlcv[:, 3]
     index = cast(pd.DatetimeIndex, bars.index)
     stamps = index.as_unit("ns").asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
-    rows = SignalRows(signals)
+    rows = SignalRows(signals, settings.risk)
     signal_list = rows.bars
 
     portfolio = Portfolio(settings.initial_balance)
+    decisions = DecisionLog(stamps)
     path = DecisionPath(
         portfolio,
         FillModel(settings.fee, settings.slippage),
         settings.risk,
         log_orders=settings.log_orders,
+        decisions=decisions,
     )
 
     skip = settings.skip_idle_bars
+    # Quiet signals (signal_rows.py) are recorded in bulk instead of stepped, unless every
+    # decision must also be logged one by one.
+    quiet = skip and not settings.log_orders
     n_signals = len(signal_list)
-    on_bar, signal_for = path.on_bar, rows.at
+    on_bar, signal_for, next_acting = path.on_bar, rows.at, rows.next_acting
     stepped: list[int] = []
     states: list[tuple[float, float, float]] = []
     bar_progress = _progress(n) if progress else None
     done = 0
+    if not skip:
+        i = 0
+    elif quiet:
+        first = next_acting(-1, 0)
+        i = n if first is None else first
+        rows.quiet(0, i, 0, closes_arr, decisions)
+    else:
+        i = signal_list[0] if n_signals else n
     # The hot loop: kept flat (no helper calls per bar) because it runs once per stepped bar.
-    i = 0 if not skip else (signal_list[0] if n_signals else n)
     while i < n:
         if should_stop is not None and should_stop():
             raise Interrupted(f"stopped at bar {i} of {n} ({index[i].isoformat()})")
@@ -153,10 +166,15 @@ def run_backtest(
         if not skip or path.pending:
             i += 1
         else:
-            k = bisect_right(signal_list, i)
-            upcoming = signal_list[k] if k < n_signals else n
+            if quiet:
+                side = portfolio.side
+                acting = next_acting(i, side)
+                upcoming = n if acting is None else acting
+            else:
+                k = bisect_right(signal_list, i)
+                upcoming = signal_list[k] if k < n_signals else n
             pos = portfolio.position
-            if pos is not None and not path.idle:
+            if pos is not None and upcoming > i + 1 and not path.idle:
                 hit_sl, hit_tp = touched(
                     pos.side,
                     pos.stop_price,
@@ -166,6 +184,8 @@ def run_backtest(
                 )
                 hits = np.flatnonzero(np.asarray(hit_sl) | np.asarray(hit_tp))
                 upcoming = i + 1 + int(hits[0]) if hits.size else upcoming
+            if quiet and upcoming > i + 1:
+                rows.quiet(i + 1, upcoming, side, closes_arr, decisions)
             i = upcoming
         if bar_progress is not None:
             bar_progress.update(min(i, n) - done)
@@ -199,7 +219,7 @@ def run_backtest(
         trades=portfolio.trades,
         orders=path.orders,
         positions=portfolio.positions,
-        decisions=path.decisions,
+        decisions=decisions,
         signals=signals,
         times=index,
         equity=equity,
@@ -343,7 +363,7 @@ class Backtest(Node[BacktestConfig]):
             orders=result.orders,
             positions=result.positions,
             open_position_mark=last_close,
-            decisions=result.decisions if rec.decisions else (),
+            decisions=result.decisions if rec.decisions else None,
             account={
                 "times": result.times,
                 "balance": result.balance,
@@ -377,7 +397,7 @@ def no_trade_note(result: BacktestResult) -> str:
     """Say why a run with signals made no trades, instead of leaving a row of zeros."""
     if result.trades or not result.decisions:
         return ""
-    reasons = Counter(d.reason for d in result.decisions if d.size == 0 and d.reason)
+    reasons = result.decisions.zero_size_reasons()
     if not reasons:
         return ""
     reason, count = reasons.most_common(1)[0]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from atb.engine.decision_log import DecisionSink
 from atb.engine.execution import Execution, SimulatedExecution
 from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
@@ -55,6 +56,7 @@ class DecisionPath:
         *,
         log_orders: bool = True,
         execution: Execution | None = None,
+        decisions: DecisionSink | None = None,
     ) -> None:
         self.portfolio = portfolio
         self.fill_model = fills
@@ -62,7 +64,7 @@ class DecisionPath:
         self.log_orders = log_orders
         self.pending: list[Order] = []
         self.orders: list[Order] = []
-        self.decisions: list[DecisionRecord] = []
+        self.decisions: DecisionSink = [] if decisions is None else decisions
         self.execution = execution if execution is not None else SimulatedExecution()
         self.execution.bind(self)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -70,38 +69,3 @@ def signal_at(frame: SignalFrame, i: int) -> Signal:
         confidence=opt(frame.confidence),
         reason=frame.reason[i] if frame.reason is not None else None,
     )
-
-
-class SignalRows:
-    """The non-HOLD rows of a SignalFrame as ready-made Signals (the backtest hot loop).
-
-    Only bars with a signal get an object: building 18k Python rows to look at a few
-    hundred would cost more than the whole decision loop.
-    """
-
-    def __init__(self, frame: SignalFrame) -> None:
-        active = np.flatnonzero(np.asarray(frame.direction) != HOLD)
-        self.bars: list[int] = active.tolist()
-
-        def column(arr: np.ndarray | None) -> list[float | None]:
-            if arr is None:
-                return [None] * len(active)
-            values = np.asarray(arr, dtype=float)[active].tolist()
-            return [None if v != v else v for v in values]  # NaN means "none"
-
-        reasons = frame.reason
-        self._by_bar: dict[int, Signal] = {
-            i: Signal(d, size, sl, tp, conf, reasons[i] if reasons is not None else None)
-            for i, d, size, sl, tp, conf in zip(
-                self.bars,
-                np.asarray(frame.direction)[active].astype(int).tolist(),
-                np.asarray(frame.size, dtype=float)[active].tolist(),
-                column(frame.stop_loss),
-                column(frame.take_profit),
-                column(frame.confidence),
-                strict=True,
-            )
-        }
-        # Bar i's Signal, or None on HOLD (nothing to decide): the dict's own get, as the
-        # backtest asks once per stepped bar.
-        self.at: Callable[[int], Signal | None] = self._by_bar.get

@@ -32,6 +32,7 @@ from atb.db.models.run_records import (
 )
 from atb.db.series import ACCOUNT, DECISIONS, PREDICTIONS, insert_series_rows, series_rows
 from atb.engine.decision import DecisionRecord
+from atb.engine.decision_log import DecisionLog
 from atb.engine.orders import Order
 from atb.engine.portfolio import Position, Trade
 from atb.runtime.context import RunContext
@@ -108,21 +109,6 @@ def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
     digest.update("|".join(t.exit_reason for t in trades).encode())
     digest.update(json.dumps({k: repr(v) for k, v in sorted(metrics.items())}).encode())
     return digest.hexdigest()
-
-
-def decision_columns(decisions: Sequence[DecisionRecord]) -> dict[str, Any]:
-    """The decisions series' columns (what `decisions` rows hold), numbers as float arrays
-    (NaN where a confidence is missing), actions and reasons as text."""
-    _bar, times, direction, confidence, action, size, reason, price = zip(*decisions, strict=True)
-    return {
-        "time": pd.DatetimeIndex(times),
-        "signal": np.asarray(direction, dtype=float),
-        "confidence": np.array([np.nan if c is None else c for c in confidence], dtype=float),
-        "action": list(action),
-        "size": np.asarray(size, dtype=float),
-        "reason": list(reason),
-        "price": np.asarray(price, dtype=float),
-    }
 
 
 def prediction_columns(predictions: pd.DataFrame, default_time: Any = None) -> dict[str, Any]:
@@ -289,7 +275,7 @@ class RunRecorder:
         orders: Sequence[Order] = (),
         positions: Sequence[Position] = (),
         open_position_mark: float | None = None,
-        decisions: Sequence[DecisionRecord] = (),
+        decisions: DecisionLog | None = None,
         account: dict[str, Any] | None = None,
         predictions: pd.DataFrame | None = None,
     ) -> None:
@@ -298,7 +284,7 @@ class RunRecorder:
         if decisions:
             # One per non-HOLD signal: on a 1M-bar ml_basic run that is ~300k, so they are
             # columns like the per-bar series (the `decisions` table is the live path's).
-            series.append((DECISIONS, decision_columns(decisions)))
+            series.append((DECISIONS, decisions.columns()))
         if account is not None:
             series.append((ACCOUNT, account_columns(account)))
         if predictions is not None and len(predictions):

@@ -25,6 +25,13 @@ Action = Literal[
 ]
 
 
+# Reasons a signal decides "none" (the backtest also records them in bulk: signal_rows.py).
+ALREADY_LONG = "already long"
+ALREADY_SHORT = "already short"
+SHORTS_DISABLED = "shorts disabled (allow_shorts=false)"
+ZERO_SIZE = "signal size is 0"
+
+
 @dataclass(frozen=True, slots=True)
 class RiskSettings:
     allow_shorts: bool = False
@@ -63,11 +70,11 @@ def decide(signal: Signal, position_side: int, settings: RiskSettings) -> Decisi
     size = min(max(wanted, 0.0), settings.max_position)
     capped = wanted > settings.max_position
     note = f"capped at max_position={settings.max_position:g}" if capped else None
-    zero_reason = signal.reason or "signal size is 0"
+    zero_reason = signal.reason or ZERO_SIZE
 
     if signal.direction == BUY:
         if position_side > 0:
-            return Decision("none", 0.0, "already long")
+            return Decision("none", 0.0, ALREADY_LONG)
         if position_side < 0:
             if size <= 0:
                 return Decision("close_short", 0.0, zero_reason)
@@ -78,7 +85,7 @@ def decide(signal: Signal, position_side: int, settings: RiskSettings) -> Decisi
 
     # SELL
     if position_side < 0:
-        return Decision("none", 0.0, "already short")
+        return Decision("none", 0.0, ALREADY_SHORT)
     if position_side > 0:
         if not settings.allow_shorts:
             return Decision("close_long", 0.0, None)
@@ -86,7 +93,7 @@ def decide(signal: Signal, position_side: int, settings: RiskSettings) -> Decisi
             return Decision("close_long", 0.0, zero_reason)
         return Decision("reverse_to_short", size, note)
     if not settings.allow_shorts:
-        return Decision("none", 0.0, "shorts disabled (allow_shorts=false)")
+        return Decision("none", 0.0, SHORTS_DISABLED)
     if size <= 0:
         return Decision("none", 0.0, zero_reason)
     return Decision("open_short", size, note)

@@ -4,8 +4,10 @@ recorded, the runner reports failures."""
 from __future__ import annotations
 
 import csv
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 from typing import Any
 
 import numpy as np
@@ -57,16 +59,30 @@ def bundled() -> pd.DataFrame:
     return load_bars()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     sl=st.sampled_from([None, 0.01, 0.03]),
     tp=st.sampled_from([None, 0.02, 0.05]),
     shorts=st.booleans(),
+    dense=st.booleans(),
+    position_size=st.sampled_from([None, 0.5, 0.0]),
+    max_position=st.sampled_from([1.0, 0.3]),
+    lazy=st.booleans(),
 )
 def test_skipping_idle_bars_changes_nothing(
-    seed: int, sl: float | None, tp: float | None, shorts: bool
+    seed: int,
+    sl: float | None,
+    tp: float | None,
+    shorts: bool,
+    dense: bool,
+    position_size: float | None,
+    max_position: float,
+    lazy: bool,
 ) -> None:
+    """Stepping only where something can happen, and recording quiet signals in bulk
+    (dense: most bars signal, as ml_basic's do), decides exactly what stepping every bar
+    does: same orders, equity and decisions, reasons and all."""
     rng = np.random.default_rng(seed)
     n = 300
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
@@ -74,29 +90,36 @@ def test_skipping_idle_bars_changes_nothing(
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
     bars = make_bars(list(zip(open_, high, low, close, strict=True)))
-    direction = rng.choice([0, 0, 0, 0, 0, 0, 1, -1], n).astype(np.int8)
+    choices = [0, 1, 1, -1, -1] if dense else [0, 0, 0, 0, 0, 0, 1, -1]
+    direction = rng.choice(choices, n).astype(np.int8)
+    size = rng.uniform(0, 1, n) * (rng.uniform(0, 1, n) > 0.2)  # a fifth sized to zero
     frame = SignalFrame(
         direction=direction,
-        size=rng.uniform(0, 1, n),
+        size=size,
         stop_loss=None if sl is None else np.full(n, sl),
         take_profit=None if tp is None else np.full(n, tp),
+        confidence=rng.uniform(0, 1, n),
+        reason=[None if s > 0 else f"weak {i}" for i, s in enumerate(size)],
     )
     strategy = ArrayStrategy(frame)
-    results = [
-        run_backtest(
-            bars,
-            strategy,
-            BacktestSettings(risk=RiskSettings(allow_shorts=shorts), skip_idle_bars=skip),
+    risk = RiskSettings(
+        allow_shorts=shorts, position_size=position_size, max_position=max_position
+    )
+    with mock.patch("atb.engine.signal_rows._EAGER_SIGNALS", 0 if lazy else 50_000):
+        fast, full = (
+            run_backtest(bars, strategy, BacktestSettings(risk=risk, skip_idle_bars=skip))
+            for skip in (True, False)
         )
-        for skip in (True, False)
-    ]
-    fast, full = results
     assert fast.result_hash == full.result_hash
     assert fast.steps <= full.steps == n
     np.testing.assert_array_equal(fast.equity, full.equity)
     np.testing.assert_array_equal(fast.balance, full.balance)
-    assert [o.status for o in fast.orders] == [o.status for o in full.orders]
-    assert fast.decisions == full.decisions
+    assert [asdict(o) for o in fast.orders] == [asdict(o) for o in full.orders]
+    assert list(fast.decisions) == list(full.decisions)
+    assert len(fast.decisions) == int((direction != 0).sum())
+    fast_cols, full_cols = fast.decisions.columns(), full.decisions.columns()
+    for name, values in full_cols.items():
+        np.testing.assert_array_equal(np.asarray(fast_cols[name]), np.asarray(values))
 
 
 def test_two_runs_one_hash(bundled: pd.DataFrame) -> None:

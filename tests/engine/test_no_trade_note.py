@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 from atb.engine.backtest import no_trade_note
 from atb.engine.decision import DecisionRecord
+from atb.engine.decision_log import DecisionLog
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -17,7 +20,10 @@ def decision(size: float, reason: str | None) -> DecisionRecord:
 
 
 def result(trades: list[Any], decisions: list[DecisionRecord]) -> Any:
-    return SimpleNamespace(trades=trades, decisions=decisions)
+    log = DecisionLog(np.array([int(T0.timestamp() * 1e9)]))
+    for d in decisions:
+        log.append(d)
+    return SimpleNamespace(trades=trades, decisions=log)
 
 
 def test_names_the_most_common_reason() -> None:
