@@ -55,6 +55,29 @@ def test_text_and_empty_columns_round_trip() -> None:
     assert len(decode(*encode(pd.DatetimeIndex([], tz="UTC")))) == 0
 
 
+def test_text_is_stored_as_distinct_values_and_codes() -> None:
+    """A million repeated model ids/reasons: a few distinct strings and a code per row."""
+    values = ["already long", None, 'ünïcode "quoted"', "already long", "7"] * 200_000
+    codec, n, blob = encode(values)
+    assert codec == "cat" and n == len(values) and len(blob) < 50_000
+    assert decode(codec, n, blob) == values
+    assert decode(*encode([None, None])) == [None, None]
+    assert decode(*encode([1, "1", None])) == ["1", "1", None]  # text as before: str(value)
+    # numbers handed as a Python list are numbers, not text
+    assert decode(*encode([1.5, None, 2])).tolist() == pytest.approx([1.5, np.nan, 2], nan_ok=True)
+
+
+def test_runs_recorded_with_the_json_text_codec_still_read() -> None:
+    import json
+    import zlib
+
+    assert decode("json", 3, zlib.compress(json.dumps(["a", None, "b"]).encode())) == [
+        "a",
+        None,
+        "b",
+    ]
+
+
 def test_a_regular_minute_grid_compresses_to_almost_nothing() -> None:
     index = pd.date_range("2023-01-01", periods=1_000_000, freq="min", tz="UTC")
     _codec, _n, blob = encode(index)
