@@ -27,7 +27,7 @@ from atb.data.loader import timeframe_delta
 from atb.engine.decision import DecisionPath
 from atb.engine.decision_log import DecisionLog
 from atb.engine.fills import FillModel, touched
-from atb.engine.inputs import Bar, utc_datetime
+from atb.engine.inputs import Bar, bar_times, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position, Trade
@@ -44,6 +44,9 @@ from atb.strategies.base import SignalFrame, Strategy
 
 if TYPE_CHECKING:
     from atb.data.node import MarketData
+
+
+OHLCV = ("open", "high", "low", "close", "volume")
 
 
 class BacktestConfig(TradingConfig):
@@ -119,7 +122,7 @@ def run_backtest(
         raise ValueError(f"strategy '{strategy.name}' returned {len(signals)} signals for {n} bars")
     # Python scalars are pulled per stepped bar only: converting whole columns to lists
     # would cost more than the loop itself.
-    ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
+    ohlcv = np.column_stack([bars[c].to_numpy(dtype=float) for c in OHLCV])
     highs_arr, lows_arr, closes_arr = ohlcv[:, 1], ohlcv[:, 2], ohlcv[:, 3]
     index = cast(pd.DatetimeIndex, bars.index)
     stamps = index.as_unit("ns").asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
@@ -142,6 +145,10 @@ def run_backtest(
     quiet = skip and not settings.log_orders
     n_signals = len(signal_list)
     on_bar, signal_for, next_acting = path.on_bar, rows.at, rows.next_acting
+    # With few signals, the bars they step (each signal and its fill bar) get their times
+    # in one pass; any other stepped bar converts its own.
+    likely = np.unique(np.minimum(np.r_[rows.active, rows.active + 1], n - 1))
+    time_of = bar_times(stamps, likely if rows.few else likely[:0]).get
     stepped: list[int] = []
     states: list[tuple[float, float, float]] = []
     bar_progress = _progress(n) if progress else None
@@ -159,7 +166,8 @@ def run_backtest(
         if should_stop is not None and should_stop():
             raise Interrupted(f"stopped at bar {i} of {n} ({index[i].isoformat()})")
         o, h, low, c, v = ohlcv[i].tolist()
-        step = on_bar(Bar(i, utc_datetime(int(stamps[i])), o, h, low, c, v), signal_for(i))
+        when = time_of(i) or utc_datetime(int(stamps[i]))
+        step = on_bar(Bar(i, when, o, h, low, c, v), signal_for(i))
         stepped.append(i)
         states.append((step.cash, step.qty, step.balance))
         # Next bar on which the decision path can do anything.

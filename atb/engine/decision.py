@@ -132,15 +132,15 @@ class DecisionPath:
             order.stop_loss = signal.stop_loss
             order.take_profit = signal.take_profit
             self.pending.append(order)
-        record = DecisionRecord(
-            bar=bar.index,
-            time=bar.time,
-            direction=signal.direction,
-            confidence=signal.confidence,
-            action=decision.action,
-            size=decision.size,
-            reason=decision.reason,
-            price=bar.close,
+        record = DecisionRecord(  # positional: once per signal, keywords cost twice as much
+            bar.index,
+            bar.time,
+            signal.direction,
+            signal.confidence,
+            decision.action,
+            decision.size,
+            decision.reason,
+            bar.close,
         )
         self.decisions.append(record)
         if self.log_orders:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from atb.strategies.base import HOLD, SignalFrame
 
@@ -17,6 +18,13 @@ def utc_datetime(ns: int) -> datetime:
     """Epoch nanoseconds -> aware datetime (microsecond precision), ~10x cheaper than
     indexing a DatetimeIndex, which matters once per stepped bar."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def bar_times(stamps: np.ndarray, bars: np.ndarray) -> dict[int, datetime]:
+    """`utc_datetime` of the given bars in one vectorised pass (half the cost per bar),
+    for the bars a backtest will almost surely step: its signals and the bars after."""
+    micros = pd.DatetimeIndex((stamps[bars] // 1000).astype("M8[us]")).tz_localize("UTC")
+    return dict(zip(bars.tolist(), micros.to_pydatetime().tolist(), strict=True))
 
 
 @dataclass(slots=True)
