@@ -25,13 +25,14 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, DateTime, String, Table, insert
+from sqlalchemy import Connection, DateTime, Dialect, String, Table, insert
 
 from atb.logging.redaction import get_redactor
 from atb.runtime import tuning
@@ -220,7 +221,7 @@ def _redacted(values: list[Any], redact: Callable[[str], str]) -> list[Any]:
 
 
 def _sqlite_values(
-    conn: Connection, column: Any, value: Any, n: int, redact: Callable[[str], str]
+    dialect: Dialect, column: Any, value: Any, n: int, redact: Callable[[str], str]
 ) -> Iterable[Any]:
     """One column's values as SQLite stores them: times as SQLAlchemy's DateTime text,
     text redacted (these rows bypass the engine's redaction hook), others through the
@@ -236,7 +237,7 @@ def _sqlite_values(
     values = _py_values(value)
     if isinstance(kind, String):
         return _redacted(values, redact)
-    process = kind.bind_processor(conn.dialect)
+    process = kind.bind_processor(dialect)
     if process is not None:
         return [None if v is None else process(v) for v in values]
     return values
@@ -252,31 +253,63 @@ def _driver_values(value: Any, n: int) -> Iterable[Any]:
     return _py_values(value)
 
 
-def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Any]) -> None:
-    """Insert rows given column-wise: arrays/lists, a DatetimeIndex for times, or a scalar
-    repeated on every row."""
+@dataclass(frozen=True)
+class PreparedInsert:
+    """Rows already in the backend's form and the statements that insert them: built
+    outside the write transaction, so a SQLite writer holds the file's lock only while
+    the rows go in (parallel sweep jobs then overlap their recording)."""
+
+    run: Callable[[Connection], None]
+
+
+def prepare_columns(
+    dialect: Dialect, table: Table, columns: Mapping[str, Any]
+) -> PreparedInsert | None:
+    """Rows given column-wise (arrays/lists, a DatetimeIndex for times, or a scalar
+    repeated on every row) made ready to insert; None when there are none."""
     n = max((len(v) for v in columns.values() if not _scalar(v)), default=0)
     if n == 0:
-        return
+        return None
     names = list(columns)
-    if conn.dialect.name != "sqlite":
+    if dialect.name != "sqlite":
         lists = [_driver_values(columns[c], n) for c in names]
-        rows = list(zip(*lists, strict=False))
+        rows = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=False)]
         stmt = insert(table)
-        for start in range(0, n, _BATCH):
-            batch = rows[start : start + _BATCH]
-            conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in batch])
-        return
+
+        def run_driver(conn: Connection) -> None:
+            for start in range(0, n, _BATCH):
+                conn.execute(stmt, rows[start : start + _BATCH])
+
+        return PreparedInsert(run_driver)
     redact = get_redactor().redact_text
-    lists = [_sqlite_values(conn, table.c[c], columns[c], n, redact) for c in names]
-    prep = conn.dialect.identifier_preparer
-    chunks = sqlite_chunks(prep.format_table(table), [prep.quote(c) for c in names])
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        for sql, params in _in_chunks(chunks, list(zip(*lists, strict=False))):
-            cur.execute(sql, params)
-    finally:
-        cur.close()
+    lists = [_sqlite_values(dialect, table.c[c], columns[c], n, redact) for c in names]
+    prep = dialect.identifier_preparer
+    statements = list(
+        _in_chunks(
+            sqlite_chunks(prep.format_table(table), [prep.quote(c) for c in names]),
+            list(zip(*lists, strict=False)),
+        )
+    )
+
+    def run_sqlite(conn: Connection) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for sql, params in statements:
+                cur.execute(sql, params)
+        finally:
+            cur.close()
+
+    return PreparedInsert(run_sqlite)
+
+
+def insert_prepared(conn: Connection, prepared: PreparedInsert | None) -> None:
+    if prepared is not None:
+        prepared.run(conn)
+
+
+def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Any]) -> None:
+    """Insert rows given column-wise, in the caller's transaction (see prepare_columns)."""
+    insert_prepared(conn, prepare_columns(conn.dialect, table, columns))
 
 
 def insert_dicts(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:

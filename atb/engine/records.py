@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import insert, update
 
-from atb.db.bulk import insert_columns
+from atb.db.bulk import insert_prepared, prepare_columns
 from atb.db.models.base import table_of
 from atb.db.models.run_records import (
     OrderRecord,
@@ -40,6 +39,8 @@ from atb.runtime.context import RunContext
 
 class SessionSource(Protocol):
     """What the recorder needs from the `db` node."""
+
+    engine: Any
 
     def session(self) -> Any: ...
 
@@ -289,29 +290,26 @@ class RunRecorder:
             series.append((ACCOUNT, account_columns(account)))
         if predictions is not None and len(predictions):
             series.append((PREDICTIONS, prediction_columns(predictions)))
-        # The per-bar series compress (zlib, GIL released) while the row tables insert
-        # (sqlite3/psycopg release the GIL too): on a 1M-bar run the two overlap.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            encoded = pool.submit(
-                lambda: [
-                    r
-                    for name, cols in series
-                    for r in series_rows(self.run_id, self.mode, name, cols)
-                ]
+        # Everything is built and compressed before the write transaction opens: a SQLite
+        # writer holds the file's lock only while rows go in, so the jobs of a parallel
+        # sweep overlap their recording instead of queueing behind each other's zlib.
+        dialect = self.db.engine.dialect
+        tables: list[tuple[Any, dict[str, Any]]] = []
+        if trades:
+            tables.append((TradeRecord, self.trade_columns(trades)))
+        if orders:
+            tables.append((OrderRecord, self.order_columns(orders)))
+        if positions:
+            tables.append(
+                (PositionRecord, self.position_columns(positions, trades, open_position_mark))
             )
-            with self.db.session() as session:
-                conn = session.connection()
-                if trades:
-                    insert_columns(conn, table_of(TradeRecord), self.trade_columns(trades))
-                if orders:
-                    insert_columns(conn, table_of(OrderRecord), self.order_columns(orders))
-                if positions:
-                    insert_columns(
-                        conn,
-                        table_of(PositionRecord),
-                        self.position_columns(positions, trades, open_position_mark),
-                    )
-                insert_series_rows(session, encoded.result())
+        prepared = [prepare_columns(dialect, table_of(model), cols) for model, cols in tables]
+        rows = [r for name, cols in series for r in series_rows(self.run_id, self.mode, name, cols)]
+        with self.db.session() as session:
+            conn = session.connection()
+            for insert in prepared:
+                insert_prepared(conn, insert)
+            insert_series_rows(session, rows)
 
     # Column-wise builders for whole backtests (tens of thousands of rows): one list per
     # column instead of a dict per row.
