@@ -35,8 +35,27 @@ def test_floats_round_trip_bit_for_bit() -> None:
     values = np.array([0.0, -0.0, 1.5, np.nan, np.inf, -np.inf, 1e-300, 5e-324, 123456.789])
     codec, n, blob = encode(values)
     back = decode(codec, n, blob)
-    assert codec == "f8" and n == len(values)
+    assert codec == "f8p" and n == len(values)
     assert back.tobytes() == values.tobytes()
+
+
+def test_noisy_and_flat_floats_round_trip_and_flat_ones_shrink() -> None:
+    rng = np.random.default_rng(7)
+    noisy = 10_000 * np.exp(np.cumsum(rng.normal(0, 0.001, 300_000)))  # raw low planes
+    flat = np.repeat([10_000.0, 10_250.5, np.nan], 100_000)
+    for values in (noisy, flat, np.array([]), rng.normal(size=70_000)):
+        codec, n, blob = encode(values)
+        assert codec == "f8p" and decode(codec, n, blob).tobytes() == values.tobytes()
+    assert len(encode(flat)[2]) < 20_000  # 2.4 MB of doubles
+    assert len(encode(noisy)[2]) < 0.9 * noisy.nbytes
+
+
+def test_runs_recorded_with_the_f8_codec_still_read() -> None:
+    import zlib
+
+    values = np.array([1.5, np.nan, -2.0])
+    shuffled = np.ascontiguousarray(values.view(np.uint8).reshape(-1, 8).T).tobytes()
+    assert decode("f8", 3, zlib.compress(shuffled)).tobytes() == values.tobytes()
 
 
 def test_times_round_trip_and_irregular_grids_survive() -> None:
