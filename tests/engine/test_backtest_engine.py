@@ -7,8 +7,8 @@ import csv
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -102,9 +102,7 @@ def test_skipping_idle_bars_changes_nothing(
         reason=[None if s > 0 else f"weak {i}" for i, s in enumerate(size)],
     )
     strategy = ArrayStrategy(frame)
-    risk = RiskSettings(
-        allow_shorts=shorts, position_size=position_size, max_position=max_position
-    )
+    risk = RiskSettings(allow_shorts=shorts, position_size=position_size, max_position=max_position)
     with mock.patch("atb.engine.signal_rows._EAGER_SIGNALS", 0 if lazy else 50_000):
         fast, full = (
             run_backtest(bars, strategy, BacktestSettings(risk=risk, skip_idle_bars=skip))
