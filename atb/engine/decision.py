@@ -178,13 +178,7 @@ class DecisionPath:
 
     # -- the booking every execution shares -------------------------------------------
     def new_order(self, time: datetime, side: int, kind: str, reason: OrderReason) -> Order:
-        order = Order(
-            id=len(self.orders) + 1,
-            created=time,
-            side=side,
-            kind=kind,  # type: ignore[arg-type]
-            reason=reason,
-        )
+        order = Order(len(self.orders) + 1, time, side, kind, reason)  # type: ignore[arg-type]
         self.orders.append(order)
         self.execution.accept(order)
         return order

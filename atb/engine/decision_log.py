@@ -10,7 +10,7 @@ through arrive one by one (`append`); the quiet ones in bulk (`extend_quiet`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -54,11 +54,8 @@ class DecisionLog:
         self._stamps = stamps
         self._chunks: list[_Chunk] = []
         self._stepped: list[DecisionRecord] = []
-        self._len = 0
-
-    def append(self, record: DecisionRecord) -> None:
-        self._stepped.append(record)
-        self._len += 1
+        # The list's own append (C): the decision path calls it once per stepped signal.
+        self.append: Callable[[DecisionRecord], None] = self._stepped.append
 
     def extend_quiet(
         self,
@@ -85,12 +82,11 @@ class DecisionLog:
                 np.asarray(price, dtype=float),
             )
         )
-        self._len += n
 
     def _flush(self) -> None:
         if self._stepped:
             self._chunks.append(_records_chunk(self._stepped))
-            self._stepped = []
+            self._stepped.clear()  # the same list: `append` is bound to it
 
     def _all(self) -> _Chunk:
         """Every decision as one chunk (merged once, then kept)."""
@@ -114,10 +110,10 @@ class DecisionLog:
         return merged
 
     def __len__(self) -> int:
-        return self._len
+        return sum(len(c.bar) for c in self._chunks) + len(self._stepped)
 
     def __bool__(self) -> bool:
-        return self._len > 0
+        return len(self) > 0
 
     def __iter__(self) -> Iterator[DecisionRecord]:
         c = self._all()
