@@ -176,17 +176,17 @@ def run_backtest(
         if not skip or path.pending:
             i += 1
         else:
+            pos = portfolio.position
+            k = bisect_right(signal_list, i)  # the next signal, whatever it decides
             if quiet:
-                side = portfolio.side
+                side = 0 if pos is None else pos.side
                 acting = next_acting(i, side)
                 upcoming = n if acting is None else acting
             else:
-                k = bisect_right(signal_list, i)
                 upcoming = signal_list[k] if k < n_signals else n
-            pos = portfolio.position
             if pos is not None and upcoming > i + 1 and not path.idle:
                 upcoming = _first_touch(pos, highs_arr, lows_arr, i + 1, upcoming)
-            if quiet and upcoming > i + 1:
+            if quiet and k < n_signals and signal_list[k] < upcoming:
                 rows.quiet(i + 1, upcoming, side, closes_arr, decisions)
             i = upcoming
         if bar_progress is not None:

@@ -26,7 +26,7 @@ from atb.engine.fills import FillModel
 from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
-from atb.engine.risk import Decision, RiskSettings, decide
+from atb.engine.risk import CLOSES, OPENS, Decision, RiskSettings, decide
 from atb.engine.step import DecisionRecord, Fill, Step
 from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 from atb.strategies.base import HOLD
@@ -120,12 +120,13 @@ class DecisionPath:
         return step
 
     def _decide(self, bar: Bar, signal: Signal) -> DecisionRecord:
-        decision: Decision = decide(signal, self.portfolio.side, self.risk)
-        if decision.closes:
-            pos = self.portfolio.position
+        pos = self.portfolio.position
+        decision: Decision = decide(signal, 0 if pos is None else pos.side, self.risk)
+        action = decision.action
+        if action in CLOSES:
             assert pos is not None
             self.pending.append(self.new_order(bar.time, -pos.side, "exit", "signal"))
-        side = decision.opens
+        side = OPENS.get(action, 0)
         if side:
             order = self.new_order(bar.time, side, "entry", "signal")
             order.size = decision.size
@@ -217,7 +218,8 @@ class DecisionPath:
     def reject(self, order: Order, note: str) -> None:
         order.status = "rejected"
         order.note = note
-        self._log(order)
+        if self.log_orders:
+            self._log(order)
         self.execution.settled(order)
 
     def fill_pending(self, bar: Bar, step: Step) -> None:
@@ -226,7 +228,8 @@ class DecisionPath:
         execution = self.execution
         for order in pending:
             if order.kind == "exit":
-                if self.portfolio.position is None or self.portfolio.side != -order.side:
+                pos = self.portfolio.position
+                if pos is None or pos.side != -order.side:
                     # A stop closed the position first: nothing left to exit.
                     order.status = "cancelled"
                     order.note = "position already closed"
@@ -269,22 +272,22 @@ class DecisionPath:
         order.price = price
         order.fee = fee
         order.position_id = position_id
-        self._log(order)
+        if self.log_orders:
+            self._log(order)
         self.execution.settled(order)
 
     def _log(self, order: Order) -> None:
-        if self.log_orders:
-            execution = self.execution
-            log_order_event(
-                f"order_{order.status}",
-                level=execution.order_level(order),
-                **execution.order_ids(order),
-                side=order.side_name,
-                kind=order.kind,
-                reason=order.reason,
-                qty=order.qty,
-                price=order.price,
-                fee=order.fee,
-                time=(order.filled_at or order.created).isoformat(),
-                note=order.note,
-            )
+        execution = self.execution
+        log_order_event(
+            f"order_{order.status}",
+            level=execution.order_level(order),
+            **execution.order_ids(order),
+            side=order.side_name,
+            kind=order.kind,
+            reason=order.reason,
+            qty=order.qty,
+            price=order.price,
+            fee=order.fee,
+            time=(order.filled_at or order.created).isoformat(),
+            note=order.note,
+        )

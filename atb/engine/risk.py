@@ -51,15 +51,21 @@ class Decision(NamedTuple):
     @property
     def opens(self) -> int:
         """+1 / -1 when this decision opens a position on that side, else 0."""
-        if self.action in ("open_long", "reverse_to_long"):
-            return 1
-        if self.action in ("open_short", "reverse_to_short"):
-            return -1
-        return 0
+        return OPENS.get(self.action, 0)
 
     @property
     def closes(self) -> bool:
-        return self.action.startswith(("close_", "reverse_"))
+        return self.action in CLOSES
+
+
+# What each action does, as lookups: the decision path reads them once per signal.
+OPENS: dict[str, int] = {
+    "open_long": 1,
+    "reverse_to_long": 1,
+    "open_short": -1,
+    "reverse_to_short": -1,
+}
+CLOSES = frozenset({"close_long", "close_short", "reverse_to_long", "reverse_to_short"})
 
 
 def decide(signal: Signal, position_side: int, settings: RiskSettings) -> Decision:
