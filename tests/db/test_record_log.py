@@ -74,3 +74,49 @@ def test_a_refused_op_is_quarantined_and_later_ops_still_written(
     assert _count(database, "select count(*) from account_history") == 1
     rejected = log.rejected_path.read_bytes().splitlines()
     assert len(rejected) == 1 and b'"seq":1' in rejected[0]
+
+
+class _Switchable:
+    """The database engine behind a switch: while `down`, every connection is refused."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.down = False
+        self.attempts = 0
+
+    def _gate(self) -> None:
+        if self.down:
+            from sqlalchemy.exc import OperationalError
+
+            self.attempts += 1
+            raise OperationalError("connect", {}, ConnectionRefusedError("refused"))
+
+    def connect(self) -> Any:
+        self._gate()
+        return self.engine.connect()
+
+    def begin(self) -> Any:
+        self._gate()
+        return self.engine.begin()
+
+
+def test_an_outage_costs_one_connect_attempt_per_backoff_not_per_append(
+    database: Any, tmp_path: Path
+) -> None:
+    import time
+
+    insert_run(database, "r3")
+    engine = _Switchable(database.engine)
+    log = RecordLog(engine, log_path(tmp_path, "r3"), "r3", retry_initial=0.2, retry_max=0.4)
+    log.open()
+    engine.down = True
+    for i in range(1, 61):  # the loop appends every 10 ms for 0.6 s
+        log.append(_bar("r3", i))
+        time.sleep(0.01)
+    # Backoff 0.2, 0.4, 0.4 s: a handful of attempts, however many appends woke the thread.
+    assert 1 <= engine.attempts <= 5, engine.attempts
+    assert not log.db_available and log.pending == 60
+    engine.down = False
+    assert log.flush(10), log.state()
+    assert log.close(5)
+    assert _count(database, "select count(*) from account_history") == 60
