@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from db_helpers import insert_run
+from db_helpers import SwitchableEngine, insert_run
 from sqlalchemy import text
 
 from atb.db.record_ops import apply_ops, encode_op, log_path, replay_orphans
@@ -76,37 +76,13 @@ def test_a_refused_op_is_quarantined_and_later_ops_still_written(
     assert len(rejected) == 1 and b'"seq":1' in rejected[0]
 
 
-class _Switchable:
-    """The database engine behind a switch: while `down`, every connection is refused."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.down = False
-        self.attempts = 0
-
-    def _gate(self) -> None:
-        if self.down:
-            from sqlalchemy.exc import OperationalError
-
-            self.attempts += 1
-            raise OperationalError("connect", {}, ConnectionRefusedError("refused"))
-
-    def connect(self) -> Any:
-        self._gate()
-        return self.engine.connect()
-
-    def begin(self) -> Any:
-        self._gate()
-        return self.engine.begin()
-
-
 def test_an_outage_costs_one_connect_attempt_per_backoff_not_per_append(
     database: Any, tmp_path: Path
 ) -> None:
     import time
 
     insert_run(database, "r3")
-    engine = _Switchable(database.engine)
+    engine = SwitchableEngine(database.engine)
     log = RecordLog(engine, log_path(tmp_path, "r3"), "r3", retry_initial=0.2, retry_max=0.4)
     log.open()
     engine.down = True
