@@ -87,6 +87,8 @@ class RecordLog:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Ends a backoff early: set by flush()/close() only, never by the loop's appends.
+        self._kick = threading.Event()
         self._fh: Any = None
         self._read_pos = 0
         self._backoff = 0.0
@@ -128,6 +130,7 @@ class RecordLog:
     def flush(self, timeout: float) -> bool:
         """Wait until every appended op is in the database; True if done in time."""
         deadline = time.monotonic() + timeout
+        self._kick.set()  # one retry now rather than at the end of the backoff
         while self.pending > 0:
             if time.monotonic() >= deadline:
                 return False
@@ -140,6 +143,7 @@ class RecordLog:
         done = self.flush(timeout)
         self._stop.set()
         self._wake.set()
+        self._kick.set()
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, timeout))
         with self._lock:
@@ -185,7 +189,8 @@ class RecordLog:
                 else:
                     # Backing off: the loop's appends must not wake us (one connect attempt
                     # per iteration would compete with the loop for the GIL all outage).
-                    self._stop.wait(max(self._retry_at - time.monotonic(), 0.0))
+                    self._kick.wait(max(self._retry_at - time.monotonic(), 0.0))
+                    self._kick.clear()
                 self._wake.clear()
                 try:
                     if self.db_available or self._reachable():
