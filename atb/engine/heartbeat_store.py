@@ -6,7 +6,10 @@ seconds. It writes the heartbeat's own times, never "now", so a hung loop's row 
 advancing even though this thread still runs, and a killed process's row simply ages.
 A database that is down costs one `db_connection_failed` event per outage (the default
 `database_connection_failures` alert rule fires on it) and `db_reconnected` when a write
-succeeds again (the rule resolves); never the loop.
+succeeds again (the rule resolves); never the loop. Meanwhile the writer retries on a
+backoff (its period doubling to `MAX_PERIOD`) instead of every period: a refused connect
+is a traceback through the pool and the driver, and at a 0.1 s period ten of those a
+second compete with the loop for the GIL for the whole outage.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class HeartbeatWriter:
         self._inserted = False
         self._failing = False
         self._failed_at = 0.0
+        self._backoff = 0.0
+        self._retry_at = 0.0
 
     def start(self) -> None:
         self.write()
@@ -65,7 +70,7 @@ class HeartbeatWriter:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        self.write()  # the final state: stopped, with its reason
+        self.write(force=True)  # the final state: stopped, with its reason
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
@@ -87,7 +92,9 @@ class HeartbeatWriter:
             "pid": os.getpid(),
         }
 
-    def write(self) -> None:
+    def write(self, force: bool = False) -> None:
+        if self._failing and not force and time.monotonic() < self._retry_at:
+            return
         row = self.row()
         key = tuple(row.values())
         if key == self._last:
@@ -102,6 +109,10 @@ class HeartbeatWriter:
                     conn.execute(insert(table).values(run_id=self.run_id, **row))
                     self._inserted = True
         except Exception as exc:  # the database may be down: the loop goes on regardless
+            # Capped at MAX_PERIOD: readers allow that much write lag, so the row is current
+            # again at most that long after the database is back.
+            self._backoff = min(MAX_PERIOD, max(self.period, self._backoff * 2))
+            self._retry_at = time.monotonic() + self._backoff
             if not self._failing:
                 # The default alert rule database_connection_failures listens for these;
                 # once per outage, so a dead database is one alert, not one per second.
@@ -124,4 +135,5 @@ class HeartbeatWriter:
                 dialect=self.engine.dialect.name,
             )
         self._failing = False
+        self._backoff = 0.0
         self._last = key

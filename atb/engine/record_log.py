@@ -87,9 +87,12 @@ class RecordLog:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Ends a backoff early: set by flush()/close() only, never by the loop's appends.
+        self._kick = threading.Event()
         self._fh: Any = None
         self._read_pos = 0
         self._backoff = 0.0
+        self._retry_at = 0.0
         self._last_fsync = time.monotonic()
         self._thread: threading.Thread | None = None
 
@@ -127,6 +130,7 @@ class RecordLog:
     def flush(self, timeout: float) -> bool:
         """Wait until every appended op is in the database; True if done in time."""
         deadline = time.monotonic() + timeout
+        self._kick.set()  # one retry now rather than at the end of the backoff
         while self.pending > 0:
             if time.monotonic() >= deadline:
                 return False
@@ -139,6 +143,7 @@ class RecordLog:
         done = self.flush(timeout)
         self._stop.set()
         self._wake.set()
+        self._kick.set()
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, timeout))
         with self._lock:
@@ -179,10 +184,17 @@ class RecordLog:
         reader = self.path.open("rb")
         try:
             while True:
-                self._wake.wait(0.1 if self.db_available else max(self._backoff, 0.05))
+                if self.db_available:
+                    self._wake.wait(0.1)
+                else:
+                    # Backing off: the loop's appends must not wake us (one connect attempt
+                    # per iteration would compete with the loop for the GIL all outage).
+                    self._kick.wait(max(self._retry_at - time.monotonic(), 0.0))
+                    self._kick.clear()
                 self._wake.clear()
                 try:
-                    self._drain(reader)
+                    if self.db_available or self._reachable():
+                        self._drain(reader)
                 except Exception as exc:  # the applier must outlive anything
                     self._failed(exc)
                 self._maybe_fsync()
@@ -243,6 +255,18 @@ class RecordLog:
             self._read_pos += len(line)
         return True
 
+    def _reachable(self) -> bool:
+        """One connect attempt before reading and decoding a batch for a database that was
+        down: while it stays down, a retry costs a refused connection, not a batch's JSON."""
+        try:
+            with self.engine.connect():
+                return True
+        except Exception as exc:
+            if not is_unavailable(exc):
+                return True  # not an outage: let the batch's own error decide
+            self._failed(exc)
+            return False
+
     def _truncate_if_done(self) -> None:
         with self._lock:
             if self._fh is None or self._read_pos == 0:
@@ -265,6 +289,7 @@ class RecordLog:
             if was or not self._backoff
             else min(self.retry_max, self._backoff * 2)
         )
+        self._retry_at = time.monotonic() + self._backoff
         if was:
             logger.warning(
                 "records: database unavailable, holding session records in {} (retry in "

@@ -7,10 +7,10 @@ replay feed (one new candle per poll), live against FakeBinance (real ccxt, real
 start 60 s later (SQLite: `BEGIN IMMEDIATE` held by another connection for 30 s).
 
 Reported per session: median iteration time before / during / after the outage and the
-during/before ratio (goal <= 1.10), iterations during the outage, orders sent during the
-outage, failed iterations (must be 0), and per table the rows lost (expected from the
-engine's books, the emitted order events and, live, FakeBinance's order list, minus the
-distinct rows stored) and duplicates (rows minus distinct keys): both must be 0.
+during/before ratio (goal <= 1.10, asserted), iterations during the outage, orders sent
+during the outage, failed iterations (must be 0), and per table the rows lost (expected
+from the engine's books, the emitted order events and, live, FakeBinance's order list,
+minus the distinct rows stored) and duplicates (rows minus distinct keys): both must be 0.
 
 Run: `nox -s bench -- -k outage` (ATB_BENCH_OUTAGE_SECONDS / ATB_BENCH_LOCK_SECONDS change
 the outage lengths).
@@ -36,6 +36,8 @@ from atb_testkit.outage import (
 from atb_testkit.pgtemp import TempPostgres, find_pg_bin
 
 OUTAGE = float(os.environ.get("ATB_BENCH_OUTAGE_SECONDS", "60"))
+GOAL = 1.10  # median iteration time during the outage / before it
+BEFORE = 600  # iterations before the outage
 LOCK = float(os.environ.get("ATB_BENCH_LOCK_SECONDS", "30"))
 COMMON = ["live.check_interval=0.02", "logging.sinks=[]", "runner.write_outputs=false",
           "health=off", "journal.retry_initial=0.25", "journal.retry_max=2.0"]  # fmt: skip
@@ -59,7 +61,9 @@ def _run(
     try:
         session.start()
         engine = session.engine
-        wait_for(lambda: engine.iterations >= 200, 120, "200 iterations before the outage")
+        # ~14 s of baseline: with 200 iterations (5 s) the "before" median alone moved by
+        # +-10% between runs on a shared 2-core box, too noisy for an asserted ratio.
+        wait_for(lambda: engine.iterations >= BEFORE, 120, f"{BEFORE} iterations before")
         sent0 = exchange_orders() if exchange_orders else len(engine.path.orders)
         i_down = engine.iterations
         down()
@@ -97,7 +101,8 @@ def _run(
     print(
         f"\n[{label}] {seconds:g} s outage; median iteration before / during / after: "
         f"{before * 1e3:.2f} / {during * 1e3:.2f} / {after * 1e3:.2f} ms "
-        f"(during/before {during / before:.3f}, goal <= 1.10); iterations during the outage "
+        f"(during/before {during / before:.3f}, goal <= {GOAL}; after/before "
+        f"{after / before:.3f}); iterations during the outage "
         f"{i_up - i_down}, orders sent during it {sent1 - sent0}, failed iterations {failed}"
         f"\n[{label}] rows lost {lost} (all 0 = none lost); duplicates {dups}; rows stored "
         f"{ {t: c[0] for t, c in counts.items()} }; load average {os.getloadavg()[0]:.1f} "
@@ -106,6 +111,8 @@ def _run(
     assert failed == 0
     assert all(v == 0 for v in lost.values()), lost
     assert all(v == 0 for v in dups.values()), dups
+    # The issue 14 goal; a bench may assert a ratio (the default test run collects no bench_*).
+    assert during / before <= GOAL, f"{label}: during/before {during / before:.3f} > {GOAL}"
 
 
 def _db(url: str, tmp: Path) -> list[str]:

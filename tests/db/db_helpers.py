@@ -61,3 +61,29 @@ def insert_run(db: Any, run_id: str, started_at: datetime | None = None) -> None
               "started_at": started_at or datetime(2024, 1, 1, tzinfo=UTC), "config": {},
               "overrides": [], "metrics": {}}],
         )  # fmt: skip
+
+
+class SwitchableEngine:
+    """A database engine behind a switch: while `down`, every connection is refused (what
+    a stopped server does), and `attempts` counts the connections tried meanwhile."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.down = False
+        self.attempts = 0
+
+    def _gate(self) -> None:
+        if self.down:
+            from sqlalchemy.exc import OperationalError
+
+            self.attempts += 1
+            raise OperationalError("connect", {}, ConnectionRefusedError("refused"))
+
+    def connect(self) -> Any:
+        self._gate()
+        return self.engine.connect()
+
+    def begin(self) -> Any:
+        self._gate()
+        return self.engine.begin()

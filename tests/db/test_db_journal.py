@@ -265,6 +265,39 @@ def test_enqueue_never_blocks_while_the_database_is_down(db: Database, tmp_path:
     assert journal.state()["spilled"] == 5000, journal.state()
 
 
+def test_retries_during_an_outage_probe_the_server_before_reading_the_spill(
+    db: Database, tmp_path: Path
+) -> None:
+    from db_helpers import SwitchableEngine
+
+    journal = make_journal(db, tmp_path)
+    outage = Outage(journal)
+    inserts: list[int] = []
+    execute = journal.writer.execute
+
+    def counted(rows: list[Any]) -> None:
+        inserts.append(len(rows))
+        execute(rows)
+
+    journal.writer.execute = counted  # type: ignore[method-assign]
+    engine = SwitchableEngine(db.engine)
+    journal.writer.db = type("Db", (), {"engine": engine, "redacted_url": db.redacted_url})()
+    journal.start()
+    engine.down = True
+    outage.down.set()
+    for i in range(40):  # 0.8 s of events while the server refuses connections
+        journal.enqueue(record(i))
+        time.sleep(0.02)
+    _wait(lambda: journal.spill_pending == 40)
+    # One insert found the outage; the retries since (backoff 0.05 .. 0.2 s) were connects.
+    assert len(inserts) == 1 and engine.attempts >= 2, (inserts, engine.attempts)
+    engine.down = False
+    outage.down.clear()
+    _wait(lambda: journal.spill_pending == 0)
+    journal.stop()
+    assert event_counts(db) == (40, 40)
+
+
 def test_listener_journals_atb_logging_events(db: Database, tmp_path: Path) -> None:
     events = pytest.importorskip("atb.logging.events")
     from loguru import logger

@@ -4,11 +4,12 @@ row the database refuses quarantined instead of blocking every later record."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from db_helpers import insert_run
+from db_helpers import SwitchableEngine, insert_run
 from sqlalchemy import text
 
 from atb.db.record_ops import apply_ops, encode_op, log_path, replay_orphans
@@ -74,3 +75,42 @@ def test_a_refused_op_is_quarantined_and_later_ops_still_written(
     assert _count(database, "select count(*) from account_history") == 1
     rejected = log.rejected_path.read_bytes().splitlines()
     assert len(rejected) == 1 and b'"seq":1' in rejected[0]
+
+
+def test_an_outage_costs_one_connect_attempt_per_backoff_not_per_append(
+    database: Any, tmp_path: Path
+) -> None:
+    insert_run(database, "r3")
+    engine = SwitchableEngine(database.engine)
+    log = RecordLog(engine, log_path(tmp_path, "r3"), "r3", retry_initial=0.2, retry_max=0.4)
+    log.open()
+    engine.down = True
+    for i in range(1, 61):  # the loop appends every 10 ms for 0.6 s
+        log.append(_bar("r3", i))
+        time.sleep(0.01)
+    # Backoff 0.2, 0.4, 0.4 s: a handful of attempts, however many appends woke the thread.
+    assert 1 <= engine.attempts <= 5, engine.attempts
+    assert not log.db_available and log.pending == 60
+    engine.down = False
+    assert log.flush(10), log.state()
+    assert log.close(5)
+    assert _count(database, "select count(*) from account_history") == 60
+
+
+def test_flush_ends_a_backoff_so_a_stop_after_the_outage_drains_at_once(
+    database: Any, tmp_path: Path
+) -> None:
+    insert_run(database, "r4")
+    engine = SwitchableEngine(database.engine)
+    log = RecordLog(engine, log_path(tmp_path, "r4"), "r4", retry_initial=30.0, retry_max=30.0)
+    log.open()
+    engine.down = True
+    log.append(_bar("r4", 1))
+    deadline = time.monotonic() + 5
+    while log.db_available:  # the first attempt finds the outage: 30 s of backoff
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    engine.down = False
+    assert log.flush(5), log.state()  # well before the backoff would have ended
+    assert log.close(5)
+    assert _count(database, "select count(*) from account_history") == 1

@@ -197,7 +197,7 @@ class Pipeline:
 
     def _insert_batch(self, rows: list[Row]) -> None:
         writer = self.writer
-        if writer.backing_off:
+        if writer.backing_off or not writer.reachable():
             self.spill.append(rows)
             return
         if self.status.spill_pending and not self.spill.replay(writer.replay, self.batch):
@@ -214,7 +214,8 @@ class Pipeline:
         if self.writer.backing_off:
             return
         if status.spill_pending:
-            self.spill.replay(self.writer.replay, self.batch)
+            if self.writer.reachable():
+                self.spill.replay(self.writer.replay, self.batch)
         else:
             status.db_available = True  # nothing to prove it with: the next batch will tell
 

@@ -21,11 +21,12 @@ from atb.db.bulk import Row, sqlite_timestamp
 from atb.db.models.system_events import EventType, Severity, SystemEvent
 from atb.db.redacting import json_dumps
 from atb.logging.ids import event_id
+from atb.logging.redaction import Redactor
 
 __all__ = [
     "COLUMNS", "TABLE", "Row", "RowBuilder", "event_type_of", "format_exception",
-    "record_to_row", "row_as_dict", "row_from_json", "row_to_json", "sanitize_row",
-    "sqlite_timestamp",
+    "record_to_row", "redact_row", "row_as_dict", "row_from_json", "row_to_json",
+    "sanitize_row", "sqlite_timestamp",
 ]  # fmt: skip
 
 # Event names whose seed event_type is more specific than their emitter's family.
@@ -288,6 +289,43 @@ def sanitize_row(row: Row) -> Row:
             else:
                 out[i] = _text(value, column)
     return tuple(out)
+
+
+# Columns atb fills itself (a generated id, the time, enums, a flag): nothing to redact.
+_NO_TEXT = frozenset({"event_uuid", "timestamp", "event_type", "severity", "alert_sent"})
+_TEXT_AT = tuple(i for i, c in enumerate(COLUMNS) if c not in _NO_TEXT)
+_JSON_AT = frozenset(COLUMNS.index(c) for c in ("details", "context"))
+
+
+def redact_row(row: Row, red: Redactor) -> Row:
+    """The row as it may be written to a file: every text column through the run's redactor.
+
+    Records from atb.logging were redacted when they were made, but `Journal.emit` callers
+    (alerts, CLIs) hand over their own dicts, and a file is a boundary of its own: this is
+    the second pass. Clean strings cost the redactor's cache lookup. JSON columns that
+    need it are redacted as structure, so a value under a sensitive key goes whatever its
+    type and the text stays JSON the database accepts.
+    """
+    out: list[Any] | None = None
+    for i in _TEXT_AT:
+        value = row[i]
+        if type(value) is not str:
+            continue
+        clean = red.redact_text(value)
+        if clean is value:
+            continue
+        if i in _JSON_AT:
+            try:
+                structured = _encode(red.redact(json.loads(value)))
+            except ValueError:
+                structured = None  # not JSON after all: the text redaction stands
+            # (Structure leaves keys alone: a secret used as a key keeps the text form.)
+            if structured is not None and red.redact_text(structured) == structured:
+                clean = structured
+        if out is None:
+            out = list(row)
+        out[i] = clean
+    return row if out is None else tuple(out)
 
 
 _EMPTY: Mapping[str, Any] = {}

@@ -1,10 +1,12 @@
 """The journal's spill file: rows the database could not take yet, one JSON array a line.
 
-Appends are flushed to the OS at once (a process kill loses nothing written) and fsynced
-at most every `fsync_interval` (the power-loss window). A replay rotates the live file
-away first, so new spills go to a fresh file while the old one is read; a file is deleted
-only once every line of it is in the database. Several processes may share one path (a
-multirun's jobs on one SQLite file): appends and rotations take the file's flock.
+Every line goes through the run's redactor first (`rows.redact_row`): the file is a
+boundary of its own. Appends are flushed to the OS at once (a process kill loses nothing
+written) and fsynced at most every `fsync_interval` (the power-loss window). A replay
+rotates the live file away first, so new spills go to a fresh file while the old one is
+read; a file is deleted only once every line of it is in the database. Several processes
+may share one path (a multirun's jobs on one SQLite file): appends and rotations take the
+file's flock.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from atb.db.bulk import Row
-from atb.db.journal.rows import row_from_json, row_to_json
+from atb.db.journal.rows import redact_row, row_from_json, row_to_json
 from atb.db.journal.status import JournalStatus
+from atb.logging.redaction import get_redactor
 
 try:
     import fcntl
@@ -51,8 +54,13 @@ class SpillFile:
         self._last_fsync = 0.0
         status.spill_pending = self.count_pending()
 
+    def _lines(self, rows: Iterable[Row]) -> list[str]:
+        # Every file atb writes goes through the run's redactor, this one included.
+        red = get_redactor()
+        return [row_to_json(redact_row(r, red)) + "\n" for r in rows]
+
     def append(self, rows: Iterable[Row]) -> None:
-        lines = [row_to_json(r) + "\n" for r in rows]
+        lines = self._lines(rows)
         if not lines:
             return
         status = self.status
@@ -74,8 +82,9 @@ class SpillFile:
 
     def reject(self, rows: list[Row]) -> None:
         """Rows the database refused for their content: kept aside, never replayed."""
+        lines = self._lines(rows)
         with self.lock, self.rejected_path.open("a", encoding="utf-8") as fh:
-            fh.writelines(row_to_json(r) + "\n" for r in rows)
+            fh.writelines(lines)
 
     def _locked_file(self) -> Any:
         """The live spill file, flock-ed, reopened if another journal rotated it away.

@@ -50,6 +50,20 @@ class EventWriter:
     def backing_off(self) -> bool:
         return not self.status.db_available and time.monotonic() < self.next_retry
 
+    def reachable(self) -> bool:
+        """One connect attempt before a retry reads and decodes a spill batch: while the
+        database stays down, a retry costs a refused connection, not 2000 rows of JSON."""
+        if self.status.db_available:
+            return True
+        try:
+            with self.db.engine.connect():
+                return True
+        except Exception as exc:
+            if not is_unavailable(exc):
+                return True  # not an outage: the insert's own error decides
+            self._on_unavailable(exc)
+            return False
+
     def execute(self, rows: list[Row]) -> None:
         with self.db.engine.begin() as conn:
             self._insert(conn, rows)

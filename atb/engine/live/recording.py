@@ -90,7 +90,7 @@ class SessionRecording:
         if self.recorder is None:
             return
         rec = self.settings
-        touched = [pos for pos in p.positions if any(o.position_id == pos.id for o in step.fills)]
+        touched = _filled_positions(p.positions, step)
         if p.position is not None:
             touched.append(p.position)  # re-marked every bar
         positions = {pos.id: pos for pos in touched}
@@ -142,6 +142,25 @@ class SessionRecording:
         ):
             self._watermark += 1
         return changed
+
+
+def _filled_positions(positions: list[Position], step: Step) -> list[Position]:
+    """The positions this bar's fills belong to, in book order.
+
+    Scanned from the newest: a fill belongs to the open position or one just closed, so
+    the cost stays flat as the session's list of positions grows (a scan of the whole list
+    per bar made every iteration slower the longer a session ran).
+    """
+    wanted = {o.position_id for o in step.fills if o.position_id is not None}
+    found: list[Position] = []
+    for pos in reversed(positions):
+        if not wanted:
+            break
+        if pos.id in wanted:
+            wanted.discard(pos.id)
+            found.append(pos)
+    found.reverse()
+    return found
 
 
 def _log_bar(step: Step, position: Position | None) -> None:
