@@ -42,6 +42,7 @@ from loguru import logger
 
 from atb.db.errors import is_unavailable
 from atb.db.record_ops import Op, apply_ops, encode_op, log_path, replay_orphans
+from atb.logging.redaction import get_redactor
 
 try:
     import fcntl
@@ -109,6 +110,9 @@ class RecordLog:
 
     def append(self, op: Op) -> bool:
         """Write one op to the file (the loop's only cost); False if the disk refused it."""
+        # Every file atb writes goes through the run's one redactor: an exchange that
+        # echoes a key in a rejection note must not leave it in this file either.
+        op = get_redactor().redact_text_values(op)
         with self._lock:
             self.seq += 1
             op = {"seq": self.seq, "run_id": self.run_id, **op}

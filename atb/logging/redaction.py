@@ -319,6 +319,19 @@ class Redactor:
             return self.redact(obj.model_dump(mode="json"))
         return self.redact_text(str(obj))
 
+    def redact_text_values(self, obj: Any) -> Any:
+        """Every str inside dicts/lists redacted, nothing else touched: for rows whose keys
+        are column names (a `session_key` column is data, not a secret) and whose numbers
+        and times must keep their types. Unchanged input is returned as is."""
+        cls = obj.__class__
+        if cls is str:
+            return obj if obj in self._clean else self.redact_text(obj)
+        if cls is dict:
+            return {k: self.redact_text_values(v) for k, v in obj.items()}
+        if cls is list or cls is tuple:
+            return [self.redact_text_values(v) for v in obj]
+        return obj
+
     def redact_mapping(self, data: Mapping[Any, Any]) -> dict[Any, Any]:
         # hot path (every event's fields): caches read inline, scalars by exact class
         out: dict[Any, Any] = {}

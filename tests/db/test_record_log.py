@@ -4,16 +4,21 @@ row the database refuses quarantined instead of blocking every later record."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from db_helpers import SwitchableEngine, insert_run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from atb.db.record_ops import apply_ops, encode_op, log_path, replay_orphans
 from atb.engine.record_log import RecordLog
+from atb.logging.redaction import Redactor, get_redactor, set_redactor
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -114,3 +119,40 @@ def test_flush_ends_a_backoff_so_a_stop_after_the_outage_drains_at_once(
     assert log.flush(5), log.state()  # well before the backoff would have ended
     assert log.close(5)
     assert _count(database, "select count(*) from account_history") == 1
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(secret=st.text(st.sampled_from("abcdefghijkmnpqrstuvwxyz0123456789_-"), min_size=12,
+                      max_size=40).filter(lambda s: any(c.isdigit() for c in s)))  # fmt: skip
+def test_the_log_file_never_holds_a_secret_and_its_rows_still_apply(
+    database: Any, tmp_path: Path, secret: str
+) -> None:
+    """The record log is a file atb writes: an exchange rejection echoing a key, a URL with a
+    password, a bearer header in an order's note or error code reach it redacted; numbers,
+    times and column names (a `session_key` is data) keep their values."""
+    previous = get_redactor()
+    set_redactor(Redactor(secrets={secret}))
+    run_id = f"s{uuid.uuid4().hex[:12]}"  # hypothesis may run one example twice
+    try:
+        insert_run(database, run_id)
+        path = log_path(tmp_path / run_id, run_id)
+        log = RecordLog(database.engine, path, run_id, retry_initial=0.05)
+        log.open()
+        op = _bar(run_id, 1, "rejected")
+        order = op["orders"][0]
+        order["note"] = f"binance -2015 Invalid API-key {secret}; Authorization: Bearer {secret}"
+        order["error_code"] = f"url=https://u:{secret}@proxy.example/x"
+        log.append(op)
+        on_disk = path.read_text()
+        assert secret not in on_disk and json.dumps(secret)[1:-1] not in on_disk
+        assert log.flush(10) and log.close(5)
+        with database.engine.connect() as conn:
+            note, code, balance = conn.execute(
+                text("select o.note, o.error_code, a.balance from orders o, account_history a"
+                     " where o.run_id = :r and a.run_id = :r"), {"r": run_id}
+            ).one()  # fmt: skip
+        assert secret not in note + code and "[REDACTED]" in note and balance == 1.0
+    finally:
+        set_redactor(previous)
