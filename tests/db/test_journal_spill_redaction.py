@@ -150,3 +150,35 @@ def test_emitted_secrets_spilled_during_an_outage_are_replayed_redacted(
     everything = "\n".join(map(str, stored))
     for value in (secret, token, token2):
         assert not _leaks(everything, value)
+
+
+def test_emitted_secrets_never_reach_the_database(db_url: str, tmp_path: Path) -> None:
+    """`Journal.emit` callers (alerts, CLIs) hand over unredacted events, and on PostgreSQL
+    the journal writes by COPY, past the engine's redaction hook: emit redacts them."""
+    secret, token, token2 = "Gen3rated-Secret-7", "unregTok3n2345", "otherTok3n6789"
+    previous = get_redactor()
+    set_redactor(Redactor(secrets=[secret]))
+    db = make_db(db_url)
+    db.start()
+    try:
+        config = JournalConfig.model_validate({
+            "_target_": "atb.db.journal.Journal", "listen": False,
+            "spill_path": str(tmp_path / "spill.jsonl"), "flush_interval": 0.02,
+        })  # fmt: skip
+        journal = Journal(config, RunContext(run_id="run-emit"), db=db)
+        journal.start()
+        events = _events(secret, token, token2)
+        for event in events:
+            journal.emit(event)
+        assert journal.flush(10)
+        journal.stop()
+        with db.engine.connect() as conn:
+            stored = [tuple(r) for r in conn.execute(text("SELECT * FROM system_events"))]
+    finally:
+        db.stop()
+        set_redactor(previous)
+    assert len(stored) >= len(events)
+    everything = "\n".join(map(str, stored))
+    assert R in everything
+    for value in (secret, token, token2):
+        assert not _leaks(everything, value), f"{value!r} stored in clear"

@@ -23,6 +23,7 @@ from atb.db.journal.writer import EventWriter
 from atb.db.node import Database
 from atb.db.url import default_spill_path
 from atb.logging.ids import event_id
+from atb.logging.redaction import get_redactor
 from atb.runtime.context import RunContext
 from atb.runtime.node import Node
 
@@ -159,7 +160,9 @@ class Journal(Node[JournalConfig]):
         message, details, component, error_code, stack_trace, alert_sent, alert_method,
         session_id, timestamp, id.
         """
-        record = dict(event)
+        # Records from atb.logging were redacted when made; a direct caller's were not, and
+        # on PostgreSQL the rows go in by COPY, past the engine's redaction hook.
+        record = get_redactor().redact_mapping(event)
         record.setdefault("id", event_id())
         record.setdefault("timestamp", datetime.now(UTC))
         self.enqueue(record)
