@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from db_helpers import SwitchableEngine, insert_run
 from sqlalchemy import text
 
@@ -16,6 +17,7 @@ from atb.logging.hooks import add_record_listener
 from atb.runtime.probes import Heartbeat
 
 
+@pytest.mark.slow  # a real 2 s outage and up to MAX_PERIOD of recovery
 def test_an_outage_is_reported_once_and_retried_on_a_capped_backoff(
     database: Any, tmp_path: Path
 ) -> None:

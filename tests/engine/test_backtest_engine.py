@@ -59,7 +59,7 @@ def bundled() -> pd.DataFrame:
     return load_bars()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     sl=st.sampled_from([None, 0.01, 0.03]),
