@@ -165,11 +165,26 @@ def test_experiments_exist() -> None:
     assert {"sma_grid", "ml_basic_thresholds", "ml_basic_risk"} <= set(EXPERIMENTS)
 
 
-def test_covering_jobs_compose_every_override_value_once() -> None:
+def test_covering_jobs_compose_every_group_choice_and_every_key_once() -> None:
+    # top-level keys may be config groups: every choice is composed
     batch = [[f"fast={f}", f"slow={s}", "mode=backtest"] for f in (5, 10, 20) for s in (50, 100)]
     chosen = covering_jobs(batch)
     assert len(chosen) == 3
     assert {item for job in chosen for item in job} == {item for job in batch for item in job}
+    # values of dotted keys compose alike: one job covers the whole grid
+    values = [
+        [f"strategy.fast={f}", f"strategy.slow={s}"] for f in (5, 10, 15, 20) for s in (40, 60)
+    ]
+    assert covering_jobs(values) == [values[0]]
+    # a group choice still composes once per option, whatever values ride along
+    groups, launchers = ("sma_crossover", "ml_basic"), ("basic", "joblib")
+    mixed = [[f"strategy={g}", f"+strategy.x={x}", f"hydra/launcher={h}"]
+             for g in groups for x in (1, 2) for h in launchers]  # fmt: skip
+    chosen = covering_jobs(mixed)
+    assert {i for job in chosen for i in job if not i.startswith("+")} == {
+        i for job in mixed for i in job if not i.startswith("+")
+    }
+    assert len(chosen) == 2
 
 
 def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Path) -> None:
