@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from atb_testkit.secrets import leaks, registered, unregistered
 from db_helpers import make_db
 from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -26,20 +26,6 @@ from atb.logging.redaction import Redactor, get_redactor, set_redactor
 from atb.runtime.context import RunContext
 
 R = "[REDACTED]"
-_PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
-registered = st.text(_PRINTABLE, min_size=10, max_size=40).filter(
-    lambda s: any(c.isalpha() for c in s) and any(c.isdigit() for c in s)
-)
-unregistered = st.text(
-    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"),
-    min_size=12,
-    max_size=40,
-).filter(lambda s: any(c.isdigit() for c in s) and any(c.isalpha() for c in s))
-
-
-def _leaks(text: str, secret: str) -> bool:
-    forms = {secret, json.dumps(secret)[1:-1], json.dumps(json.dumps(secret)[1:-1])[1:-1]}
-    return any(f in text for f in forms)
 
 
 def _events(secret: str, token: str, token2: str) -> list[dict[str, Any]]:
@@ -59,6 +45,14 @@ def _events(secret: str, token: str, token2: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _journal(db: Any, tmp_path: Path, run_id: str, **settings: Any) -> Journal:
+    config = JournalConfig.model_validate({
+        "_target_": "atb.db.journal.Journal", "listen": False,
+        "spill_path": str(tmp_path / "spill.jsonl"), "flush_interval": 0.02, **settings,
+    })  # fmt: skip
+    return Journal(config, RunContext(run_id=run_id), db=db)
+
+
 def _wait(cond: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -69,7 +63,7 @@ def _wait(cond: Any, timeout: float = 10.0) -> None:
 def _check(text: str, secrets: tuple[str, ...]) -> None:
     assert R in text
     for value in secrets:
-        assert not _leaks(text, value), f"{value!r} in a spill file:\n{text}"
+        assert not leaks(text, value), f"{value!r} in a spill file:\n{text}"
     for line in text.splitlines():
         row = dict(zip(COLUMNS, row_from_json(line), strict=True))
         for column in ("details", "context"):  # still JSON the database accepts
@@ -112,12 +106,7 @@ def test_emitted_secrets_spilled_during_an_outage_are_replayed_redacted(
     db = make_db(sqlite_url)
     db.start()
     try:
-        config = JournalConfig.model_validate({
-            "_target_": "atb.db.journal.Journal", "listen": False,
-            "spill_path": str(tmp_path / "spill.jsonl"), "flush_interval": 0.02,
-            "retry_initial": 0.05, "retry_max": 0.2,
-        })  # fmt: skip
-        journal = Journal(config, RunContext(run_id="run-1"), db=db)
+        journal = _journal(db, tmp_path, "run-1", retry_initial=0.05, retry_max=0.2)
         down = threading.Event()
         real = journal.writer.execute
 
@@ -149,7 +138,7 @@ def test_emitted_secrets_spilled_during_an_outage_are_replayed_redacted(
     assert len(stored) == len(events) + 1  # nothing lost to redaction
     everything = "\n".join(map(str, stored))
     for value in (secret, token, token2):
-        assert not _leaks(everything, value)
+        assert not leaks(everything, value)
 
 
 def test_emitted_secrets_never_reach_the_database(db_url: str, tmp_path: Path) -> None:
@@ -161,11 +150,7 @@ def test_emitted_secrets_never_reach_the_database(db_url: str, tmp_path: Path) -
     db = make_db(db_url)
     db.start()
     try:
-        config = JournalConfig.model_validate({
-            "_target_": "atb.db.journal.Journal", "listen": False,
-            "spill_path": str(tmp_path / "spill.jsonl"), "flush_interval": 0.02,
-        })  # fmt: skip
-        journal = Journal(config, RunContext(run_id="run-emit"), db=db)
+        journal = _journal(db, tmp_path, "run-emit")
         journal.start()
         events = _events(secret, token, token2)
         for event in events:
@@ -181,4 +166,4 @@ def test_emitted_secrets_never_reach_the_database(db_url: str, tmp_path: Path) -
     everything = "\n".join(map(str, stored))
     assert R in everything
     for value in (secret, token, token2):
-        assert not _leaks(everything, value), f"{value!r} stored in clear"
+        assert not leaks(everything, value), f"{value!r} stored in clear"

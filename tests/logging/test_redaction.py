@@ -4,8 +4,8 @@ import json
 import logging
 
 import pytest
+from atb_testkit.secrets import leaks, registered, unregistered
 from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from loguru import logger
 
 from atb.config.redaction import DEFAULT_KEYS, DEFAULT_SECRET_ENV, RedactionConfig
@@ -127,17 +127,6 @@ def test_invalid_pattern_rejected() -> None:
 
 # -- hypothesis: generated secrets in every position, through every sink, zero leaks ----
 
-_PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
-registered = st.text(_PRINTABLE, min_size=10, max_size=40).filter(
-    lambda s: any(c.isalpha() for c in s) and any(c.isdigit() for c in s)
-)
-# Secrets no one registered: the patterns must catch them on their own. Token-like.
-unregistered = st.text(
-    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"),
-    min_size=12,
-    max_size=40,
-).filter(lambda s: any(c.isdigit() for c in s) and any(c.isalpha() for c in s))
-
 
 def _raise_with_local(secret: str) -> None:
     api_secret = secret  # a local: loguru's diagnose would print it
@@ -177,11 +166,6 @@ def _emit_everywhere(secret: str, token: str, token2: str) -> None:
     logging.getLogger("urllib3").error("GET https://x/?signature=%s", token)
 
 
-def _leaks(text: str, secret: str) -> bool:
-    forms = {secret, json.dumps(secret)[1:-1], json.dumps(json.dumps(secret)[1:-1])[1:-1]}
-    return any(f in text for f in forms)
-
-
 @settings(
     max_examples=40,
     deadline=None,
@@ -201,7 +185,7 @@ def test_no_leak_through_any_sink(outputs, secret: str, token: str, token2: str)
     texts = outputs.texts()
     for sink, text in texts.items():
         for value in (secret, token, token2):
-            assert not _leaks(text, value), f"{value!r} leaked through {sink}:\n{text}"
+            assert not leaks(text, value), f"{value!r} leaked through {sink}:\n{text}"
     lines = outputs.json_lines()  # every line is valid JSON, same in stdout and file
     assert len(lines) == 15
     assert any(line.get("event") == "order_rejected" for line in lines)

@@ -17,28 +17,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from atb_testkit.secrets import leaks, registered, unregistered
 from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from atb.logging.redaction import Redactor, get_redactor, set_redactor
 
 R = "[REDACTED]"
-_PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
-# No "${": in a Hydra/OmegaConf config that is an interpolation, never a literal value.
-registered = st.text(_PRINTABLE, min_size=10, max_size=40).filter(
-    lambda s: any(c.isalpha() for c in s) and any(c.isdigit() for c in s) and "${" not in s
-)
-unregistered = st.text(
-    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"),
-    min_size=12,
-    max_size=40,
-).filter(lambda s: any(c.isdigit() for c in s) and any(c.isalpha() for c in s))
-
-
-def _leaks(text: str, secret: str) -> bool:
-    forms = {secret, json.dumps(secret)[1:-1], json.dumps(json.dumps(secret)[1:-1])[1:-1]}
-    return any(f in text for f in forms)
 
 
 def _config(secret: str, token: str, token2: str) -> dict[str, Any]:
@@ -139,4 +124,4 @@ def test_no_generated_secret_crosses_any_boundary(
     for where, text in texts.items():
         assert R in text, where
         for value in (secret, token, token2):
-            assert not _leaks(text, value), f"{value!r} crossed {where}:\n{text}"
+            assert not leaks(text, value), f"{value!r} crossed {where}:\n{text}"
