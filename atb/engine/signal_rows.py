@@ -1,7 +1,8 @@
 """A SignalFrame's non-HOLD rows as the backtest driver reads them.
 
 Two jobs, both for the hot loop:
-- `at(i)`: bar i's Signal (None on HOLD), built from plain Python lists;
+- `at(i)`: bar i's Signal (None on HOLD): all built up front when there are few signals,
+  each built when the driver steps onto it when there are many;
 - "quiet" signals: with the position side fixed and no order pending, a signal's decision
   is a pure function of (direction, size > 0, side, allow_shorts). BUY while long, SELL
   while short, SELL while flat without shorts and a zero size while flat all decide
