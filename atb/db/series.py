@@ -112,7 +112,12 @@ def encode(values: Any) -> tuple[str, int, bytes]:
 
 
 def _encode_text(values: np.ndarray) -> tuple[str, int, bytes]:
-    codes, uniques = pd.factorize(values.astype(object, copy=False), use_na_sentinel=True)
+    items = values.astype(object, copy=False)
+    try:
+        codes, uniques = pd.factorize(items, use_na_sentinel=True)
+    except TypeError:  # unhashable objects (a dict as a reason): stored as their text
+        text = np.array([None if v is None else str(v) for v in items.tolist()], dtype=object)
+        codes, uniques = pd.factorize(text, use_na_sentinel=True)
     header = json.dumps([str(v) for v in uniques.tolist()]).encode()
     planes = np.ascontiguousarray(
         codes.astype("<i4", copy=False).view(np.uint8).reshape(-1, 4).T

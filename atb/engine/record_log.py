@@ -233,9 +233,7 @@ class RecordLog:
     def _apply(self, ops: list[Op]) -> None:
         with self.engine.begin() as conn:
             applied = apply_ops(conn, ops)
-        if not self.db_available:
-            logger.info("records: database reachable again; writing the held records")
-        self.db_available, self._backoff, self.last_error = True, 0.0, None
+        self._recovered()
         self.applied += applied
         self.skipped += len(ops) - applied
 
@@ -250,6 +248,10 @@ class RecordLog:
                 if is_unavailable(exc):
                     self._failed(exc)
                     return False
+                # The database answered (it refused the content): it is back, even if every
+                # held op is refused; staying "down" with the retry time past would re-probe
+                # without ever sleeping.
+                self._recovered()
                 self.rejected += 1
                 self.skipped += 1
                 text = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc)[:200]}"
@@ -270,6 +272,11 @@ class RecordLog:
                 return True  # not an outage: let the batch's own error decide
             self._failed(exc)
             return False
+
+    def _recovered(self) -> None:
+        if not self.db_available:
+            logger.info("records: database reachable again; writing the held records")
+        self.db_available, self._backoff, self.last_error = True, 0.0, None
 
     def _truncate_if_done(self) -> None:
         with self._lock:

@@ -67,13 +67,16 @@ class SignalRows:
         )
         sized = ~(np.minimum(np.maximum(wanted, 0.0), risk.max_position) <= 0)
         buy, sell = dirs == BUY, dirs == SELL
+        # Anything else (a strategy off its -1/0/1 contract) is stepped on every side, so
+        # risk.decide gives it its own answer ("hold") instead of a side's fixed reason.
+        odd = ~(buy | sell)
         self.allow_shorts = risk.allow_shorts
         flat_acts = buy & sized | (sell & sized & risk.allow_shorts)
         # Per position side, the bars whose signal does something (sorted).
         self._acting = {
-            1: active[sell].tolist(),
-            -1: active[buy].tolist(),
-            0: active[flat_acts].tolist(),
+            1: active[sell | odd].tolist(),
+            -1: active[buy | odd].tolist(),
+            0: active[flat_acts | odd].tolist(),
         }
 
     def _eager(

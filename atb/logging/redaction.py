@@ -323,12 +323,11 @@ class Redactor:
         """Every str inside dicts/lists redacted, nothing else touched: for rows whose keys
         are column names (a `session_key` column is data, not a secret) and whose numbers
         and times must keep their types. Unchanged input is returned as is."""
-        cls = obj.__class__
-        if cls is str:
-            return obj if obj in self._clean else self.redact_text(obj)
-        if cls is dict:
+        if isinstance(obj, str):  # numpy's str_ too
+            return obj if obj in self._clean else self.redact_text(str(obj))
+        if isinstance(obj, dict):
             return {k: self.redact_text_values(v) for k, v in obj.items()}
-        if cls is list or cls is tuple:
+        if isinstance(obj, list | tuple):
             return [self.redact_text_values(v) for v in obj]
         return obj
 

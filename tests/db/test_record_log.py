@@ -120,6 +120,42 @@ def test_flush_ends_a_backoff_so_a_stop_after_the_outage_drains_at_once(
     assert _count(database, "select count(*) from account_history") == 1
 
 
+def test_held_ops_all_refused_after_an_outage_do_not_leave_the_applier_spinning(
+    database: Any, tmp_path: Path
+) -> None:
+    """The database comes back but refuses every held op for its content: that answer is a
+    recovery, so the applier goes back to waiting instead of re-probing in a hot loop."""
+    insert_run(database, "r5")
+    engine = SwitchableEngine(database.engine)
+    log = RecordLog(engine, log_path(tmp_path, "r5"), "r5", retry_initial=0.05)
+    log.open()
+    engine.down = True
+    bad = _bar("r5", 1)
+    bad["account"][0]["balance"] = None  # NOT NULL: refused once the database is back
+    log.append(bad)
+    deadline = time.monotonic() + 5
+    while log.db_available:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    engine.down = False
+    while log.rejected < 1:
+        assert time.monotonic() < deadline, log.state()
+        time.sleep(0.01)
+    drains = 0
+    real = log._drain
+
+    def counting(reader: Any) -> None:
+        nonlocal drains
+        drains += 1
+        real(reader)
+
+    log._drain = counting  # type: ignore[method-assign]
+    time.sleep(0.5)
+    assert log.db_available, log.state()
+    assert drains <= 10, f"{drains} drains in 0.5 s: the applier is spinning"
+    assert log.close(5)
+
+
 @settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

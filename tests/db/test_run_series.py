@@ -82,6 +82,8 @@ def test_text_is_stored_as_distinct_values_and_codes() -> None:
     assert decode(codec, n, blob) == values
     assert decode(*encode([None, None])) == [None, None]
     assert decode(*encode([1, "1", None])) == ["1", "1", None]  # text as before: str(value)
+    # objects without a hash (a dict as a reason) are stored as their text, as before
+    assert decode(*encode([{"a": 1}, None, "x"])) == ["{'a': 1}", None, "x"]
     # numbers handed as a Python list are numbers, not text
     assert decode(*encode([1.5, None, 2])).tolist() == pytest.approx([1.5, np.nan, 2], nan_ok=True)
 

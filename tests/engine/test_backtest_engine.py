@@ -90,7 +90,8 @@ def test_skipping_idle_bars_changes_nothing(
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
     bars = make_bars(list(zip(open_, high, low, close, strict=True)))
-    choices = [0, 1, 1, -1, -1] if dense else [0, 0, 0, 0, 0, 0, 1, -1]
+    # 2: a strategy off the -1/0/1 contract; risk.decide calls it "hold" on either path
+    choices = [0, 1, 1, -1, -1, 2] if dense else [0, 0, 0, 0, 0, 0, 1, -1]
     direction = rng.choice(choices, n).astype(np.int8)
     size = rng.uniform(0, 1, n) * (rng.uniform(0, 1, n) > 0.2)  # a fifth sized to zero
     frame = SignalFrame(
@@ -115,6 +116,7 @@ def test_skipping_idle_bars_changes_nothing(
     assert [asdict(o) for o in fast.orders] == [asdict(o) for o in full.orders]
     assert list(fast.decisions) == list(full.decisions)
     assert len(fast.decisions) == int((direction != 0).sum())
+    assert all(d.reason == "hold" for d in fast.decisions if d.direction == 2)
     fast_cols, full_cols = fast.decisions.columns(), full.decisions.columns()
     for name, values in full_cols.items():
         np.testing.assert_array_equal(np.asarray(fast_cols[name]), np.asarray(values))

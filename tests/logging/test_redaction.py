@@ -205,3 +205,16 @@ def test_ordinary_text_survives_every_sink(outputs) -> None:  # type: ignore[no-
 def test_get_redactor_default_is_builtin() -> None:
     red = get_redactor()
     assert red.redact_text("password=x1") == f"password={R}"
+
+
+def test_text_values_of_rows_are_redacted_and_nothing_else_changes() -> None:
+    """Record-log rows: every string (numpy's too) redacted, keys and numbers untouched."""
+    import numpy as np
+
+    red = Redactor(secrets={"S3cretValue9"})
+    row = {"session_key": "paper:BTCUSDT", "note": np.str_("key S3cretValue9"), "qty": 1.5,
+           "legs": ("S3cretValue9", 2), "nested": {"error": "Bearer S3cretValue9"}}  # fmt: skip
+    out = red.redact_text_values(row)
+    assert out["session_key"] == "paper:BTCUSDT" and out["qty"] == 1.5
+    assert out["note"] == "key [REDACTED]" and out["legs"] == ["[REDACTED]", 2]
+    assert "S3cretValue9" not in str(out)
