@@ -47,6 +47,7 @@ def test_a_delivery_has_a_total_deadline_not_a_per_read_one(drip: DripServer) ->
     assert elapsed < 2.5  # each byte came within 0.4 s: a per-read timeout never fires
 
 
+@pytest.mark.slow  # a real receiver dripping a byte every 0.4 s, past the delivery deadline
 def test_alert_rows_are_written_when_alerts_fire_and_the_outcome_follows(
     make_router: MakeRouter, drip: DripServer
 ) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect
@@ -72,6 +73,7 @@ db.stop()
 """
 
 
+@pytest.mark.slow  # four interpreters starting at once
 def test_parallel_first_starts_on_one_new_file(tmp_path: Path) -> None:
     """Sweep jobs starting together on a new file: one creates it, the others accept it."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
