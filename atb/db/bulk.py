@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -253,13 +252,10 @@ def _driver_values(value: Any, n: int) -> Iterable[Any]:
     return _py_values(value)
 
 
-@dataclass(frozen=True)
-class PreparedInsert:
-    """Rows already in the backend's form and the statements that insert them: built
-    outside the write transaction, so a SQLite writer holds the file's lock only while
-    the rows go in (parallel sweep jobs then overlap their recording)."""
-
-    run: Callable[[Connection], None]
+PreparedInsert = Callable[[Connection], None]
+"""Rows already in the backend's form and the statements that insert them, run on the
+caller's connection: built outside the write transaction, so a SQLite writer holds the
+file's lock only while the rows go in (parallel sweep jobs then overlap their recording)."""
 
 
 def prepare_columns(
@@ -280,7 +276,7 @@ def prepare_columns(
             for start in range(0, n, _BATCH):
                 conn.execute(stmt, rows[start : start + _BATCH])
 
-        return PreparedInsert(run_driver)
+        return run_driver
     redact = get_redactor().redact_text
     lists = [_sqlite_values(dialect, table.c[c], columns[c], n, redact) for c in names]
     prep = dialect.identifier_preparer
@@ -299,17 +295,14 @@ def prepare_columns(
         finally:
             cur.close()
 
-    return PreparedInsert(run_sqlite)
-
-
-def insert_prepared(conn: Connection, prepared: PreparedInsert | None) -> None:
-    if prepared is not None:
-        prepared.run(conn)
+    return run_sqlite
 
 
 def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Any]) -> None:
     """Insert rows given column-wise, in the caller's transaction (see prepare_columns)."""
-    insert_prepared(conn, prepare_columns(conn.dialect, table, columns))
+    prepared = prepare_columns(conn.dialect, table, columns)
+    if prepared is not None:
+        prepared(conn)
 
 
 def insert_dicts(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import insert, update
 
-from atb.db.bulk import insert_prepared, prepare_columns
+from atb.db.bulk import prepare_columns
 from atb.db.models.base import table_of
 from atb.db.models.run_records import (
     OrderRecord,
@@ -308,7 +308,8 @@ class RunRecorder:
         with self.db.session() as session:
             conn = session.connection()
             for insert in prepared:
-                insert_prepared(conn, insert)
+                if insert is not None:
+                    insert(conn)
             insert_series_rows(session, rows)
 
     # Column-wise builders for whole backtests (tens of thousands of rows): one list per
