@@ -15,6 +15,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -27,7 +28,8 @@ from atb.data.loader import timeframe_delta
 from atb.engine.decision import DecisionPath
 from atb.engine.decision_log import DecisionLog
 from atb.engine.fills import FillModel, touched
-from atb.engine.inputs import Bar, bar_times, utc_datetime
+from atb.engine.gc_pause import cyclic_gc_paused
+from atb.engine.inputs import Bar, bars_at, utc_datetime
 from atb.engine.metrics import compute_metrics, drawdown_curve
 from atb.engine.orders import Order
 from atb.engine.portfolio import Portfolio, Position, Trade
@@ -145,53 +147,56 @@ def run_backtest(
     quiet = skip and not settings.log_orders
     n_signals = len(signal_list)
     on_bar, signal_for, next_acting = path.on_bar, rows.at, rows.next_acting
-    # With few signals, the bars they step (each signal and its fill bar) get their times
-    # in one pass; any other stepped bar converts its own.
+    # With few signals, the bars they step (each signal and its fill bar) are built in one
+    # pass; any other stepped bar builds its own.
     likely = rows.active[:0]
     if rows.few:
         likely = np.unique(np.minimum(np.r_[rows.active, rows.active + 1], n - 1))
-    time_of = bar_times(stamps, likely).get
-    stepped: list[int] = []
-    states: list[tuple[float, float, float]] = []
-    bar_progress = _progress(n) if progress else None
-    done = 0
-    if not skip:
-        i = 0
-    elif quiet:
-        first = next_acting(-1, 0)
-        i = n if first is None else first
-        rows.quiet(0, i, 0, closes_arr, decisions)
-    else:
-        i = signal_list[0] if n_signals else n
-    # The hot loop: kept flat (no helper calls per bar) because it runs once per stepped bar.
-    while i < n:
-        if should_stop is not None and should_stop():
-            raise Interrupted(f"stopped at bar {i} of {n} ({index[i].isoformat()})")
-        o, h, low, c, v = ohlcv[i].tolist()
-        when = time_of(i) or utc_datetime(int(stamps[i]))
-        step = on_bar(Bar(i, when, o, h, low, c, v), signal_for(i))
-        stepped.append(i)
-        states.append((step.cash, step.qty, step.balance))
-        # Next bar on which the decision path can do anything.
-        if not skip or path.pending:
-            i += 1
+    with cyclic_gc_paused():
+        bar_at = bars_at(ohlcv, stamps, likely).get
+        stepped: list[int] = []
+        states: list[tuple[float, float, float]] = []
+        bar_progress = _progress(n) if progress else None
+        done = 0
+        if not skip:
+            i = 0
+        elif quiet:
+            first = next_acting(-1, 0)
+            i = n if first is None else first
+            rows.quiet(0, i, 0, closes_arr, decisions)
         else:
-            pos = portfolio.position
-            k = bisect_right(signal_list, i)  # the next signal, whatever it decides
-            if quiet:
-                side = 0 if pos is None else pos.side
-                acting = next_acting(i, side)
-                upcoming = n if acting is None else acting
+            i = signal_list[0] if n_signals else n
+        # The hot loop: kept flat (no helper calls per bar) because it runs once per stepped bar.
+        while i < n:
+            if should_stop is not None and should_stop():
+                raise Interrupted(f"stopped at bar {i} of {n} ({index[i].isoformat()})")
+            bar = bar_at(i)
+            if bar is None:
+                o, h, low, c, v = ohlcv[i].tolist()
+                bar = Bar(i, utc_datetime(int(stamps[i])), o, h, low, c, v)
+            step = on_bar(bar, signal_for(i))
+            stepped.append(i)
+            states.append((step.cash, step.qty, step.balance))
+            # Next bar on which the decision path can do anything.
+            if not skip or path.pending:
+                i += 1
             else:
-                upcoming = signal_list[k] if k < n_signals else n
-            if pos is not None and upcoming > i + 1 and not path.idle:
-                upcoming = _first_touch(pos, highs_arr, lows_arr, i + 1, upcoming)
-            if quiet and k < n_signals and signal_list[k] < upcoming:
-                rows.quiet(i + 1, upcoming, side, closes_arr, decisions)
-            i = upcoming
-        if bar_progress is not None:
-            bar_progress.update(min(i, n) - done)
-            done = min(i, n)
+                pos = portfolio.position
+                k = bisect_right(signal_list, i)  # the next signal, whatever it decides
+                if quiet:
+                    side = 0 if pos is None else pos.side
+                    acting = next_acting(i, side)
+                    upcoming = n if acting is None else acting
+                else:
+                    upcoming = signal_list[k] if k < n_signals else n
+                if pos is not None and upcoming > i + 1 and not path.idle:
+                    upcoming = _first_touch(pos, highs_arr, lows_arr, i + 1, upcoming)
+                if quiet and k < n_signals and signal_list[k] < upcoming:
+                    rows.quiet(i + 1, upcoming, side, closes_arr, decisions)
+                i = upcoming
+            if bar_progress is not None:
+                bar_progress.update(min(i, n) - done)
+                done = min(i, n)
     open_position = path.portfolio.position
     o, h, low, c, v = ohlcv[n - 1].tolist()
     last = Bar(n - 1, utc_datetime(int(stamps[n - 1])), o, h, low, c, v)
@@ -258,11 +263,14 @@ def _fill_forward(
     n: int, stepped: list[int], states: list[tuple[float, float, float]], initial: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bar (cash, signed qty, balance): each stepped bar's state holds until the next."""
-    table = np.array([(initial, 0.0, initial), *states], dtype=float)
+    # fromiter over the flattened tuples: np.array on a list of tuples inspects each one
+    flat = chain((initial, 0.0, initial), chain.from_iterable(states))
+    table = np.fromiter(flat, dtype=float, count=3 * (len(states) + 1)).reshape(-1, 3).T
     marker = np.zeros(n, dtype=np.int64)
     marker[np.asarray(stepped, dtype=np.int64)] = np.arange(1, len(stepped) + 1)
     row = np.maximum.accumulate(marker)
-    return table[row, 0], table[row, 1], table[row, 2]
+    cash, qty, balance = (column.take(row) for column in table)
+    return cash, qty, balance
 
 
 def _progress(total: int) -> Any:

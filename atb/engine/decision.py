@@ -27,11 +27,13 @@ from atb.engine.inputs import Bar, Signal
 from atb.engine.orders import Order, OrderReason
 from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.risk import CLOSES, OPENS, Decision, RiskSettings, decide
-from atb.engine.step import DecisionRecord, Fill, Step
+from atb.engine.step import DecisionRecord, Fill, Step, empty_step
 from atb.logging.events import log_decision_event, log_order_event, log_risk_event
 from atb.strategies.base import HOLD
 
 __all__ = ["DecisionPath", "DecisionRecord", "Step"]
+
+_new = tuple.__new__
 
 
 def log_decision(d: DecisionRecord) -> None:
@@ -70,7 +72,7 @@ class DecisionPath:
 
     # -- the per-bar step -------------------------------------------------------------
     def on_bar(self, bar: Bar, signal: Signal | None = None) -> Step:
-        step = Step(0.0, 0.0, 0.0, 0.0)
+        step = Step(0.0, 0.0, 0.0, 0.0, [], [])
         if self.pending:
             self.fill_pending(bar, step)
         p = self.portfolio
@@ -90,7 +92,7 @@ class DecisionPath:
     def finish(self, bar: Bar, close_position: bool = True) -> Step:
         """End of a run: cancel what cannot fill any more, optionally close at the last close."""
         self.cancel_pending("run ended before the next bar")
-        step = Step(0.0, 0.0, 0.0, 0.0)
+        step = empty_step()
         pos = self.portfolio.position
         if close_position and pos is not None:
             order = self.new_order(bar.time, -pos.side, "exit", "end_of_data")
@@ -133,21 +135,25 @@ class DecisionPath:
             order.stop_loss = signal.stop_loss
             order.take_profit = signal.take_profit
             self.pending.append(order)
-        record = DecisionRecord(  # positional: once per signal, keywords cost twice as much
-            bar.index,
-            bar.time,
-            signal.direction,
-            signal.confidence,
-            decision.action,
-            decision.size,
-            decision.reason,
-            bar.close,
+        # tuple.__new__ skips NamedTuple's Python-level __new__: this runs once per signal
+        record = _new(
+            DecisionRecord,
+            (
+                bar.index,
+                bar.time,
+                signal.direction,
+                signal.confidence,
+                action,
+                decision.size,
+                decision.reason,
+                bar.close,
+            ),
         )
         self.decisions.append(record)
         if self.log_orders:
             self._risk_events(bar, signal, decision)
-        if decision.action == "none" and self.log_orders:
-            log_decision(record)
+            if action == "none":
+                log_decision(record)
         return record
 
     def _risk_events(self, bar: Bar, signal: Signal, decision: Decision) -> None:

@@ -30,6 +30,8 @@ from atb.engine.portfolio import Portfolio, Position, Trade
 from atb.engine.step import Fill, Step
 from atb.logging.events import log_risk_event
 
+_new = tuple.__new__  # a Fill without NamedTuple's Python-level __new__: once per fill
+
 
 class OrderBook(Protocol):
     """What an execution may use of the decision path: its account and its booking."""
@@ -179,7 +181,7 @@ class SimulatedExecution(Execution):
                 )
             return
         fee = books.fill_model.cost(qty, price)
-        books.book_entry(order, Fill(bar.time, bar.index, qty, price, fee), step)
+        books.book_entry(order, _new(Fill, (bar.time, bar.index, qty, price, fee)), step)
 
     def exit(self, order: Order, bar: Bar, reference: float, step: Step) -> None:
         books = self.books
@@ -187,7 +189,7 @@ class SimulatedExecution(Execution):
         assert pos is not None
         price = books.fill_model.price(reference, order.side)
         fee = books.fill_model.cost(pos.qty, price)
-        books.book_exit(order, Fill(bar.time, bar.index, pos.qty, price, fee), step)
+        books.book_exit(order, _new(Fill, (bar.time, bar.index, pos.qty, price, fee)), step)
 
     def finish(self) -> list[Order]:
         # Orders waiting for the next open cannot fill once the session is gone.

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from atb.strategies.base import HOLD, SignalFrame
 
@@ -20,11 +19,19 @@ def utc_datetime(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def bar_times(stamps: np.ndarray, bars: np.ndarray) -> dict[int, datetime]:
-    """`utc_datetime` of the given bars in one vectorised pass (half the cost per bar),
-    for the bars a backtest will almost surely step: its signals and the bars after."""
-    micros = pd.DatetimeIndex((stamps[bars] // 1000).astype("M8[us]")).tz_localize("UTC")
-    return dict(zip(bars.tolist(), micros.to_pydatetime().tolist(), strict=True))
+def bars_at(ohlcv: np.ndarray, stamps: np.ndarray, rows: np.ndarray) -> dict[int, Bar]:
+    """The Bars of the given rows (OHLCV columns, epoch-ns stamps), built in one pass for
+    the bars a backtest will almost surely step: its signals and the bars after them.
+
+    numpy turns the stamps into naive datetimes in C; `datetime.combine` adds the zone at a
+    quarter of the cost of pandas' `to_pydatetime` or `replace(tzinfo=...)`. The times are
+    exactly `utc_datetime`'s (microsecond precision)."""
+    naive = (stamps[rows] // 1000).astype("M8[us]").tolist()
+    combine = datetime.combine
+    return {
+        i: Bar(i, combine(t.date(), t.time(), UTC), o, h, low, c, v)
+        for i, t, (o, h, low, c, v) in zip(rows.tolist(), naive, ohlcv[rows].tolist(), strict=True)
+    }
 
 
 @dataclass(slots=True)

@@ -68,38 +68,49 @@ OPENS: dict[str, int] = {
 CLOSES = frozenset({"close_long", "close_short", "reverse_to_long", "reverse_to_short"})
 
 
+_new = tuple.__new__  # a Decision without NamedTuple's Python-level __new__: once per signal
+
+# The outcomes that do not depend on the signal's size.
+NOT_A_SIDE = Decision("none", 0.0, "hold")
+STAY_LONG = Decision("none", 0.0, ALREADY_LONG)
+STAY_SHORT = Decision("none", 0.0, ALREADY_SHORT)
+NO_SHORTS = Decision("none", 0.0, SHORTS_DISABLED)
+CLOSE_LONG = Decision("close_long", 0.0, None)
+
+
 def decide(signal: Signal, position_side: int, settings: RiskSettings) -> Decision:
-    """Action for `signal` given the current position side (+1 long, -1 short, 0 flat)."""
-    if signal.direction not in (BUY, SELL):
-        return Decision("none", 0.0, "hold")
+    """Action for `signal` given the current position side (+1 long, -1 short, 0 flat).
+
+    BUY: already long -> none; short -> reverse (close when sized to zero); flat -> open.
+    SELL: already short -> none; long -> close, or reverse when shorts are allowed; flat ->
+    open a short when allowed. A size of 0 (or below) opens nothing and says why.
+    """
+    direction = signal.direction
+    if direction == BUY:
+        if position_side > 0:
+            return STAY_LONG
+    elif direction == SELL:
+        if position_side < 0:
+            return STAY_SHORT
+        if not settings.allow_shorts:
+            return CLOSE_LONG if position_side > 0 else NO_SHORTS
+    else:
+        return NOT_A_SIDE
     wanted = settings.position_size if settings.position_size is not None else signal.size
     size = min(max(wanted, 0.0), settings.max_position)
-    capped = wanted > settings.max_position
-    note = f"capped at max_position={settings.max_position:g}" if capped else None
-    zero_reason = signal.reason or ZERO_SIZE
-
-    if signal.direction == BUY:
-        if position_side > 0:
-            return Decision("none", 0.0, ALREADY_LONG)
-        if position_side < 0:
-            if size <= 0:
-                return Decision("close_short", 0.0, zero_reason)
-            return Decision("reverse_to_long", size, note)
-        if size <= 0:
-            return Decision("none", 0.0, zero_reason)
-        return Decision("open_long", size, note)
-
-    # SELL
-    if position_side < 0:
-        return Decision("none", 0.0, ALREADY_SHORT)
-    if position_side > 0:
-        if not settings.allow_shorts:
-            return Decision("close_long", 0.0, None)
-        if size <= 0:
-            return Decision("close_long", 0.0, zero_reason)
-        return Decision("reverse_to_short", size, note)
-    if not settings.allow_shorts:
-        return Decision("none", 0.0, SHORTS_DISABLED)
-    if size <= 0:
-        return Decision("none", 0.0, zero_reason)
-    return Decision("open_short", size, note)
+    if size <= 0:  # NaN is not <= 0: it passes on, as Python's min/max leave it
+        if direction == BUY:
+            action: Action = "close_short" if position_side < 0 else "none"
+        else:
+            action = "close_long" if position_side > 0 else "none"
+        return _new(Decision, (action, 0.0, signal.reason or ZERO_SIZE))
+    note = (
+        f"capped at max_position={settings.max_position:g}"
+        if wanted > settings.max_position
+        else None
+    )
+    if direction == BUY:
+        action = "reverse_to_long" if position_side < 0 else "open_long"
+    else:
+        action = "reverse_to_short" if position_side > 0 else "open_short"
+    return _new(Decision, (action, size, note))

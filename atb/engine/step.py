@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -31,8 +31,10 @@ class Step:
     cash: float
     qty: float
     balance: float
-    fills: list[Order] = field(default_factory=list)
-    trades: list[Trade] = field(default_factory=list)
+    # No default factories: the lists are passed in, half the cost of building a Step,
+    # which happens once per stepped bar.
+    fills: list[Order]
+    trades: list[Trade]
     decision: DecisionRecord | None = None
 
 
@@ -48,4 +50,4 @@ class Fill(NamedTuple):
 
 
 def empty_step() -> Step:
-    return Step(0.0, 0.0, 0.0, 0.0)
+    return Step(0.0, 0.0, 0.0, 0.0, [], [])
