@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from atb.engine.portfolio import Trade
 
 YEAR_S = 365 * 86400.0
+_PNL = attrgetter("pnl")
 
 
 def compute_metrics(
@@ -55,11 +57,11 @@ def compute_metrics(
         if downside > 0:
             sortino = mean / downside * math.sqrt(periods)
 
-    pnl = np.array([t.pnl for t in trades], dtype=float)
+    pnl = np.fromiter(map(_PNL, trades), dtype=float, count=len(trades))
     wins = pnl[pnl > 0]
     losses = pnl[pnl <= 0]
     gross_loss = float(-losses.sum())
-    durations = [t.duration_s for t in trades]
+    durations = [(t.exit_time - t.entry_time).total_seconds() for t in trades]  # duration_s
     return {
         "initial_balance": initial_balance,
         "final_equity": final,

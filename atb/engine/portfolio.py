@@ -46,6 +46,9 @@ class Trade(NamedTuple):
         return (self.exit_time - self.entry_time).total_seconds()
 
 
+_new = tuple.__new__
+
+
 class Portfolio:
     def __init__(self, initial_balance: float) -> None:
         self.initial_balance = initial_balance
@@ -97,20 +100,24 @@ class Portfolio:
         self.cash += pos.side * pos.qty * price - fee
         self.fees_paid += fee
         pnl = pos.side * (price - pos.entry_price) * pos.qty - pos.entry_fee - fee
-        trade = Trade(  # positional: keywords cost twice as much on 13 fields
-            len(self.trades) + 1,
-            pos.id,
-            pos.side,
-            pos.qty,
-            pos.entry_time,
-            pos.entry_price,
-            time,
-            price,
-            pos.entry_fee + fee,
-            pnl,
-            pnl / (pos.entry_price * pos.qty),
-            reason,
-            bar - pos.entry_bar,
+        # tuple.__new__ skips NamedTuple's Python-level __new__: once per trade
+        trade = _new(
+            Trade,
+            (
+                len(self.trades) + 1,
+                pos.id,
+                pos.side,
+                pos.qty,
+                pos.entry_time,
+                pos.entry_price,
+                time,
+                price,
+                pos.entry_fee + fee,
+                pnl,
+                pnl / (pos.entry_price * pos.qty),
+                reason,
+                bar - pos.entry_bar,
+            ),
         )
         self.trades.append(trade)
         self.balance += pnl

@@ -14,6 +14,8 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,6 +93,10 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+_HASHED_NUMBERS = attrgetter("side", "qty", "entry_price", "exit_price", "fees", "pnl")
+_HASHED_TIMES = attrgetter("entry_time", "exit_time")
+
+
 def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
     """sha256 of the trades and metrics: identical runs give identical hashes.
 
@@ -98,13 +104,15 @@ def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
     exact); metrics by repr, sorted by name.
     """
     digest = hashlib.sha256()
-    numbers = np.array(
-        [(t.side, t.qty, t.entry_price, t.exit_price, t.fees, t.pnl) for t in trades],
+    # fromiter over flattened fields: np.array on a list of tuples inspects every tuple
+    numbers = np.fromiter(
+        chain.from_iterable(map(_HASHED_NUMBERS, trades)), dtype="<f8", count=6 * len(trades)
+    )
+    times = np.fromiter(
+        (d.timestamp() for d in chain.from_iterable(map(_HASHED_TIMES, trades))),
         dtype="<f8",
-    ).reshape(-1, 6)
-    times = np.array(
-        [(t.entry_time.timestamp(), t.exit_time.timestamp()) for t in trades], dtype="<f8"
-    ).reshape(-1, 2)
+        count=2 * len(trades),
+    )
     digest.update(numbers.tobytes())
     digest.update(times.tobytes())
     digest.update("|".join(t.exit_reason for t in trades).encode())

@@ -16,7 +16,9 @@ Two jobs, both for the hot loop:
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
+from itertools import repeat
 
 import numpy as np
 
@@ -84,13 +86,13 @@ class SignalRows:
     ) -> Callable[[int], Signal | None]:
         """Every Signal built now; `at` is the dict's own get."""
 
-        def listed(arr: np.ndarray) -> list[float | None]:
+        def listed(arr: np.ndarray) -> Iterable[float | None]:
+            if np.isnan(arr).all():  # an absent column: no list to build
+                return repeat(None)
             return [None if v != v else v for v in arr.tolist()]
 
-        n = len(self.bars)
         given = self._given_reason
-        reasons = [given[i] for i in self.bars] if given is not None else [None] * n
-        # tuple.__new__ over the ready columns: half the cost of calling Signal(...) per row
+        reasons = [given[i] for i in self.bars] if given is not None else repeat(None)
         rows = zip(
             self._dirs.tolist(),
             size.tolist(),
@@ -98,11 +100,10 @@ class SignalRows:
             listed(take_profit),
             listed(self._confidence),
             reasons,
-            strict=True,
+            strict=False,  # an absent column is an endless repeat(None)
         )
-        new = tuple.__new__
-        by_bar = {i: new(Signal, row) for i, row in zip(self.bars, rows, strict=True)}
-        return by_bar.get
+        # tuple.__new__ mapped over the ready rows: no Python frame per Signal
+        return dict(zip(self.bars, map(partial(tuple.__new__, Signal), rows), strict=True)).get
 
     def _lazy(
         self, size: np.ndarray, stop_loss: np.ndarray, take_profit: np.ndarray
