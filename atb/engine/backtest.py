@@ -124,7 +124,7 @@ def run_backtest(
         raise ValueError(f"strategy '{strategy.name}' returned {len(signals)} signals for {n} bars")
     # Python scalars are pulled per stepped bar only: converting whole columns to lists
     # would cost more than the loop itself.
-    ohlcv = np.column_stack([bars[c].to_numpy(dtype=float) for c in OHLCV])
+    ohlcv = _ohlcv(bars)
     highs_arr, lows_arr, closes_arr = ohlcv[:, 1], ohlcv[:, 2], ohlcv[:, 3]
     index = cast(pd.DatetimeIndex, bars.index)
     stamps = index.as_unit("ns").asi8  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
@@ -146,12 +146,15 @@ def run_backtest(
     # decision must also be logged one by one.
     quiet = skip and not settings.log_orders
     n_signals = len(signal_list)
-    on_bar, signal_for, next_acting = path.on_bar, rows.at, rows.next_acting
+    on_bar, signal_for, acting_on = path.on_bar, rows.at, rows.acting
     # With few signals, the bars they step (each signal and its fill bar) are built in one
     # pass; any other stepped bar builds its own.
     likely = rows.active[:0]
     if rows.few:
-        likely = np.unique(np.minimum(np.r_[rows.active, rows.active + 1], n - 1))
+        marked = np.zeros(n, dtype=bool)
+        marked[rows.active] = True
+        marked[np.minimum(rows.active + 1, n - 1)] = True
+        likely = np.flatnonzero(marked)
     with cyclic_gc_paused():
         bar_at = bars_at(ohlcv, stamps, likely).get
         stepped: list[int] = []
@@ -161,7 +164,7 @@ def run_backtest(
         if not skip:
             i = 0
         elif quiet:
-            first = next_acting(-1, 0)
+            first = rows.next_acting(-1, 0)
             i = n if first is None else first
             rows.quiet(0, i, 0, closes_arr, decisions)
         else:
@@ -183,13 +186,19 @@ def run_backtest(
             else:
                 pos = portfolio.position
                 k = bisect_right(signal_list, i)  # the next signal, whatever it decides
-                if quiet:
+                if quiet:  # rows.next_acting, inlined: this runs after most steps
                     side = 0 if pos is None else pos.side
-                    acting = next_acting(i, side)
-                    upcoming = n if acting is None else acting
+                    acting = acting_on[side]
+                    j = bisect_right(acting, i)
+                    upcoming = acting[j] if j < len(acting) else n
                 else:
                     upcoming = signal_list[k] if k < n_signals else n
-                if pos is not None and upcoming > i + 1 and not path.idle:
+                # No order is pending here, so only a stop or take level can act sooner.
+                if (
+                    pos is not None
+                    and upcoming > i + 1
+                    and (pos.stop_price is not None or pos.take_price is not None)
+                ):
                     upcoming = _first_touch(pos, highs_arr, lows_arr, i + 1, upcoming)
                 if quiet and k < n_signals and signal_list[k] < upcoming:
                     rows.quiet(i + 1, upcoming, side, closes_arr, decisions)
@@ -239,6 +248,14 @@ def run_backtest(
         elapsed_s=time.perf_counter() - t0,
         open_position=open_position if not settings.close_at_end else None,
     )
+
+
+def _ohlcv(bars: pd.DataFrame) -> np.ndarray:
+    """The bars' OHLCV as one float array (row per bar), without a copy when the frame
+    holds exactly those columns in that order (the loader's frames)."""
+    if tuple(bars.columns) == OHLCV:
+        return bars.to_numpy(dtype=float)
+    return np.column_stack([bars[c].to_numpy(dtype=float) for c in OHLCV])
 
 
 def _first_touch(pos: Position, highs: np.ndarray, lows: np.ndarray, lo: int, hi: int) -> int:

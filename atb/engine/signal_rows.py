@@ -74,8 +74,9 @@ class SignalRows:
         odd = ~(buy | sell)
         self.allow_shorts = risk.allow_shorts
         flat_acts = buy & sized | (sell & sized & risk.allow_shorts)
-        # Per position side, the bars whose signal does something (sorted).
-        self._acting = {
+        # Per position side, the bars whose signal does something (sorted); the driver's
+        # loop reads it directly.
+        self.acting = {
             1: active[sell | odd].tolist(),
             -1: active[buy | odd].tolist(),
             0: active[flat_acts | odd].tolist(),
@@ -135,7 +136,7 @@ class SignalRows:
 
     def next_acting(self, i: int, side: int) -> int | None:
         """The first bar after i whose signal does something with the position on `side`."""
-        acting = self._acting[side]
+        acting = self.acting[side]
         k = bisect_right(acting, i)
         return acting[k] if k < len(acting) else None
 
