@@ -223,6 +223,7 @@ def run_backtest(
     equity = cash + qty * closes_arr
     if bar_seconds is None:
         bar_seconds = float(np.median(np.diff(index.asi8))) / 1e9 if n > 1 else 3600.0  # type: ignore[attr-defined]  # pandas-stubs lacks asi8
+    drawdown = drawdown_curve(equity, settings.initial_balance)
     metrics = compute_metrics(
         equity,
         settings.initial_balance,
@@ -230,6 +231,7 @@ def run_backtest(
         closes_arr,
         bar_seconds,
         portfolio.fees_paid,
+        drawdown,
     )
     return BacktestResult(
         trades=portfolio.trades,
@@ -241,7 +243,7 @@ def run_backtest(
         equity=equity,
         balance=balance,
         qty=qty,
-        drawdown=drawdown_curve(equity, settings.initial_balance),
+        drawdown=drawdown,
         metrics=metrics,
         result_hash=result_hash(portfolio.trades, metrics),
         steps=len(stepped),

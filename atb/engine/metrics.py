@@ -34,7 +34,9 @@ def compute_metrics(
     closes: np.ndarray,
     bar_seconds: float,
     fees_paid: float,
+    drawdown: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """`drawdown`: `drawdown_curve(equity, initial_balance)` when the caller has it already."""
     n = len(equity)
     final = float(equity[-1]) if n else initial_balance
     total = final / initial_balance - 1.0
@@ -44,8 +46,9 @@ def compute_metrics(
 
     curve = np.concatenate(([initial_balance], np.asarray(equity, dtype=float)))
     returns = curve[1:] / curve[:-1] - 1.0
-    drawdown = 1.0 - curve / np.maximum.accumulate(curve)
-    max_dd = float(drawdown.max())
+    if drawdown is None:
+        drawdown = drawdown_curve(curve[1:], initial_balance)
+    max_dd = float(drawdown.max()) if n else 0.0
 
     sharpe = sortino = None
     if returns.size > 1:
