@@ -34,7 +34,7 @@ from atb.runtime.context import RunContext
 from atb.strategies.sma_crossover import SmaCrossover, SmaCrossoverConfig
 
 FAST, SLOW = 10, 50
-REPEATS = 7
+REPEATS = 15  # backtesting.py runs; atb runs 5 between each (median of 75)
 ROOT = Path(__file__).resolve().parents[2]
 
 
