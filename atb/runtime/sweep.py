@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from atb.logging.redaction import redact_override
 from atb.runtime import tuning
+from atb.runtime.bars_prefetch import prefetch_bars
 
 PROGRESS = ".atb-progress"
 TOTAL = ".atb-total"
@@ -221,8 +222,11 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         install_redacted_multirun_save()
+        overrides = sweep_overrides(config)
+        # First, so the parse overlaps everything else the launcher does before the jobs.
+        prefetch_bars(config, overrides)
         try:
-            total = count_jobs(sweep_overrides(config))
+            total = count_jobs(overrides)
         except Exception:  # a count is only for the progress line; never fail the sweep on it
             total = 0
         (sweep_dir / TOTAL).write_text(str(total or "?"))
