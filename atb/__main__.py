@@ -238,4 +238,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from atb.runtime.quick_exit import run_then_exit
+
+    run_then_exit(main)

@@ -208,6 +208,7 @@ def test_linear_cost_ml_basic(tmp_path: Path) -> None:
 
 SWEEP_GRID = ["strategy.fast=5,10,15,20", "strategy.slow=40,60"]
 SWEEP_JOBS = 8
+SWEEP_PAIRS = 3
 
 
 def _sweep(workers: int, path: Path, tmp: Path) -> float:
@@ -222,13 +223,23 @@ def _sweep(workers: int, path: Path, tmp: Path) -> float:
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs at least 2 cores")
 def test_sweep_1m_two_workers_vs_serial(tmp_path: Path) -> None:
+    """Whole sweeps (start-up, the parse into a fresh cache, 8 jobs, the ranking), serial
+    and 2 workers alternately, SWEEP_PAIRS times: the medians, since one pair on a shared
+    2-core machine swings by +-15 %."""
+    import statistics
+
     path = big_csv(1_000_000, DATA)
-    serial = _sweep(1, path, tmp_path)
-    parallel = _sweep(2, path, tmp_path)
-    ratio = serial / parallel
+    serial: list[float] = []
+    parallel: list[float] = []
+    for _ in range(SWEEP_PAIRS):
+        serial.append(_sweep(1, path, tmp_path))
+        parallel.append(_sweep(2, path, tmp_path))
+    ratio = statistics.median(serial) / statistics.median(parallel)
     print(f"\n{SWEEP_JOBS}-job sma_crossover sweep on 1,000,000 bars (file parsed once per"
-          f" sweep): serial {serial:.1f} s, 2 workers {parallel:.1f} s -> {ratio:.2f}x"
-          f" (target >= 1.7x; {load()})")  # fmt: skip
+          f" sweep), median of {SWEEP_PAIRS}: serial {statistics.median(serial):.1f} s"
+          f" ({', '.join(f'{t:.1f}' for t in serial)}), 2 workers"
+          f" {statistics.median(parallel):.1f} s ({', '.join(f'{t:.1f}' for t in parallel)})"
+          f" -> {ratio:.2f}x (target >= 1.7x; {load()})")  # fmt: skip
     assert ratio >= 1.7
 
 
