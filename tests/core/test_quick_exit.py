@@ -38,8 +38,8 @@ run_then_exit(main)
     ("outcome", "status", "stderr"),
     [
         ("ok", 0, ""),
-        ("int", 3, ""),
-        ("text", 1, "atb: error: something, said once\n"),
+        pytest.param("int", 3, "", marks=pytest.mark.slow),
+        pytest.param("text", 1, "atb: error: something, said once\n", marks=pytest.mark.slow),
     ],
 )
 def test_status_output_threads_and_atexit_as_a_normal_exit(
@@ -55,6 +55,7 @@ def test_status_output_threads_and_atexit_as_a_normal_exit(
     assert (tmp_path / "atexit").read_text() == "ran"  # logging.shutdown and friends run
 
 
+@pytest.mark.slow
 def test_an_unexpected_error_keeps_python_s_own_report(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path), "error"], capture_output=True, text=True
