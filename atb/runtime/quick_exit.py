@@ -2,8 +2,8 @@
 
 When a run or sweep returns, its nodes are stopped, its database sessions committed and
 its logs flushed. What remains is CPython's finalisation: a last garbage collection and
-freeing every object of pandas, SQLAlchemy, Hydra and the run one by one, measured at
-0.4-0.5 s after a sweep and ~0.3 s after a default backtest, with nothing left to write.
+freeing every object of pandas, SQLAlchemy, Hydra and the run one by one: 0.4-0.5 s
+measured after a sweep, with nothing left to write.
 Here the interpreter's own exit steps that matter run explicitly (waiting for non-daemon
 threads, then the atexit handlers: logging shutdown, multiprocessing's child clean-up),
 the standard streams are flushed, and the process ends with the status `sys.exit` would
