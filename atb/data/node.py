@@ -120,13 +120,23 @@ class MarketData(Node[MarketDataConfig]):
 
     def _read(self) -> tuple[Bars, str | None]:
         cfg = self.config
-        if cfg.path is not None and self.source.is_file():
-            use = cfg.cache
-            if use == "auto":
-                use = self.source.stat().st_size >= AUTO_MIN_BYTES
-            if use:
-                return load_cached(self.source.expanduser(), cfg.timeframe, cfg.cache_dir)
+        cached = cached_file(cfg)
+        if cached is not None:
+            return load_cached(cached, cfg.timeframe, cfg.cache_dir)
         return load_bars(cfg.path, cfg.timeframe), None
+
+
+def cached_file(cfg: MarketDataConfig) -> Path | None:
+    """The file this data section reads through the bars cache; None when it parses
+    directly (the bundled file, no such file, caching off or the file below `auto`'s size).
+    The sweep launcher's prefetch asks the same question (runtime/bars_prefetch.py)."""
+    source = cfg.path
+    if source is None or not source.is_file():
+        return None
+    use = cfg.cache
+    if use == "auto":
+        use = source.stat().st_size >= AUTO_MIN_BYTES
+    return source.expanduser() if use else None
 
 
 def _ts(value: datetime | None) -> pd.Timestamp | None:

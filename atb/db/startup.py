@@ -55,7 +55,14 @@ def refusal(where: str, tables: list[str]) -> str:
 # check reads the whole file: a sweep's jobs and its summary reopen the database the
 # launcher checked at start, and re-reading a file that grows by each job's run store made
 # the sweep's checks quadratic in its length (0.34 s per job at 170 MB).
-_checked: set[str] = set()
+_checked: set[tuple[str, int, int]] = set()
+_checked_new: set[str] = set()
+
+
+def _identity(file: Path) -> tuple[str, int, int]:
+    """A file by path and inode: a backup restored over the path is checked again."""
+    st = file.stat()
+    return str(file.resolve()), st.st_dev, st.st_ino
 
 
 def check_sqlite_file(engine: Engine, *, quick_check: bool, adopt: bool) -> None:
@@ -66,7 +73,9 @@ def check_sqlite_file(engine: Engine, *, quick_check: bool, adopt: bool) -> None
         return
     file = Path(path).expanduser()
     if not file.is_file() or file.stat().st_size == 0:
-        _checked.add(str(file.resolve()))  # created here, by atb's migration: intact
+        # Created by this process's migration: intact. Remembered by path only, since the
+        # file may not exist yet; a later replacement at the path has another inode.
+        _checked_new.add(str(file.resolve()))
         return
     where = redact_url(engine.url)
     try:
@@ -74,7 +83,10 @@ def check_sqlite_file(engine: Engine, *, quick_check: bool, adopt: bool) -> None
     except sqlite3.Error as exc:
         raise CorruptDatabase(f"database {where}: cannot open {file}: {exc}") from None
     try:
-        key = str(file.resolve())
+        key = _identity(file)
+        if key[0] in _checked_new:  # the file this process created, first seen written
+            _checked_new.discard(key[0])
+            _checked.add(key)
         if quick_check and key not in _checked:
             rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
             if rows != ["ok"]:

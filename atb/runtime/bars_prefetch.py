@@ -14,74 +14,88 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 DATA_NODE = "atb.data.node.MarketData"
-SWEPT_KEYS = ("data", "timeframe")
+# Swept keys that leave the file alone: the same file, other periods or labels.
+SAME_FILE = ("data.start", "data.end", "data.symbol")
 
 
 def prefetch_bars(config: DictConfig, overrides: list[str]) -> BaseProcess | None:
     """Start warming the cache for the sweep's one candle file; None when there is
-    nothing to warm (no file, caching off or below its size, the file itself swept, or
-    a platform that does not fork)."""
+    nothing to warm (no cached file, the file depends on a swept key) or no safe way to
+    (a platform that does not fork, other threads running in the launcher)."""
+    from atb.runtime.tuning import fork_available
+
+    if not fork_available() or threading.active_count() > 1:
+        return None  # a fork while another thread holds a lock can hang the child
     target = _cached_file(config, overrides)
     if target is None:
         return None
-    from atb.runtime.tuning import fork_available
-
-    if not fork_available():
-        return None
     path, timeframe, cache_dir = target
-    process = multiprocessing.get_context("fork").Process(
-        target=_warm, args=(path, timeframe, cache_dir), name="atb-bars-prefetch", daemon=True
-    )
-    process.start()
+    try:
+        process = multiprocessing.get_context("fork").Process(
+            target=_warm, args=(path, timeframe, cache_dir), name="atb-bars-prefetch", daemon=True
+        )
+        process.start()
+    except Exception:  # no process to spare (EAGAIN, a daemonic launcher): the jobs parse
+        return None
     return process
 
 
 def _cached_file(config: DictConfig, overrides: list[str]) -> tuple[Path, str, Path | None] | None:
-    if _sweeps_data(overrides):
+    node = OmegaConf.select(config, "data")
+    if not isinstance(node, DictConfig) or node.get("_target_") != DATA_NODE:
+        return None
+    if _file_is_swept(node, overrides):
         return None
     with contextlib.suppress(Exception):  # an odd data section is the jobs' error to report
-        node = OmegaConf.select(config, "data")
-        if not isinstance(node, DictConfig) or node.get("_target_") != DATA_NODE:
-            return None
-        section: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
-        raw = section.get("path")
-        if not raw:
-            return None
-        path = Path(str(raw)).expanduser()
-        if not path.is_file():
-            return None
-        from atb.data.cache import AUTO_MIN_BYTES
+        from atb.data.node import MarketDataConfig, cached_file
 
-        cache = section.get("cache", "auto")
-        if cache is False or (cache == "auto" and path.stat().st_size < AUTO_MIN_BYTES):
-            return None
-        cache_dir = section.get("cache_dir")
-        return path, str(section["timeframe"]), Path(cache_dir) if cache_dir else None
+        cfg = MarketDataConfig.model_validate(OmegaConf.to_container(node, resolve=True))
+        path = cached_file(cfg)
+        if path is not None:
+            return path, cfg.timeframe, cfg.cache_dir
     return None
 
 
-def _sweeps_data(overrides: list[str]) -> bool:
-    """True when the grid varies the file or its timeframe (then each job has its own)."""
+def _file_is_swept(node: DictConfig, overrides: list[str]) -> bool:
+    """True when a swept key can change the file the jobs read: the data group, a data
+    key other than the period, the timeframe, or any key the data section interpolates
+    (`path: candles/${symbol}.csv` with `symbol=A,B`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:
         return True  # unparseable: leave it to the sweeper's own error
-    return any(
-        o.is_sweep_override() and o.key_or_group.lstrip("+~").startswith(SWEPT_KEYS) for o in parsed
-    )
+    swept = [o.key_or_group.lstrip("+~") for o in parsed if o.is_sweep_override()]
+    text = OmegaConf.to_yaml(node, resolve=False)
+    for key in swept:
+        if key in SAME_FILE:
+            continue
+        if key == "data" or key.startswith(("data.", "data/", "timeframe")):
+            return True
+        if f"${{{key}}}" in text or f"${{{key}." in text:
+            return True
+    return False
 
 
 def _warm(path: Path, timeframe: str, cache_dir: Path | None) -> None:
-    """The forked child: parse into the cache, say nothing, never run the parent's exit."""
+    """The forked child: parse into the cache, say nothing, never run the parent's exit.
+
+    The launcher's exit terminates a prefetch still running (SIGTERM to daemonic
+    children): raising then lets the cache's writer remove its half-written directory."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
         from atb.data.cache import load_cached

@@ -31,13 +31,16 @@ def run_then_exit(main: Callable[[], object]) -> NoReturn:
     threading._shutdown()  # type: ignore[attr-defined]  # CPython's own exit step
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the descriptor closed (`>&-`)
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):
-            # A reader that went away (atb ... | head); CPython says 120 for stdout.
-            if stream is sys.stdout and code == 0:
-                code = 120
-    os._exit(code)
+            code = 120  # CPython's status when the standard streams cannot be flushed
+    try:
+        os._exit(code)
+    except OverflowError:  # SystemExit(2**40): no status that large
+        os._exit(1)
 
 
 def _status(code: object) -> int:

@@ -27,6 +27,7 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(startup.sqlite3, "connect", traced)
     monkeypatch.setattr(startup, "_checked", set())
+    monkeypatch.setattr(startup, "_checked_new", set())
     return ran
 
 
@@ -46,6 +47,7 @@ def test_an_existing_file_is_checked_once_per_process(tmp_path: Path, checks: li
     db = tmp_path / "old.db"
     open_database(f"sqlite:///{db}").stop()
     startup._checked.clear()  # as a new process finds it
+    startup._checked_new.clear()
     for _ in range(3):
         open_database(f"sqlite:///{db}").stop()
     assert len(checks) == 1
@@ -55,6 +57,20 @@ def test_each_file_is_checked_on_its_own(tmp_path: Path, checks: list[str]) -> N
     for name in ("a.db", "b.db"):
         open_database(f"sqlite:///{tmp_path / name}").stop()
     startup._checked.clear()
+    startup._checked_new.clear()
     for name in ("a.db", "b.db", "a.db"):
         open_database(f"sqlite:///{tmp_path / name}").stop()
     assert len(checks) == 2 and checks[0] != checks[1]
+
+
+def test_a_file_replaced_at_the_same_path_is_checked_again(
+    tmp_path: Path, checks: list[str]
+) -> None:
+    db = tmp_path / "atb.db"
+    open_database(f"sqlite:///{db}").stop()
+    open_database(f"sqlite:///{db}").stop()
+    restored = tmp_path / "backup.db"
+    restored.write_bytes(db.read_bytes())
+    restored.replace(db)  # a backup restored over it: another inode
+    open_database(f"sqlite:///{db}").stop()
+    assert len(checks) == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from atb_testkit.bigdata import random_walk_bars, write_bars_csv
 from omegaconf import DictConfig, OmegaConf
@@ -75,10 +77,53 @@ def test_a_swept_file_is_left_to_its_jobs(
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_file_named_by_a_swept_key_is_left_to_its_jobs(csv_file: Path, tmp_path: Path) -> None:
+    config = _config(str(tmp_path / "${symbol}.csv"), tmp_path / "cache")
+    config.symbol = "walk"
+    assert prefetch_bars(config, ["symbol=walk,other"]) is None
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_swept_period_still_reads_one_file(csv_file: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    process = prefetch_bars(
+        _config(csv_file, cache_dir), ["data.start=2021-01-01,2021-01-02", "strategy.fast=5,10"]
+    )
+    assert process is not None
+    process.join(30)
+    assert process.exitcode == 0 and len(_entries(cache_dir)) == 1
+
+
+def test_a_prefetch_stopped_mid_write_leaves_no_partial_copy(
+    csv_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher's exit terminates a prefetch still running (SIGTERM): stopped while it
+    writes the cache, it removes its half-written directory and leaves no entry."""
+    save = np.save
+
+    def slow_save(*args: object, **kwargs: object) -> None:  # the forked child inherits it
+        save(*args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.3)
+
+    monkeypatch.setattr(np, "save", slow_save)
+    cache_dir = tmp_path / "cache"
+    process = prefetch_bars(_config(csv_file, cache_dir), [])
+    assert process is not None
+    deadline = time.monotonic() + 10
+    while not list(cache_dir.glob(".*/*.npy")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(cache_dir.glob(".*/*.npy")), "the prefetch never started writing"
+    process.terminate()
+    process.join(30)
+    assert [p for p in cache_dir.glob(".*") if p.is_dir()] == []
+    assert _entries(cache_dir) == []
+
+
 def test_nothing_to_warm(csv_file: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     assert prefetch_bars(_config(None, cache_dir), []) is None  # the bundled file
     assert prefetch_bars(_config(csv_file, cache_dir, cache=False), []) is None
+    assert prefetch_bars(_config(csv_file, cache_dir, cache="off"), []) is None
     small = prefetch_bars(_config(csv_file, cache_dir, cache="auto"), [])
     assert small is None  # below cache=auto's size
     assert prefetch_bars(_config(tmp_path / "missing.csv", cache_dir), []) is None
