@@ -12,10 +12,33 @@ from omegaconf import DictConfig, OmegaConf
 
 from atb.data import cache as bars_cache
 from atb.data.loader import DataError
+from atb.runtime import bars_prefetch
 from atb.runtime.bars_prefetch import prefetch_bars
 from atb.runtime.tuning import fork_available
 
 pytestmark = pytest.mark.skipif(not fork_available(), reason="the prefetch forks")
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep launcher runs one thread when it forks; this test process may hold other
+    tests' threads (the guard for them is tested on its own below)."""
+    monkeypatch.setattr(bars_prefetch.threading, "active_count", lambda: 1)
+
+
+def test_no_fork_while_other_threads_run(csv_file: Path, tmp_path: Path) -> None:
+    import threading
+
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(bars_prefetch.threading, "active_count", lambda: len(threading.enumerate()))
+            assert prefetch_bars(_config(csv_file, tmp_path / "cache"), []) is None
+    finally:
+        done.set()
+        other.join()
 
 
 def _config(path: Path | str | None, cache_dir: Path, cache: object = True) -> DictConfig:
