@@ -117,6 +117,7 @@ def test_a_swept_period_still_reads_one_file(csv_file: Path, tmp_path: Path) -> 
     assert process.exitcode == 0 and len(_entries(cache_dir)) == 1
 
 
+@pytest.mark.slow  # ~2 s of deliberately slow writes: the full suite only
 def test_a_prefetch_stopped_mid_write_leaves_no_partial_copy(
     csv_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
