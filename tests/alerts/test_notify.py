@@ -191,7 +191,10 @@ def test_a_dripping_channel_does_not_slow_the_emitting_loop(make_notifier: Any) 
         # Far below a millisecond per event while deliveries hang in the receiver.
         assert statistics.median(times) < 0.001, statistics.median(times)
         assert wait_until(lambda: drip.connections >= 1)
-        assert notifier.state()["counts"]["notified"] == 20  # trade_opened: 20 per minute
+        # The notifier works through its inbox on its own thread: on a loaded machine the
+        # last events are still queued when the first delivery connects.
+        notified = wait_until(lambda: notifier.state()["counts"]["notified"] >= 20)
+        assert notified and notifier.state()["counts"]["notified"] == 20  # 20 per minute
     finally:
         drip.close()
 
