@@ -53,6 +53,9 @@ def test_every_alert_is_one_system_events_row_with_its_outcome(
         for _ in range(5):
             log_order_event("order_rejected", symbol="BTCUSDT", reason="min notional")
         assert wait_until(lambda: len(receiver.alerts) == 2)  # firing, then resolved
+        # The receiver has both before the router has heard back from the second: wait for
+        # the outcome too, or a loaded machine stops the router with that row still pending.
+        assert wait_until(lambda: router.state()["counts"].get("sent", 0) == 2)
         router.stop()
         assert journal.flush(5)
         rows = alert_rows(db)
