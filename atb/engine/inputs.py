@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -23,17 +23,17 @@ def bars_at(ohlcv: np.ndarray, stamps: np.ndarray, rows: np.ndarray) -> dict[int
     """The Bars of the given rows (OHLCV columns, epoch-ns stamps), built in one pass for
     the bars a backtest will almost surely step: its signals and the bars after them.
 
-    numpy turns the stamps into naive datetimes in C; `datetime.combine` adds the zone at a
-    quarter of the cost of pandas' `to_pydatetime` or `replace(tzinfo=...)`. The times are
-    exactly `utc_datetime`'s (microsecond precision)."""
-    naive = (stamps[rows] // 1000).astype("M8[us]").tolist()
-    combine = datetime.combine
-    times = [combine(t.date(), t.time(), UTC) for t in naive]
+    numpy turns the stamps into timedeltas from the epoch in C, and adding each to the
+    aware epoch is `utc_datetime`'s own sum, mapped without a Python frame per bar: the
+    times are exactly its (microsecond precision)."""
+    offsets = (stamps[rows] // 1000).astype("m8[us]").tolist()
+    times = map(_EPOCH.__add__, offsets)
     numbers = ohlcv[rows].T.tolist()
     index = rows.tolist()
     # zip builds each row's tuple in C; tuple.__new__ makes it a Bar without a Python frame
-    rows_ = zip(index, times, *numbers, strict=True)
-    return dict(zip(index, map(partial(tuple.__new__, Bar), rows_), strict=True))
+    # (repeat() rather than partial(): a third cheaper per call)
+    bars = map(tuple.__new__, repeat(Bar), zip(index, times, *numbers, strict=True))
+    return dict(zip(index, bars, strict=True))
 
 
 class Bar(NamedTuple):

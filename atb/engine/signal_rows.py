@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
-from functools import partial
 from itertools import repeat
 
 import numpy as np
@@ -104,7 +103,7 @@ class SignalRows:
             strict=False,  # an absent column is an endless repeat(None)
         )
         # tuple.__new__ mapped over the ready rows: no Python frame per Signal
-        return dict(zip(self.bars, map(partial(tuple.__new__, Signal), rows), strict=True)).get
+        return dict(zip(self.bars, map(tuple.__new__, repeat(Signal), rows), strict=True)).get
 
     def _lazy(
         self, size: np.ndarray, stop_loss: np.ndarray, take_profit: np.ndarray
