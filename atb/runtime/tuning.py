@@ -15,7 +15,9 @@ repeated runs varied by up to 2x):
 - `cover_sweep_validation` (the sweep callback): a 24-job grid is validated by composing
   its 6 covering jobs, 22.7 s -> 4.9 s before the first job starts (4.6x).
 - `fork_joblib_workers` (the sweep callback, joblib launcher): 2 workers ready with atb's
-  modules imported, 10.5 s fresh (loky) -> 0.37 s forked from the warmed launcher (29x).
+  modules imported, 10.5 s fresh (loky) -> 0.37 s forked from the warmed launcher (29x)
+  (measured with joblib's multiprocessing backend; the plain fork Pool now used also
+  skips its resource-tracker interpreter).
 - `shorter_switch_interval` (the health server's own process, where check workers share
   the GIL with the HTTP loop): p90 of a request's 4 GIL hand-backs while a thread spins,
   33 ms at Python's 5 ms -> 11 ms at 0.5 ms (2.9x).
@@ -131,13 +133,18 @@ def fork_available() -> bool:
 
 
 def fork_joblib_workers() -> None:
-    """hydra-joblib-launcher's workers are forked from the (warmed) launching process.
+    """hydra-joblib-launcher's jobs run in workers forked from the (warmed) launching process.
 
     The plugin hard-codes joblib's loky backend: fresh interpreters that each import pandas,
-    SQLAlchemy, the engine, ... before their first job, while a backtest job is ~0.2 s of
-    work. Asking joblib for its multiprocessing backend instead forks the workers from the
-    launching process, whose imports `atb.runtime.sweep.warm_imports` has already done.
-    Tasks still travel with cloudpickle, as under loky (Hydra's state holds closures).
+    SQLAlchemy, the engine, ... before their first job. With more than one worker the jobs
+    go instead to a plain fork Pool started when the jobs are known: each worker inherits
+    the launcher's imports (`atb.runtime.sweep.warm_imports`) and the job list itself, so a
+    task crosses the pipe as its index and only the job's result is pickled back. joblib's
+    own multiprocessing backend would add a memmapping pool whose resource tracker is one
+    more fresh interpreter (~0.3 s of a core while the workers start) and a cloudpickle of
+    Hydra's state per task. Jobs are handed out in order, one at a time, to whichever
+    worker is free, as joblib does; `pre_dispatch`, `batch_size` and `timeout` do not apply.
+    One worker (or one job) keeps joblib's in-process path.
     """
     from hydra_plugins.hydra_joblib_launcher import _core
 
@@ -154,14 +161,56 @@ def fork_joblib_workers() -> None:
             super().__init__(*args, **kwargs)
 
         def __call__(self, iterable: Any) -> Any:
-            cloudpickle = _cloudpickle()
-            calls: Any = (
-                (_call_pickled, (cloudpickle.dumps((func, args, kwargs)),), {})
-                for func, args, kwargs in iterable
-            )
-            return [cloudpickle.loads(r) for r in super().__call__(calls)]
+            from joblib import effective_n_jobs
+
+            calls = list(iterable)
+            workers = min(effective_n_jobs(self.n_jobs), len(calls))
+            if workers <= 1:
+                cloudpickle = _cloudpickle()
+                pickled: Any = (
+                    (_call_pickled, (cloudpickle.dumps((func, args, kwargs)),), {})
+                    for func, args, kwargs in calls
+                )
+                return [cloudpickle.loads(r) for r in super().__call__(pickled)]
+            return _run_forked(calls, workers)
 
     _core.Parallel = ForkParallel
+
+
+_forked_calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+"""The jobs of the fork Pool being started: its workers inherit them (see _run_forked)."""
+
+
+def _run_forked(calls: list[Any], workers: int) -> list[Any]:
+    import gc
+    import multiprocessing
+
+    cloudpickle = _cloudpickle()
+    _forked_calls[:] = calls
+    # The workers share the launcher's heap copy-on-write. Frozen at the fork, it is never
+    # scanned by their collections, which would otherwise touch (and so copy) every page
+    # holding a tracked object (Python's advice for fork without exec). Not when the
+    # process froze objects itself: unfreeze() would release them.
+    freeze = gc.get_freeze_count() == 0
+    try:
+        if freeze:
+            gc.collect()
+            gc.freeze()
+        try:
+            pool = multiprocessing.get_context("fork").Pool(workers)
+        finally:
+            if freeze:
+                gc.unfreeze()
+        with pool:
+            results = pool.map(_call_forked, range(len(calls)), chunksize=1)
+    finally:
+        _forked_calls.clear()
+    return [cloudpickle.loads(r) for r in results]
+
+
+def _call_forked(index: int) -> bytes:
+    func, args, kwargs = _forked_calls[index]
+    return cast(bytes, _cloudpickle().dumps(func(*args, **kwargs)))
 
 
 def _cloudpickle() -> Any:

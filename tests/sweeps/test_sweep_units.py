@@ -3,8 +3,10 @@ one-time migration before jobs start, and every shipped experiment composing and
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -195,9 +197,45 @@ def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Pat
     tune_local_sweep(cfg)
     tune_local_sweep(cfg)
     assert getattr(BasicSweeper.validate_batch_is_legal, "atb_covering", False)
-    parallel = _core.Parallel(n_jobs=2, backend="loky")
     assert getattr(_core.Parallel, "atb_fork", False)
-    assert type(parallel._backend).__name__ == "MultiprocessingBackend"
-    # The wrapped tasks cross the process boundary with cloudpickle: closures included.
+    # Two workers: the jobs run in forked processes, in order, closures included (the
+    # results come back with cloudpickle), and no loky resource tracker is started.
+    from joblib.externals.loky.backend import resource_tracker
+
+    tracker = resource_tracker._resource_tracker._pid
     offset = 10
-    assert parallel(delayed(lambda x: x + offset)(i) for i in range(3)) == [10, 11, 12]
+    here = os.getpid()
+    ran = _core.Parallel(n_jobs=2, backend="loky")(
+        delayed(lambda x: (x + offset, os.getpid()))(i) for i in range(5)
+    )
+    assert [r for r, _ in ran] == [10, 11, 12, 13, 14]
+    assert here not in {pid for _, pid in ran}
+    assert resource_tracker._resource_tracker._pid == tracker
+    # The launcher's heap is frozen in the workers (their collections leave it unshared
+    # copy-on-write), and only there.
+    frozen = _core.Parallel(n_jobs=2, backend="loky")(
+        delayed(gc.get_freeze_count)() for _ in range(2)
+    )
+    assert all(count > 0 for count in frozen)
+    assert gc.get_freeze_count() == 0
+    # One worker keeps joblib's own in-process path.
+    one = _core.Parallel(n_jobs=1, backend="loky")
+    assert type(one._backend).__name__ == "MultiprocessingBackend"
+    assert one(delayed(lambda x: (x + offset, os.getpid()))(i) for i in range(2)) == [
+        (10, here),
+        (11, here),
+    ]
+
+
+def test_a_job_that_raises_in_a_forked_worker_fails_the_call(tmp_path: Path) -> None:
+    from hydra_plugins.hydra_joblib_launcher import _core
+
+    tune_local_sweep(_sweep_config(tmp_path))
+
+    def job(i: int) -> int:
+        if i == 1:
+            raise ValueError(f"job {i} broke")
+        return i
+
+    with pytest.raises(ValueError, match="job 1 broke"):
+        _core.Parallel(n_jobs=2, backend="loky")(delayed(job)(i) for i in range(3))
