@@ -16,8 +16,8 @@ repeated runs varied by up to 2x):
   its 6 covering jobs, 22.7 s -> 4.9 s before the first job starts (4.6x).
 - `fork_joblib_workers` (the sweep callback, joblib launcher): 2 workers ready with atb's
   modules imported, 10.5 s fresh (loky) -> 0.37 s forked from the warmed launcher (29x)
-  (measured with joblib's multiprocessing backend; the plain fork Pool now used also
-  skips its resource-tracker interpreter).
+  (measured with joblib's multiprocessing backend; the fork pool now used also skips
+  its resource-tracker interpreter).
 - `shorter_switch_interval` (the health server's own process, where check workers share
   the GIL with the HTTP loop): p90 of a request's 4 GIL hand-backs while a thread spins,
   33 ms at Python's 5 ms -> 11 ms at 0.5 ms (2.9x).
@@ -137,7 +137,7 @@ def fork_joblib_workers() -> None:
 
     The plugin hard-codes joblib's loky backend: fresh interpreters that each import pandas,
     SQLAlchemy, the engine, ... before their first job. With more than one worker the jobs
-    go instead to a plain fork Pool started when the jobs are known: each worker inherits
+    go instead to a fork process pool started when the jobs are known: each worker inherits
     the launcher's imports (`atb.runtime.sweep.warm_imports`) and the job list itself, so a
     task crosses the pipe as its index and only the job's result is pickled back. joblib's
     own multiprocessing backend would add a memmapping pool whose resource tracker is one
@@ -178,12 +178,13 @@ def fork_joblib_workers() -> None:
 
 
 _forked_calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
-"""The jobs of the fork Pool being started: its workers inherit them (see _run_forked)."""
+"""The jobs of the fork pool being started: its workers inherit them (see _run_forked)."""
 
 
 def _run_forked(calls: list[Any], workers: int) -> list[Any]:
     import gc
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     cloudpickle = _cloudpickle()
     _forked_calls[:] = calls
@@ -192,25 +193,34 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
     # holding a tracked object (Python's advice for fork without exec). Not when the
     # process froze objects itself: unfreeze() would release them.
     freeze = gc.get_freeze_count() == 0
+    # An executor rather than multiprocessing.Pool: a worker killed mid-job (OOM, kill -9)
+    # ends the sweep with BrokenProcessPool instead of leaving the launcher waiting.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        if freeze:
-            gc.collect()
-            gc.freeze()
-        try:
-            pool = multiprocessing.get_context("fork").Pool(workers)
-        finally:
+        with executor:
             if freeze:
-                gc.unfreeze()
-        with pool:
-            results = pool.map(_call_forked, range(len(calls)), chunksize=1)
+                gc.collect()
+                gc.freeze()
+            try:
+                # With fork, every worker is started at the first submit, i.e. in here.
+                results = executor.map(_call_forked, range(len(calls)))
+            finally:
+                if freeze:
+                    gc.unfreeze()
+            return [cloudpickle.loads(r) for r in results]
     finally:
         _forked_calls.clear()
-    return [cloudpickle.loads(r) for r in results]
 
 
 def _call_forked(index: int) -> bytes:
     func, args, kwargs = _forked_calls[index]
-    return cast(bytes, _cloudpickle().dumps(func(*args, **kwargs)))
+    try:
+        result = func(*args, **kwargs)
+    except SystemExit as exc:
+        # A pool worker that exits never answers for its task: the launcher would wait on
+        # it forever. As an error it ends the sweep with the reason instead.
+        raise RuntimeError(f"sweep job {index} exited (code {exc.code})") from None
+    return cast(bytes, _cloudpickle().dumps(result))
 
 
 def _cloudpickle() -> Any:

@@ -7,7 +7,9 @@ import gc
 import itertools
 import math
 import os
+import signal
 import sqlite3
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +241,21 @@ def test_a_job_that_raises_in_a_forked_worker_fails_the_call(tmp_path: Path) -> 
 
     with pytest.raises(ValueError, match="job 1 broke"):
         _core.Parallel(n_jobs=2, backend="loky")(delayed(job)(i) for i in range(3))
+
+    def leaves(i: int) -> int:
+        if i == 2:
+            raise SystemExit(3)
+        return i
+
+    # A job that exits would take its worker with it and leave the launcher waiting.
+    with pytest.raises(RuntimeError, match=r"sweep job 2 exited \(code 3\)"):
+        _core.Parallel(n_jobs=2, backend="loky")(delayed(leaves)(i) for i in range(3))
+
+    def killed(i: int) -> int:
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return i
+
+    # A worker killed mid-job (OOM killer, kill -9) ends the sweep; it does not hang.
+    with pytest.raises(BrokenProcessPool):
+        _core.Parallel(n_jobs=2, backend="loky")(delayed(killed)(i) for i in range(3))
