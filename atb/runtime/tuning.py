@@ -185,6 +185,7 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
     import gc
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     cloudpickle = _cloudpickle()
     _forked_calls[:] = calls
@@ -194,7 +195,8 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
     # process froze objects itself: unfreeze() would release them.
     freeze = gc.get_freeze_count() == 0
     # An executor rather than multiprocessing.Pool: a worker killed mid-job (OOM, kill -9)
-    # ends the sweep with BrokenProcessPool instead of leaving the launcher waiting.
+    # breaks it, and the sweep ends with one line and exit 1 instead of waiting forever.
+    # (SystemExit: Hydra would print an ordinary exception with its traceback.)
     executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
         with executor:
@@ -207,9 +209,27 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
             finally:
                 if freeze:
                     gc.unfreeze()
-            return [cloudpickle.loads(r) for r in results]
+            try:
+                return [cloudpickle.loads(r) for r in results]
+            except BrokenProcessPool:
+                # The executor asked the other workers to stop (SIGTERM, which a running
+                # job takes as "finish this step"), but an idle worker then waits on its
+                # queue for good. The pool is lost: end them, or the launcher waits too.
+                _kill_workers(executor)
+                print(
+                    "atb: error: a sweep worker died mid-job (killed, or out of memory?);"
+                    " the sweep stopped. The jobs reported done above are recorded.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                raise SystemExit(1) from None
     finally:
         _forked_calls.clear()
+
+
+def _kill_workers(executor: Any) -> None:
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.kill()
 
 
 def _call_forked(index: int) -> bytes:

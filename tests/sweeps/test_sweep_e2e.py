@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sweep_helpers import RunSweep, run_sweep
@@ -90,3 +96,64 @@ def test_experiment_sweep_with_an_overridden_axis(run_sweep: RunSweep) -> None:
     ranking = json.loads(result.rows("select ranking from sweeps")[0][0])
     assert [r["job_num"] for r in ranking] == sorted(calmar, key=lambda j: calmar[j])
     assert "ranked by calmar (low first)" in result.proc.stdout
+
+
+def test_a_worker_killed_mid_sweep_ends_it_with_one_line_and_keeps_the_finished_runs(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of one of the 2 local workers (what the OOM killer does): the launcher must
+    not wait for it forever, and the other worker must not linger."""
+    db_path = tmp_path / "sweep.db"
+    env = {
+        **os.environ,
+        "ATB_MULTIRUN_DIR": str(tmp_path / "multirun"),
+        "ATB_OUTPUT_DIR": str(tmp_path / "outputs"),
+        "ATB_SWEEP_JOBS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("ATB_DB_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atb", "-m", "strategy=sma_crossover",
+         "strategy.fast=5,6,7,8,9,10,11,12", "strategy.slow=40,60", "backtest.summary=false",
+         f"db.url=sqlite:///{db_path}"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+            if "1/16 jobs done" in line:
+                break
+        workers = _children(proc.pid)
+        assert len(workers) == 2, lines
+        os.kill(workers[-1], signal.SIGKILL)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines += rest.splitlines()
+    assert proc.returncode == 1, "\n".join(lines[-20:])
+    assert lines[-1] == (
+        "atb: error: a sweep worker died mid-job (killed, or out of memory?); the sweep"
+        " stopped. The jobs reported done above are recorded."
+    )
+    assert not any("Traceback" in line for line in lines)
+    assert all(not _alive(pid) for pid in workers)
+    done = sum(1 for line in lines if line.startswith("[sweep] ") and " jobs done" in line)
+    with sqlite3.connect(db_path) as conn:
+        finished = conn.execute("select count(*) from runs where status = 'finished'").fetchone()
+    assert finished[0] >= done >= 1
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import sqlite3
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +228,9 @@ def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Pat
     ]
 
 
-def test_a_job_that_raises_in_a_forked_worker_fails_the_call(tmp_path: Path) -> None:
+def test_a_job_that_raises_in_a_forked_worker_fails_the_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from hydra_plugins.hydra_joblib_launcher import _core
 
     tune_local_sweep(_sweep_config(tmp_path))
@@ -256,6 +257,13 @@ def test_a_job_that_raises_in_a_forked_worker_fails_the_call(tmp_path: Path) -> 
             os.kill(os.getpid(), signal.SIGKILL)
         return i
 
-    # A worker killed mid-job (OOM killer, kill -9) ends the sweep; it does not hang.
-    with pytest.raises(BrokenProcessPool):
+    # A worker killed mid-job (OOM killer, kill -9) ends the sweep with one line and
+    # exit 1; it does not hang.
+    with pytest.raises(SystemExit) as stopped:
         _core.Parallel(n_jobs=2, backend="loky")(delayed(killed)(i) for i in range(3))
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "atb: error: a sweep worker died mid-job (killed, or out of memory?); the sweep"
+        " stopped. The jobs reported done above are recorded."
+    ]
