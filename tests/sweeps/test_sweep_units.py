@@ -191,12 +191,14 @@ def test_covering_jobs_compose_every_group_choice_and_every_key_once() -> None:
 
 
 def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Path) -> None:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra_plugins.hydra_joblib_launcher import _core
-
     cfg = _sweep_config(tmp_path)
     tune_local_sweep(cfg)
     tune_local_sweep(cfg)
+    # Imported now: composing a config can make Hydra import its plugin modules afresh,
+    # and the launch uses the classes of that last import.
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra_plugins.hydra_joblib_launcher import _core
+
     assert getattr(BasicSweeper.validate_batch_is_legal, "atb_covering", False)
     assert getattr(_core.Parallel, "atb_fork", False)
     # Two workers: the jobs run in forked processes, in order, closures included (the
