@@ -91,6 +91,7 @@ def test_auto_leaves_small_files_alone(csv_file: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow  # two spawned interpreters
 def test_concurrent_jobs_parse_the_file_once(csv_file: Path, tmp_path: Path) -> None:
     """Two sweep workers starting together: one parses, the other maps its copy."""
     import multiprocessing

@@ -78,7 +78,9 @@ def test_objects_the_process_froze_itself_stay_frozen(collector_on: None) -> Non
     assert frozen > 0
     with cyclic_gc_paused():
         [_Node() for _ in range(100)]
-    assert gc.get_freeze_count() == frozen
+    # (Frozen objects can still be freed by reference counting, so not exactly `frozen`;
+    # released, the count would be 0.)
+    assert gc.get_freeze_count() > frozen // 2
     assert gc.isenabled()
 
 

@@ -153,6 +153,7 @@ def test_subprocess_console_and_levels() -> None:
     assert "strategy=ml_basic symbol=BTCUSDT session_id=3" in err
 
 
+@pytest.mark.slow  # two CLI subprocesses
 def test_subprocess_production_env_and_invalid() -> None:
     proc = _run(ENTRY, {"ENV": "production"})
     assert json.loads(proc.stdout.splitlines()[0])["level"] == "INFO"

@@ -214,13 +214,6 @@ def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Pat
     assert [r for r, _ in ran] == [10, 11, 12, 13, 14]
     assert here not in {pid for _, pid in ran}
     assert resource_tracker._resource_tracker._pid == tracker
-    # The launcher's heap is frozen in the workers (their collections leave it unshared
-    # copy-on-write), and only there.
-    frozen = _core.Parallel(n_jobs=2, backend="loky")(
-        delayed(gc.get_freeze_count)() for _ in range(2)
-    )
-    assert all(count > 0 for count in frozen)
-    assert gc.get_freeze_count() == 0
     # One worker keeps joblib's own in-process path.
     one = _core.Parallel(n_jobs=1, backend="loky")
     assert type(one._backend).__name__ == "MultiprocessingBackend"
@@ -230,12 +223,20 @@ def test_local_sweep_tuning_forks_joblib_workers_and_is_idempotent(tmp_path: Pat
     ]
 
 
-def test_a_job_that_raises_in_a_forked_worker_fails_the_call(
+@pytest.mark.slow  # forks worker pools four times
+def test_forked_workers_freeze_the_launcher_heap_and_a_failing_job_fails_the_call(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    tune_local_sweep(_sweep_config(tmp_path))
     from hydra_plugins.hydra_joblib_launcher import _core
 
-    tune_local_sweep(_sweep_config(tmp_path))
+    # The launcher's heap is frozen in the workers (their collections leave it shared
+    # copy-on-write), and only there.
+    frozen = _core.Parallel(n_jobs=2, backend="loky")(
+        delayed(gc.get_freeze_count)() for _ in range(2)
+    )
+    assert all(count > 0 for count in frozen)
+    assert gc.get_freeze_count() == 0
 
     def job(i: int) -> int:
         if i == 1:
