@@ -35,8 +35,10 @@ def compute_metrics(
     bar_seconds: float,
     fees_paid: float,
     drawdown: np.ndarray | None = None,
+    durations: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """`drawdown`: `drawdown_curve(equity, initial_balance)` when the caller has it already."""
+    """`drawdown`: `drawdown_curve(equity, initial_balance)` when the caller has it already;
+    `durations`: the trades' `duration_s`, likewise."""
     n = len(equity)
     final = float(equity[-1]) if n else initial_balance
     total = final / initial_balance - 1.0
@@ -64,7 +66,8 @@ def compute_metrics(
     wins = pnl[pnl > 0]
     losses = pnl[pnl <= 0]
     gross_loss = float(-losses.sum())
-    durations = [(t.exit_time - t.entry_time).total_seconds() for t in trades]  # duration_s
+    if durations is None:
+        durations = np.array([t.duration_s for t in trades], dtype=float)
     return {
         "initial_balance": initial_balance,
         "final_equity": final,
@@ -79,7 +82,7 @@ def compute_metrics(
         "profit_factor": float(wins.sum()) / gross_loss if gross_loss > 0 else None,
         "expectancy": float(pnl.mean()) if trades else None,
         "fees_paid": fees_paid,
-        "avg_trade_duration_s": float(np.mean(durations)) if durations else None,
+        "avg_trade_duration_s": float(np.mean(durations)) if len(durations) else None,
         "buy_and_hold_return": float(closes[-1] / closes[0] - 1.0) if len(closes) else 0.0,
         "bars": n,
     }

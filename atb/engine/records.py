@@ -97,22 +97,31 @@ _HASHED_NUMBERS = attrgetter("side", "qty", "entry_price", "exit_price", "fees",
 _HASHED_TIMES = attrgetter("entry_time", "exit_time")
 
 
-def result_hash(trades: Sequence[Trade], metrics: dict[str, Any]) -> str:
+def result_hash(
+    trades: Sequence[Trade], metrics: dict[str, Any], micros: np.ndarray | None = None
+) -> str:
     """sha256 of the trades and metrics: identical runs give identical hashes.
 
     Trade numbers are hashed as their exact float64 bytes (cheaper than text and just as
-    exact); metrics by repr, sorted by name.
+    exact); metrics by repr, sorted by name. `micros`: the trades' (entry, exit) times in
+    epoch microseconds, one row per trade, when the caller has them (the backtest reads them
+    off its bar index); otherwise each datetime is converted.
     """
     digest = hashlib.sha256()
     # fromiter over flattened fields: np.array on a list of tuples inspects every tuple
     numbers = np.fromiter(
         chain.from_iterable(map(_HASHED_NUMBERS, trades)), dtype="<f8", count=6 * len(trades)
     )
-    times = np.fromiter(
-        (d.timestamp() for d in chain.from_iterable(map(_HASHED_TIMES, trades))),
-        dtype="<f8",
-        count=2 * len(trades),
-    )
+    if micros is not None:
+        # datetime.timestamp() is the microseconds divided by 10**6, correctly rounded:
+        # the same float64 as this division (both operands are exact below 2**53).
+        times = (micros.astype("<f8") / 1e6).ravel()
+    else:
+        times = np.fromiter(
+            (d.timestamp() for d in chain.from_iterable(map(_HASHED_TIMES, trades))),
+            dtype="<f8",
+            count=2 * len(trades),
+        )
     digest.update(numbers.tobytes())
     digest.update(times.tobytes())
     digest.update("|".join(t.exit_reason for t in trades).encode())
