@@ -237,8 +237,8 @@ def _call_forked(index: int) -> bytes:
     try:
         result = func(*args, **kwargs)
     except SystemExit as exc:
-        # A pool worker that exits never answers for its task: the launcher would wait on
-        # it forever. As an error it ends the sweep with the reason instead.
+        # Re-raised in the launcher, a job's SystemExit would end it mid-sweep with that
+        # code and no word of which job; as an error it names the job.
         raise RuntimeError(f"sweep job {index} exited (code {exc.code})") from None
     return cast(bytes, _cloudpickle().dumps(result))
 

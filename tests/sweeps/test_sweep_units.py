@@ -251,7 +251,7 @@ def test_forked_workers_freeze_the_launcher_heap_and_a_failing_job_fails_the_cal
             raise SystemExit(3)
         return i
 
-    # A job that exits would take its worker with it and leave the launcher waiting.
+    # A job that exits is reported as that job's error, not as the launcher exiting.
     with pytest.raises(RuntimeError, match=r"sweep job 2 exited \(code 3\)"):
         _core.Parallel(n_jobs=2, backend="loky")(delayed(leaves)(i) for i in range(3))
 
