@@ -31,7 +31,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 
 def fast_sqlite_binding() -> None:
@@ -177,8 +177,11 @@ def fork_joblib_workers() -> None:
     _core.Parallel = ForkParallel
 
 
-_forked_calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
-"""The jobs of the fork pool being started: its workers inherit them (see _run_forked)."""
+class _ForkedJobs:
+    """What the workers of the fork pool being started inherit (see _run_forked)."""
+
+    calls: ClassVar[list[tuple[Any, tuple[Any, ...], dict[str, Any]]]] = []
+    interrupted: ClassVar[Any] = None  # a multiprocessing Event: set, no further job starts
 
 
 def _run_forked(calls: list[Any], workers: int) -> list[Any]:
@@ -188,7 +191,9 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
     from concurrent.futures.process import BrokenProcessPool
 
     cloudpickle = _cloudpickle()
-    _forked_calls[:] = calls
+    context = multiprocessing.get_context("fork")
+    _ForkedJobs.calls = calls
+    _ForkedJobs.interrupted = context.Event()
     # The workers share the launcher's heap copy-on-write. Frozen at the fork, it is never
     # scanned by their collections, which would otherwise touch (and so copy) every page
     # holding a tracked object (Python's advice for fork without exec). Not when the
@@ -197,7 +202,7 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
     # An executor rather than multiprocessing.Pool: a worker killed mid-job (OOM, kill -9)
     # breaks it, and the sweep ends with one line and exit 1 instead of waiting forever.
     # (SystemExit: Hydra would print an ordinary exception with its traceback.)
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_ctrl_c)
     try:
         with executor:
             if freeze:
@@ -216,15 +221,42 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
                 # job takes as "finish this step"), but an idle worker then waits on its
                 # queue for good. The pool is lost: end them, or the launcher waits too.
                 _kill_workers(executor)
-                print(
+                _stop_sweep(
                     "atb: error: a sweep worker died mid-job (killed, or out of memory?);"
                     " the sweep stopped. The jobs reported done above are recorded.",
+                    1,
+                )
+            except KeyboardInterrupt:
+                # Ctrl-C reached the whole process group: each running job stops at its next
+                # step and records itself; no queued job starts. Ctrl-C again: stop now.
+                _ForkedJobs.interrupted.set()
+                print(
+                    "atb: interrupted: running jobs stop at their next step (Ctrl-C again"
+                    " to kill them)",
                     file=sys.stderr,
                     flush=True,
                 )
-                raise SystemExit(1) from None
+                try:
+                    executor.shutdown(wait=True, cancel_futures=True)
+                except KeyboardInterrupt:
+                    _kill_workers(executor)
+                _stop_sweep("atb: interrupted", 130)
     finally:
-        _forked_calls.clear()
+        _ForkedJobs.calls = []
+    raise AssertionError("unreachable")  # _stop_sweep raises
+
+
+def _stop_sweep(line: str, code: int) -> None:
+    print(line, file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _ignore_ctrl_c() -> None:
+    """Pool workers between jobs leave Ctrl-C to the launcher; a running job's runner sets
+    its own handler (stop at the next step) and puts this one back when it ends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _kill_workers(executor: Any) -> None:
@@ -233,7 +265,9 @@ def _kill_workers(executor: Any) -> None:
 
 
 def _call_forked(index: int) -> bytes:
-    func, args, kwargs = _forked_calls[index]
+    if _ForkedJobs.interrupted.is_set():
+        raise RuntimeError(f"sweep job {index} not started: the sweep was interrupted")
+    func, args, kwargs = _ForkedJobs.calls[index]
     try:
         result = func(*args, **kwargs)
     except SystemExit as exc:

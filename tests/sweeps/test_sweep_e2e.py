@@ -98,12 +98,9 @@ def test_experiment_sweep_with_an_overridden_axis(run_sweep: RunSweep) -> None:
     assert "ranked by calmar (low first)" in result.proc.stdout
 
 
-def test_a_worker_killed_mid_sweep_ends_it_with_one_line_and_keeps_the_finished_runs(
-    tmp_path: Path,
-) -> None:
-    """kill -9 of one of the 2 local workers (what the OOM killer does): the launcher must
-    not wait for it forever, and the other worker must not linger."""
-    db_path = tmp_path / "sweep.db"
+def _sweep_until_first_job(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """A 16-job sweep on 2 local workers, in its own process group (Ctrl-C reaches all of
+    it), read up to its first finished job."""
     env = {
         **os.environ,
         "ATB_MULTIRUN_DIR": str(tmp_path / "multirun"),
@@ -115,24 +112,49 @@ def test_a_worker_killed_mid_sweep_ends_it_with_one_line_and_keeps_the_finished_
     proc = subprocess.Popen(
         [sys.executable, "-m", "atb", "-m", "strategy=sma_crossover",
          "strategy.fast=5,6,7,8,9,10,11,12", "strategy.slow=40,60", "backtest.summary=false",
-         f"db.url=sqlite:///{db_path}"],
+         f"db.url=sqlite:///{tmp_path / 'sweep.db'}"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
     )  # fmt: skip
     assert proc.stderr is not None
     lines: list[str] = []
+    for line in proc.stderr:
+        lines.append(line.rstrip("\n"))
+        if "1/16 jobs done" in line:
+            return proc, lines
+    raise AssertionError("\n".join(lines[-20:]))
+
+
+def _finish(proc: subprocess.Popen[str], lines: list[str]) -> list[str]:
     try:
-        for line in proc.stderr:
-            lines.append(line.rstrip("\n"))
-            if "1/16 jobs done" in line:
-                break
-        workers = _children(proc.pid)
-        assert len(workers) == 2, lines
-        os.kill(workers[-1], signal.SIGKILL)
         _, rest = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
-    lines += rest.splitlines()
+            os.killpg(proc.pid, signal.SIGKILL)
+    return lines + rest.splitlines()
+
+
+def _recorded(tmp_path: Path, lines: list[str]) -> tuple[int, int, int]:
+    """(jobs reported done, runs finished, runs recorded)."""
+    done = sum(1 for line in lines if line.startswith("[sweep] ") and " jobs done" in line)
+    with sqlite3.connect(tmp_path / "sweep.db") as conn:
+        finished, total = conn.execute(
+            "select sum(status = 'finished'), count(*) from runs"
+        ).fetchone()
+    return done, finished, total
+
+
+def test_a_worker_killed_mid_sweep_ends_it_with_one_line_and_keeps_the_finished_runs(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of one of the 2 local workers (what the OOM killer does): the launcher must
+    not wait for it forever, and the other worker must not linger."""
+    proc, lines = _sweep_until_first_job(tmp_path)
+    workers = _children(proc.pid)
+    assert len(workers) == 2, lines
+    os.kill(workers[-1], signal.SIGKILL)
+    lines = _finish(proc, lines)
     assert proc.returncode == 1, "\n".join(lines[-20:])
     assert lines[-1] == (
         "atb: error: a sweep worker died mid-job (killed, or out of memory?); the sweep"
@@ -140,10 +162,23 @@ def test_a_worker_killed_mid_sweep_ends_it_with_one_line_and_keeps_the_finished_
     )
     assert not any("Traceback" in line for line in lines)
     assert all(not _alive(pid) for pid in workers)
-    done = sum(1 for line in lines if line.startswith("[sweep] ") and " jobs done" in line)
-    with sqlite3.connect(db_path) as conn:
-        finished = conn.execute("select count(*) from runs where status = 'finished'").fetchone()
-    assert finished[0] >= done >= 1
+    done, finished, _ = _recorded(tmp_path, lines)
+    assert finished >= done >= 1
+
+
+def test_ctrl_c_stops_the_running_jobs_starts_no_more_and_exits_130(tmp_path: Path) -> None:
+    proc, lines = _sweep_until_first_job(tmp_path)
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    lines = _finish(proc, lines)
+    assert proc.returncode == 130, "\n".join(lines[-20:])
+    assert lines[-1] == "atb: interrupted"
+    assert not any("Traceback" in line for line in lines)
+    assert all(not _alive(pid) for pid in workers)
+    # The jobs running at Ctrl-C recorded themselves; nothing queued behind them started.
+    done, finished, total = _recorded(tmp_path, lines)
+    assert finished >= done >= 1
+    assert total <= done + 2 < 16
 
 
 def _children(pid: int) -> list[int]:
