@@ -31,7 +31,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NoReturn, cast
 
 
 def fast_sqlite_binding() -> None:
@@ -243,10 +243,9 @@ def _run_forked(calls: list[Any], workers: int) -> list[Any]:
                 _stop_sweep("atb: interrupted", 130)
     finally:
         _ForkedJobs.calls = []
-    raise AssertionError("unreachable")  # _stop_sweep raises
 
 
-def _stop_sweep(line: str, code: int) -> None:
+def _stop_sweep(line: str, code: int) -> NoReturn:
     print(line, file=sys.stderr, flush=True)
     raise SystemExit(code)
 
